@@ -1,0 +1,53 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+// Layers, each depending only on the ones above it:
+//   ParleySIP          SIP message core: model, parser, serializer, stream framing (no sockets)
+//   ParleyTransaction  RFC 3261 section 17 transaction state machines (value types, injected clock)
+//   ParleyRules        Lua rule engine (depends on the message core only)
+//   parley             the command-line tool
+let package = Package(
+    name: "Parley",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "parley", targets: ["parley"]),
+        .library(name: "ParleySIP", targets: ["ParleySIP"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+    ],
+    targets: [
+        .target(name: "ParleySIP"),
+        .target(name: "ParleyTransaction", dependencies: ["ParleySIP"]),
+        .systemLibrary(
+            name: "CLua",
+            pkgConfig: "lua5.4",
+            providers: [.apt(["liblua5.4-dev"])]
+        ),
+        .target(name: "CLuaShim", dependencies: ["CLua"]),
+        .target(name: "ParleyRules", dependencies: ["ParleySIP", "CLuaShim"]),
+        .executableTarget(
+            name: "parley",
+            dependencies: [
+                "ParleySIP",
+                "ParleyRules",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "parley-bench",
+            dependencies: ["ParleySIP"],
+            path: "bench/Sources/parley-bench"
+        ),
+        .testTarget(
+            name: "ParleySIPTests",
+            dependencies: ["ParleySIP"],
+            resources: [.copy("Fixtures")]
+        ),
+        .testTarget(name: "ParleyTransactionTests", dependencies: ["ParleyTransaction"]),
+        .testTarget(name: "ParleyRulesTests", dependencies: ["ParleyRules"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

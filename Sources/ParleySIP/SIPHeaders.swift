@@ -1,0 +1,175 @@
+/// One header line: its name as written and its value, unfolded and trimmed, as written.
+public struct SIPHeader: Sendable, Equatable {
+    /// The name as it appeared (or as the caller set it).
+    public var name: String { didSet { known = KnownHeader(name: name) } }
+    /// The value with line folding replaced by a single space and outer white space removed.
+    public var value: String
+    /// The known header this name stands for (compact forms resolved).
+    public private(set) var known: KnownHeader?
+
+    public init(name: String, value: String) {
+        self.name = name
+        self.value = value
+        self.known = KnownHeader(name: name)
+    }
+
+    public init(_ known: KnownHeader, _ value: String) {
+        self.name = known.canonicalName
+        self.value = value
+        self.known = known
+    }
+
+    init(name: String, value: String, known: KnownHeader?) {
+        self.name = name
+        self.value = value
+        self.known = known
+    }
+
+    /// Whether this header line is the header `name` (any spelling, compact forms included).
+    
+    public func matches(_ name: HeaderName) -> Bool {
+        if let k = name.known { return known == k }
+        return known == nil && asciiCaseInsensitiveEquals(self.name, name.text)
+    }
+
+    /// The comma-separated elements of this header's value, when its grammar is a list
+    /// (split outside quoted strings and angle brackets); otherwise the whole value.
+    public var elements: [String] {
+        let isList = known?.isList ?? false
+        return isList ? splitList(value) : [value]
+    }
+
+    public static func == (a: SIPHeader, b: SIPHeader) -> Bool {
+        a.name == b.name && a.value == b.value
+    }
+}
+
+/// Splits a comma-separated header value where the grammar allows: never inside a quoted string
+/// or angle brackets. Empty elements are dropped; each element is trimmed.
+public func splitList(_ value: String) -> [String] {
+    withBytes(value) { buf in
+        var out: [String] = []
+        var start = 0
+        var i = 0
+        var inQuotes = false
+        var inAngle = false
+        func emit(_ end: Int) {
+            var a = start, b = end
+            while a < b, ASCII.isWS(buf[a]) { a += 1 }
+            while b > a, ASCII.isWS(buf[b - 1]) { b -= 1 }
+            if b > a { out.append(makeString(buf, a..<b)) }
+        }
+        while i < buf.count {
+            let c = buf[i]
+            if inQuotes {
+                if c == ASCII.backslash { i += 1 } else if c == ASCII.quote { inQuotes = false }
+            } else if c == ASCII.quote {
+                inQuotes = true
+            } else if c == ASCII.lt {
+                inAngle = true
+            } else if c == ASCII.gt {
+                inAngle = false
+            } else if c == ASCII.comma && !inAngle {
+                emit(i)
+                start = i + 1
+            }
+            i += 1
+        }
+        emit(buf.count)
+        return out
+    }
+}
+
+/// The headers of a message, in order.
+public struct SIPHeaders: Sendable, Equatable, Sequence {
+    public private(set) var lines: [SIPHeader]
+
+    public init(_ lines: [SIPHeader] = []) { self.lines = lines }
+
+    public var count: Int { lines.count }
+    public func makeIterator() -> IndexingIterator<[SIPHeader]> { lines.makeIterator() }
+    public subscript(index: Int) -> SIPHeader {
+        get { lines[index] }
+        set { lines[index] = newValue }
+    }
+
+    /// The value of the first line of header `name`, or nil.
+    public subscript(name: HeaderName) -> String? {
+        first(name)?.value
+    }
+
+    public func first(_ name: HeaderName) -> SIPHeader? {
+        lines.first { $0.matches(name) }
+    }
+
+    /// The value of the first line of a known header (the fast path used by the typed accessors).
+    
+    public func value(_ known: KnownHeader) -> String? {
+        for h in lines where h.known == known { return h.value }
+        return nil
+    }
+
+    /// Every line of header `name`, in order.
+    public func values(_ name: HeaderName) -> [String] {
+        lines.filter { $0.matches(name) }.map(\.value)
+    }
+
+    /// Every element of header `name`: all its lines, list values split at commas where the
+    /// grammar allows.
+    public func elements(_ name: HeaderName) -> [String] {
+        lines.filter { $0.matches(name) }.flatMap(\.elements)
+    }
+
+    public func contains(_ name: HeaderName) -> Bool { first(name) != nil }
+
+    /// Adds a line at the end.
+    public mutating func append(_ name: HeaderName, _ value: String) {
+        lines.append(SIPHeader(name: name.text, value: value, known: name.known))
+    }
+
+    public mutating func append(_ header: SIPHeader) { lines.append(header) }
+
+    /// Adds a line before the first line of the same header, or at the top if there is none
+    /// (how a proxy inserts its Via and Record-Route).
+    public mutating func prepend(_ name: HeaderName, _ value: String) {
+        let h = SIPHeader(name: name.text, value: value, known: name.known)
+        if let i = lines.firstIndex(where: { $0.matches(name) }) {
+            lines.insert(h, at: i)
+        } else {
+            lines.insert(h, at: 0)
+        }
+    }
+
+    /// Removes every line of header `name`.
+    public mutating func removeAll(_ name: HeaderName) {
+        lines.removeAll { $0.matches(name) }
+    }
+
+    /// Replaces every line of header `name` with one line, kept where the first one stood.
+    public mutating func set(_ name: HeaderName, _ value: String) {
+        if let i = lines.firstIndex(where: { $0.matches(name) }) {
+            lines[i].value = value
+            var j = lines.count - 1
+            while j > i {
+                if lines[j].matches(name) { lines.remove(at: j) }
+                j -= 1
+            }
+        } else {
+            append(name, value)
+        }
+    }
+
+    /// Removes the first element of a list header (the top Via, the first Route), dropping the
+    /// line when it held only that element. Returns the element removed.
+    @discardableResult
+    public mutating func removeFirstElement(_ name: HeaderName) -> String? {
+        guard let i = lines.firstIndex(where: { $0.matches(name) }) else { return nil }
+        var parts = lines[i].elements
+        guard !parts.isEmpty else { lines.remove(at: i); return nil }
+        let first = parts.removeFirst()
+        if parts.isEmpty { lines.remove(at: i) } else { lines[i].value = parts.joined(separator: ", ") }
+        return first
+    }
+
+    mutating func reserveCapacity(_ n: Int) { lines.reserveCapacity(n) }
+}

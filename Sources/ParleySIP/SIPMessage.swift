@@ -1,0 +1,312 @@
+/// A SIP method. Methods are case-sensitive (RFC 3261 section 7.1); any token is a method.
+public struct SIPMethod: Sendable, Hashable, RawRepresentable, CustomStringConvertible, ExpressibleByStringLiteral {
+    public let rawValue: String
+    public init(rawValue: String) { self.rawValue = rawValue }
+    public init(_ rawValue: String) { self.rawValue = rawValue }
+    public init(stringLiteral value: String) { self.rawValue = value }
+    public var description: String { rawValue }
+
+    public static let invite = SIPMethod("INVITE")
+    public static let ack = SIPMethod("ACK")
+    public static let bye = SIPMethod("BYE")
+    public static let cancel = SIPMethod("CANCEL")
+    public static let options = SIPMethod("OPTIONS")
+    public static let register = SIPMethod("REGISTER")
+    public static let message = SIPMethod("MESSAGE")
+    public static let info = SIPMethod("INFO")
+    public static let update = SIPMethod("UPDATE")
+    public static let prack = SIPMethod("PRACK")
+    public static let subscribe = SIPMethod("SUBSCRIBE")
+    public static let notify = SIPMethod("NOTIFY")
+    public static let refer = SIPMethod("REFER")
+    public static let publish = SIPMethod("PUBLISH")
+}
+
+/// The first line of a message.
+public enum SIPStartLine: Sendable, Equatable {
+    case request(method: SIPMethod, uri: URI, version: String)
+    case response(version: String, code: Int, reason: String)
+}
+
+/// A SIP request or response: start line, headers in order, and body bytes.
+public struct SIPMessage: Sendable, Equatable {
+    public var startLine: SIPStartLine
+    public var headers: SIPHeaders
+    public var body: [UInt8]
+
+    public init(startLine: SIPStartLine, headers: SIPHeaders = SIPHeaders(), body: [UInt8] = []) {
+        self.startLine = startLine
+        self.headers = headers
+        self.body = body
+    }
+
+    /// A new request with the given headers.
+    public static func request(_ method: SIPMethod, _ uri: URI, headers: SIPHeaders = SIPHeaders(), body: [UInt8] = []) -> SIPMessage {
+        SIPMessage(startLine: .request(method: method, uri: uri, version: "SIP/2.0"), headers: headers, body: body)
+    }
+
+    /// A new response with the given headers.
+    public static func response(_ code: Int, _ reason: String? = nil, headers: SIPHeaders = SIPHeaders(), body: [UInt8] = []) -> SIPMessage {
+        SIPMessage(startLine: .response(version: "SIP/2.0", code: code, reason: reason ?? SIPMessage.defaultReason(code)),
+                   headers: headers, body: body)
+    }
+
+    public var isRequest: Bool {
+        if case .request = startLine { return true }
+        return false
+    }
+
+    public var method: SIPMethod? {
+        if case .request(let m, _, _) = startLine { return m }
+        return nil
+    }
+
+    public var requestURI: URI? {
+        get {
+            if case .request(_, let u, _) = startLine { return u }
+            return nil
+        }
+        set {
+            if case .request(let m, _, let v) = startLine, let newValue { startLine = .request(method: m, uri: newValue, version: v) }
+        }
+    }
+
+    public var statusCode: Int? {
+        if case .response(_, let c, _) = startLine { return c }
+        return nil
+    }
+
+    public var reasonPhrase: String? {
+        if case .response(_, _, let r) = startLine { return r }
+        return nil
+    }
+
+    public var version: String {
+        switch startLine {
+        case .request(_, _, let v), .response(let v, _, _): v
+        }
+    }
+
+    /// The body as text (UTF-8, invalid bytes replaced).
+    public var bodyText: String { String(decoding: body, as: UTF8.self) }
+
+    /// Sets Content-Length to the body's size.
+    public mutating func updateContentLength() {
+        headers.set(HeaderName(.contentLength), String(body.count))
+    }
+
+    /// The same message with every known header written under its full canonical name.
+    public func canonicalized() -> SIPMessage {
+        var m = self
+        for i in 0..<m.headers.count {
+            if let k = m.headers[i].known, m.headers[i].name != k.canonicalName { m.headers[i].name = k.canonicalName }
+        }
+        return m
+    }
+
+    /// A reason phrase for the common status codes.
+    public static func defaultReason(_ code: Int) -> String {
+        switch code {
+        case 100: "Trying"
+        case 180: "Ringing"
+        case 181: "Call Is Being Forwarded"
+        case 182: "Queued"
+        case 183: "Session Progress"
+        case 200: "OK"
+        case 202: "Accepted"
+        case 301: "Moved Permanently"
+        case 302: "Moved Temporarily"
+        case 400: "Bad Request"
+        case 401: "Unauthorized"
+        case 403: "Forbidden"
+        case 404: "Not Found"
+        case 405: "Method Not Allowed"
+        case 406: "Not Acceptable"
+        case 407: "Proxy Authentication Required"
+        case 408: "Request Timeout"
+        case 415: "Unsupported Media Type"
+        case 416: "Unsupported URI Scheme"
+        case 420: "Bad Extension"
+        case 423: "Interval Too Brief"
+        case 480: "Temporarily Unavailable"
+        case 481: "Call/Transaction Does Not Exist"
+        case 482: "Loop Detected"
+        case 483: "Too Many Hops"
+        case 484: "Address Incomplete"
+        case 486: "Busy Here"
+        case 487: "Request Terminated"
+        case 488: "Not Acceptable Here"
+        case 491: "Request Pending"
+        case 500: "Server Internal Error"
+        case 501: "Not Implemented"
+        case 502: "Bad Gateway"
+        case 503: "Service Unavailable"
+        case 504: "Server Time-out"
+        case 505: "Version Not Supported"
+        case 513: "Message Too Large"
+        case 600: "Busy Everywhere"
+        case 603: "Decline"
+        case 604: "Does Not Exist Anywhere"
+        case 606: "Not Acceptable"
+        default: "Unknown"
+        }
+    }
+}
+
+/// CSeq: sequence number and method (RFC 3261 section 20.16).
+public struct CSeq: Sendable, Hashable, CustomStringConvertible {
+    public var sequence: UInt32
+    public var method: SIPMethod
+    public init(_ sequence: UInt32, _ method: SIPMethod) {
+        self.sequence = sequence
+        self.method = method
+    }
+    public var description: String { "\(sequence) \(method.rawValue)" }
+
+    public static func parse(_ text: String) throws(SIPSyntaxError) -> CSeq {
+        try withBytes(text) { buf throws(SIPSyntaxError) in
+            var cur = ByteCursor(buf)
+            cur.skipWS()
+            let ds = cur.pos
+            while let c = cur.peek, ASCII.isDigit(c) { cur.pos += 1 }
+            guard cur.pos > ds else { throw SIPSyntaxError("missing sequence number") }
+            let n = try parseUInt32(buf, ds..<cur.pos, what: "sequence number")
+            let ws = cur.pos
+            cur.skipWS()
+            guard cur.pos > ws, let m = cur.token() else { throw SIPSyntaxError("missing method") }
+            cur.skipWS()
+            guard cur.atEnd else { throw SIPSyntaxError("unexpected text after method") }
+            return CSeq(n, SIPMethod(cur.string(m)))
+        }
+    }
+}
+
+/// A media type such as `application/sdp; charset=utf-8` (RFC 3261 section 20.15).
+public struct MediaType: Sendable, Hashable, CustomStringConvertible {
+    public var type: String
+    public var subtype: String
+    public var parameters: [SIPParameter]
+    public init(type: String, subtype: String, parameters: [SIPParameter] = []) {
+        self.type = type
+        self.subtype = subtype
+        self.parameters = parameters
+    }
+    /// `type/subtype` lower-cased, for comparisons.
+    public var essence: String { (type + "/" + subtype).lowercased() }
+    public var description: String {
+        var s = type + "/" + subtype
+        parameters.write(to: &s)
+        return s
+    }
+
+    public static func parse(_ text: String) throws(SIPSyntaxError) -> MediaType {
+        try withBytes(text) { buf throws(SIPSyntaxError) in
+            var cur = ByteCursor(buf)
+            cur.skipWS()
+            guard let t = cur.token() else { throw SIPSyntaxError("missing media type") }
+            guard cur.separator(ASCII.slash), let s = cur.token() else { throw SIPSyntaxError("missing media subtype") }
+            let params = try parseHeaderParameters(&cur)
+            cur.skipWS()
+            guard cur.atEnd else { throw SIPSyntaxError("unexpected text in media type") }
+            return MediaType(type: cur.string(t), subtype: cur.string(s), parameters: params)
+        }
+    }
+}
+
+func parseUInt32(_ buf: UnsafeBufferPointer<UInt8>, _ r: Range<Int>, what: String) throws(SIPSyntaxError) -> UInt32 {
+    var v: UInt64 = 0
+    for i in r {
+        guard ASCII.isDigit(buf[i]) else { throw SIPSyntaxError("\(what) is not a number") }
+        v = v * 10 + UInt64(buf[i] - ASCII.zero)
+        guard v <= UInt64(UInt32.max) else { throw SIPSyntaxError("\(what) too large") }
+    }
+    return UInt32(v)
+}
+
+/// Parses `1*DIGIT` (leading zeros allowed) with an upper bound.
+public func parseDecimal(_ text: String, max: UInt64, what: String) throws(SIPSyntaxError) -> UInt64 {
+    try withBytes(text) { buf throws(SIPSyntaxError) in
+        var a = 0, b = buf.count
+        while a < b, ASCII.isWS(buf[a]) { a += 1 }
+        while b > a, ASCII.isWS(buf[b - 1]) { b -= 1 }
+        guard b > a else { throw SIPSyntaxError("\(what) is empty") }
+        var v: UInt64 = 0
+        for i in a..<b {
+            guard ASCII.isDigit(buf[i]) else { throw SIPSyntaxError("\(what) is not a number") }
+            v = v &* 10 &+ UInt64(buf[i] - ASCII.zero)
+            guard v <= max else { throw SIPSyntaxError("\(what) is larger than \(max)") }
+        }
+        return v
+    }
+}
+
+// MARK: - Typed access
+
+extension SIPMessage {
+    private func typed<T>(_ known: KnownHeader, _ parse: (String) throws(SIPSyntaxError) -> T) throws(SIPParseError) -> T? {
+        guard let v = headers.value(known) else { return nil }
+        do { return try parse(v) } catch { throw SIPParseError(error.message, header: known.canonicalName) }
+    }
+
+    private func typedList<T>(_ known: KnownHeader, _ parse: (String) throws(SIPSyntaxError) -> T) throws(SIPParseError) -> [T] {
+        var out: [T] = []
+        for h in headers.lines where h.known == known {
+            for e in h.elements {
+                do { out.append(try parse(e)) } catch { throw SIPParseError(error.message, header: known.canonicalName) }
+            }
+        }
+        return out
+    }
+
+    /// Every Via value, top first.
+    public func vias() throws(SIPParseError) -> [Via] { try typedList(.via, Via.parse) }
+
+    /// The top Via.
+    public func topVia() throws(SIPParseError) -> Via? {
+        guard let h = headers.lines.first(where: { $0.known == .via }), let first = h.elements.first else { return nil }
+        do { return try Via.parse(first) } catch { throw SIPParseError(error.message, header: "Via") }
+    }
+
+    public func from() throws(SIPParseError) -> NameAddress? { try typed(.from, NameAddress.parse) }
+    public func to() throws(SIPParseError) -> NameAddress? { try typed(.to, NameAddress.parse) }
+    public var callID: String? { headers.value(.callID) }
+    public func cseq() throws(SIPParseError) -> CSeq? { try typed(.cseq, CSeq.parse) }
+
+    public func maxForwards() throws(SIPParseError) -> Int? {
+        try typed(.maxForwards) { v throws(SIPSyntaxError) in Int(try parseDecimal(v, max: 255, what: "value")) }
+    }
+
+    public func contentLength() throws(SIPParseError) -> Int? {
+        try typed(.contentLength) { v throws(SIPSyntaxError) in Int(try parseDecimal(v, max: UInt64(Int32.max), what: "value")) }
+    }
+
+    public func expires() throws(SIPParseError) -> UInt32? {
+        try typed(.expires) { v throws(SIPSyntaxError) in UInt32(try parseDecimal(v, max: UInt64(UInt32.max), what: "value")) }
+    }
+
+    public func contentType() throws(SIPParseError) -> MediaType? { try typed(.contentType, MediaType.parse) }
+
+    public func contacts() throws(SIPParseError) -> [ContactValue] {
+        try typedList(.contact) { e throws(SIPSyntaxError) in
+            e.trimmingWS() == "*" ? .wildcard : .address(try NameAddress.parse(e))
+        }
+    }
+
+    public func routes() throws(SIPParseError) -> [NameAddress] { try typedList(.route, NameAddress.parse) }
+    public func recordRoutes() throws(SIPParseError) -> [NameAddress] { try typedList(.recordRoute, NameAddress.parse) }
+    public func paths() throws(SIPParseError) -> [NameAddress] { try typedList(.path, NameAddress.parse) }
+
+    /// Option tags of Require, Supported or Proxy-Require.
+    public func optionTags(_ known: KnownHeader) -> [String] {
+        headers.lines.filter { $0.known == known }.flatMap { splitList($0.value) }
+    }
+}
+
+extension String {
+    func trimmingWS() -> String {
+        var s = Substring(self)
+        while let f = s.first, f == " " || f == "\t" { s.removeFirst() }
+        while let l = s.last, l == " " || l == "\t" { s.removeLast() }
+        return String(s)
+    }
+}

@@ -1,0 +1,19 @@
+import ArgumentParser
+
+@main
+struct Parley: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "parley",
+        abstract: "A SIP contact-center router whose routing decisions are Lua rules.",
+        version: "0.1.0",
+        subcommands: [SIPCommand.self]
+    )
+}
+
+struct SIPCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sip",
+        abstract: "Tools for SIP messages.",
+        subcommands: [SIPParseCommand.self]
+    )
+}
