@@ -1,0 +1,150 @@
+// Matching messages to transactions: RFC 3261 sections 17.1.3 (responses to client
+// transactions) and 17.2.3 (requests to server transactions, with the RFC 2543 fallback for a
+// branch without the magic cookie), and section 9.2 (the INVITE a CANCEL refers to).
+
+import ParleySIP
+
+/// The name of a transaction, computed from a message.
+///
+/// - Client transactions (17.1.3): the branch of the top Via and the CSeq method. A response
+///   matches the client transaction whose request carried that branch and method.
+/// - Server transactions (17.2.3), when the top Via branch starts with `z9hG4bK` and has more
+///   after it: the branch, the sent-by of the top Via and the method, ACK counting as INVITE.
+///   A CANCEL is a transaction of its own.
+/// - Server transactions for any other request (RFC 2543 peers, and RFC 4475's `badbranch`
+///   whose branch is exactly `z9hG4bK`): the Request-URI, From tag, Call-ID, CSeq number, method
+///   (ACK counting as INVITE) and top Via. The To tag is not part of the key; a
+///   `TransactionTable` checks it when it finds a candidate: a request's To tag must equal that
+///   of the request that created the transaction, an ACK's that of the response it acknowledges.
+///
+/// Branches and hosts compare case-insensitively (RFC 3261 section 7.3.1); a Via compared as a
+/// whole ignores `received` and `rport`, which the receiving transport adds (18.2.1, RFC 3581).
+public struct TransactionKey: Sendable, Hashable, CustomStringConvertible {
+    /// Which side of a transaction a key names.
+    public enum Side: Sendable, Hashable { case client, server }
+
+    enum Storage: Sendable, Hashable {
+        case client(branch: String, method: SIPMethod)
+        case server(branch: String, sentBy: String, method: SIPMethod)
+        case legacyServer(LegacyServerID)
+    }
+
+    /// The RFC 2543 identity of a server transaction (17.2.3, last paragraphs).
+    struct LegacyServerID: Sendable, Hashable {
+        var requestURI: String
+        var fromTag: String?
+        var callID: String
+        var sequence: UInt32
+        var method: SIPMethod
+        var topVia: String
+    }
+
+    let storage: Storage
+
+    public var side: Side {
+        if case .client = storage { return .client }
+        return .server
+    }
+
+    /// The method of the transaction (INVITE for a key computed from an ACK).
+    public var method: SIPMethod {
+        switch storage {
+        case .client(_, let m), .server(_, _, let m): m
+        case .legacyServer(let id): id.method
+        }
+    }
+
+    /// Whether the key was computed by the RFC 2543 rules (no usable magic-cookie branch).
+    public var isRFC2543: Bool {
+        if case .legacyServer = storage { return true }
+        return false
+    }
+
+    /// The branch, for keys computed by the RFC 3261 rules.
+    public var branch: String? {
+        switch storage {
+        case .client(let b, _), .server(let b, _, _): b
+        case .legacyServer: nil
+        }
+    }
+
+    public var description: String {
+        switch storage {
+        case .client(let b, let m): "client \(m) \(b)"
+        case .server(let b, let s, let m): "server \(m) \(b) \(s)"
+        case .legacyServer(let id): "server(2543) \(id.method) \(id.callID) \(id.sequence)"
+        }
+    }
+
+    /// The same key for another method (how a CANCEL names its INVITE, 9.2).
+    func with(method: SIPMethod) -> TransactionKey {
+        switch storage {
+        case .client(let b, _):
+            return TransactionKey(storage: .client(branch: b, method: method))
+        case .server(let b, let s, _):
+            return TransactionKey(storage: .server(branch: b, sentBy: s, method: method))
+        case .legacyServer(var id):
+            id.method = method
+            return TransactionKey(storage: .legacyServer(id))
+        }
+    }
+
+    /// Whether a branch is an RFC 3261 transaction identifier: the magic cookie and at least one
+    /// character more. A branch that is exactly the cookie identifies nothing (RFC 4475 3.3.15).
+    public static func isRFC3261Branch(_ branch: String?) -> Bool {
+        guard let branch else { return false }
+        return branch.hasPrefix(Via.magicCookie) && branch.utf8.count > Via.magicCookie.utf8.count
+    }
+
+    /// The key of the client transaction that sends `request` (its own top Via branch and its
+    /// method). Nil when the request has no top Via with a branch, or is an ACK (an ACK is never
+    /// a client transaction of its own).
+    public static func client(sending request: SIPMessage) -> TransactionKey? {
+        guard let method = request.method, method != .ack,
+              let via = try? request.topVia(), let branch = via.branch, !branch.isEmpty else { return nil }
+        return TransactionKey(storage: .client(branch: branch.lowercased(), method: method))
+    }
+
+    /// The key of the client transaction a received `response` belongs to (17.1.3): the branch
+    /// of its top Via and the method of its CSeq. Nil when either is missing.
+    public static func client(matching response: SIPMessage) -> TransactionKey? {
+        guard response.statusCode != nil,
+              let via = try? response.topVia(), let branch = via.branch, !branch.isEmpty,
+              let cseq = try? response.cseq() else { return nil }
+        return TransactionKey(storage: .client(branch: branch.lowercased(), method: cseq.method))
+    }
+
+    /// The key of the server transaction a received `request` belongs to or creates (17.2.3).
+    /// An ACK gets the key of the INVITE it acknowledges. Nil when the request lacks the top Via,
+    /// or (for the RFC 2543 rules) the Call-ID or CSeq.
+    public static func server(matching request: SIPMessage) -> TransactionKey? {
+        guard let requestMethod = request.method, let via = try? request.topVia() else { return nil }
+        let method: SIPMethod = requestMethod == .ack ? .invite : requestMethod
+        if let branch = via.branch, isRFC3261Branch(branch) {
+            var sentBy = via.host.address.lowercased()
+            if let port = via.port { sentBy += ":\(port)" }
+            return TransactionKey(storage: .server(branch: branch.lowercased(), sentBy: sentBy, method: method))
+        }
+        guard let uri = request.requestURI, let callID = request.callID,
+              let cseq = try? request.cseq(), let from = try? request.from() else { return nil }
+        let id = LegacyServerID(requestURI: uri.description, fromTag: from.tag, callID: callID,
+                                sequence: cseq.sequence, method: method, topVia: normalizedVia(via))
+        return TransactionKey(storage: .legacyServer(id))
+    }
+
+    /// The key of the INVITE server transaction a received CANCEL refers to (9.2): the CANCEL's
+    /// own key with the method INVITE. With the RFC 2543 rules the To tag must also match the
+    /// INVITE's, which `TransactionTable.inviteTransaction(cancelledBy:)` checks.
+    public static func invite(cancelledBy cancel: SIPMessage) -> TransactionKey? {
+        guard cancel.method == .cancel, let key = server(matching: cancel) else { return nil }
+        return key.with(method: .invite)
+    }
+
+    /// A top Via for whole-value comparison: case folded, `received` and `rport` left out.
+    static func normalizedVia(_ via: Via) -> String {
+        var v = via
+        v.parameters.remove("received")
+        v.parameters.remove("rport")
+        return v.description.lowercased()
+    }
+}
