@@ -26,7 +26,10 @@ let package = Package(
             providers: [.apt(["liblua5.4-dev"])]
         ),
         .target(name: "CLuaShim", dependencies: ["CLua"]),
-        .target(name: "ParleyRules", dependencies: ["ParleySIP", "CLuaShim"]),
+        .target(
+            name: "ParleyRules",
+            dependencies: ["ParleySIP", "CLuaShim", .product(name: "Logging", package: "swift-log")]
+        ),
         .executableTarget(
             name: "parley",
             dependencies: [
@@ -47,7 +50,12 @@ let package = Package(
             resources: [.copy("Fixtures")]
         ),
         .testTarget(name: "ParleyTransactionTests", dependencies: ["ParleyTransaction"]),
-        .testTarget(name: "ParleyRulesTests", dependencies: ["ParleyRules"]),
+        .testTarget(name: "ParleyRulesTests", dependencies: ["ParleyRules", "ParleySIP"]),
+        .executableTarget(
+            name: "parley-rules-bench",
+            dependencies: ["ParleyRules", "ParleySIP"],
+            path: "bench/rules/Sources"
+        ),
     ],
     swiftLanguageModes: [.v6]
 )
