@@ -1,0 +1,82 @@
+-- lib/select.lua: decides which available agent takes a call.
+-- Strategies: longest_idle, least_talk (least talk time so far, then longest idle) and round_robin
+-- (the next agent by id after the one chosen last, per rule state). Language lines first narrow
+-- the candidates to agents speaking the language, until the call has waited language_wait_ms.
+
+local M = {}
+
+function M.longest_idle(agents)
+  local best
+  for _, a in ipairs(agents) do
+    if best == nil or a.idle_ms > best.idle_ms then best = a end
+  end
+  return best
+end
+
+function M.least_talk(agents)
+  local best
+  for _, a in ipairs(agents) do
+    if best == nil or a.talk_ms < best.talk_ms
+        or (a.talk_ms == best.talk_ms and a.idle_ms > best.idle_ms) then
+      best = a
+    end
+  end
+  return best
+end
+
+-- The last agent id round robin gave each call type. Lives in this Lua state: one rotation per
+-- thread and per rules version, which is enough to spread calls evenly.
+local last_by_type = {}
+
+function M.round_robin(agents, call_type)
+  if #agents == 0 then return nil end
+  local last = last_by_type[call_type or ""]
+  local first, next_after
+  for _, a in ipairs(agents) do
+    if first == nil or a.id < first.id then first = a end
+    if last and a.id > last and (next_after == nil or a.id < next_after.id) then next_after = a end
+  end
+  local chosen = next_after or first
+  last_by_type[call_type or ""] = chosen.id
+  return chosen
+end
+
+--- The language a call needs, or nil.
+function M.language(config, call)
+  local inv = call.invite
+  if inv == nil then return nil end
+  local classify = require "lib.classify"
+  return config.languages[classify.normalize_number(inv.uri_user)]
+end
+
+--- Candidates speaking `language` (all of them when language is nil).
+function M.speaking(agents, language)
+  if language == nil then return agents end
+  local out = {}
+  for _, a in ipairs(agents) do
+    if a.attrs.language == language then out[#out + 1] = a end
+  end
+  return out
+end
+
+--- select_agent(call, agents) for a config: an agent id or nil.
+function M.select(config, call, agents)
+  local language = M.language(config, call)
+  local pool = M.speaking(agents, language)
+  if #pool == 0 then
+    if language and call.waited_ms < config.language_wait_ms then return nil end -- wait for a speaker
+    pool = agents
+  end
+  local strategy = config.strategies[call.type] or config.default_strategy
+  local chosen
+  if strategy == "least_talk" then
+    chosen = M.least_talk(pool)
+  elseif strategy == "round_robin" then
+    chosen = M.round_robin(pool, call.type)
+  else
+    chosen = M.longest_idle(pool)
+  end
+  return chosen and chosen.id
+end
+
+return M
