@@ -74,13 +74,15 @@ public struct NameAddress: Sendable, Hashable, CustomStringConvertible {
     }
 
     public static func parse(_ text: String) throws(SIPSyntaxError) -> NameAddress {
-        try withBytes(text) { buf throws(SIPSyntaxError) in
-            var cur = ByteCursor(buf)
-            let a = try parse(&cur)
-            cur.skipWS()
-            guard cur.atEnd else { throw SIPSyntaxError("unexpected text after address") }
-            return a
-        }
+        try withBytes(text) { buf throws(SIPSyntaxError) in try parse(bytes: buf) }
+    }
+
+    public static func parse(bytes buf: UnsafeBufferPointer<UInt8>) throws(SIPSyntaxError) -> NameAddress {
+        var cur = ByteCursor(buf)
+        let a = try parse(&cur)
+        cur.skipWS()
+        guard cur.atEnd else { throw SIPSyntaxError("unexpected text after address") }
+        return a
     }
 
     static func parse(_ cur: inout ByteCursor) throws(SIPSyntaxError) -> NameAddress {

@@ -1,3 +1,11 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 // Byte-level helpers shared by the parsers. Everything in the message core works on UTF-8 bytes;
 // Strings are made only for the pieces a caller keeps.
 
@@ -34,17 +42,29 @@ enum ASCII {
         isDigit(c) ? c &- 0x30 : (c | 0x20) &- 0x61 &+ 10
     }
 
-    /// RFC 3261 `token` characters: alphanum / "-" / "." / "!" / "%" / "*" / "_" / "+" / "`" / "'" / "~".
-    static let tokenTable: [Bool] = {
-        var t = [Bool](repeating: false, count: 256)
-        for c in UInt8(0x30)...0x39 { t[Int(c)] = true }
-        for c in UInt8(0x41)...0x5A { t[Int(c)] = true }
-        for c in UInt8(0x61)...0x7A { t[Int(c)] = true }
-        for c in "-.!%*_+`'~".utf8 { t[Int(c)] = true }
-        return t
+    /// RFC 3261 `token` characters: alphanum / "-" / "." / "!" / "%" / "*" / "_" / "+" / "`" / "'" / "~",
+    /// as two bit masks over the ASCII range (bit n of `tokenLow` is byte n, of `tokenHigh` byte 64+n).
+    static let tokenLow: UInt64 = {
+        var m: UInt64 = 0
+        for c in UInt8(0x30)...0x39 { m |= 1 << UInt64(c) }
+        for c in "-.!%*+'".utf8 { m |= 1 << UInt64(c) }
+        return m
+    }()
+    static let tokenHigh: UInt64 = {
+        var m: UInt64 = 0
+        for c in UInt8(0x41)...0x5A { m |= 1 << UInt64(c - 64) }
+        for c in UInt8(0x61)...0x7A { m |= 1 << UInt64(c - 64) }
+        for c in "_`~".utf8 { m |= 1 << UInt64(c - 64) }
+        return m
     }()
 
-    static func isToken(_ c: UInt8) -> Bool { tokenTable[Int(c)] }
+    @inline(__always)
+    static func isToken(_ c: UInt8) -> Bool {
+        // Constant-folded masks: same sets as `tokenLow` / `tokenHigh` (checked by a unit test).
+        if c < 64 { return (0x03FF_6CA2_0000_0000 as UInt64) >> UInt64(c) & 1 == 1 }
+        if c < 128 { return (0x47FF_FFFF_87FF_FFFE as UInt64) >> UInt64(c - 64) & 1 == 1 }
+        return false
+    }
 }
 
 /// Runs `body` over the UTF-8 bytes of `string` as one contiguous buffer.
@@ -59,12 +79,32 @@ func makeString(_ buffer: UnsafeBufferPointer<UInt8>, _ range: Range<Int>) -> St
 }
 
 /// Case-insensitive ASCII comparison of two strings.
-
 func asciiCaseInsensitiveEquals(_ a: String, _ b: String) -> Bool {
-    let au = a.utf8, bu = b.utf8
-    guard au.count == bu.count else { return false }
-    for (x, y) in zip(au, bu) where ASCII.lower(x) != ASCII.lower(y) { return false }
+    if a == b { return true }
+    guard a.utf8.count == b.utf8.count else { return false }
+    return withBytes(a) { x in
+        withBytes(b) { y in
+            for i in 0..<x.count where ASCII.lower(x[i]) != ASCII.lower(y[i]) { return false }
+            return true
+        }
+    }
+}
+
+/// Whether `buf[r]` is exactly the bytes of `literal`.
+@inline(__always)
+func bytesEqual(_ buf: UnsafeBufferPointer<UInt8>, _ r: Range<Int>, _ literal: StaticString) -> Bool {
+    guard r.count == literal.utf8CodeUnitCount else { return false }
+    let p = literal.utf8Start
+    for i in 0..<r.count where buf[r.lowerBound + i] != p[i] { return false }
     return true
+}
+
+/// The index of the first `byte` in `buf[from..<to]`, or `to`.
+@inline(__always)
+func indexOf(_ byte: UInt8, _ buf: UnsafeBufferPointer<UInt8>, from: Int, to: Int) -> Int {
+    guard from < to, let base = buf.baseAddress else { return to }
+    guard let p = memchr(base + from, Int32(byte), to - from) else { return to }
+    return base.distance(to: p.assumingMemoryBound(to: UInt8.self))
 }
 
 /// Decodes `%XX` escapes; malformed escapes are kept as written.

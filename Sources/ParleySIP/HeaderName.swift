@@ -109,46 +109,62 @@ public enum KnownHeader: UInt8, Sendable, CaseIterable {
         self = found
     }
 
-    /// Lower-cased full names grouped by length, so a lookup compares only same-length names.
-    static let byLength: [[(name: [UInt8], header: KnownHeader)]] = {
-        var t = [[(name: [UInt8], header: KnownHeader)]](repeating: [], count: 25)
+    /// Full names grouped by length (lower-cased and canonical spelling), so a lookup compares
+    /// only names of the same length.
+    static let byLength: [[(lower: [UInt8], canonical: [UInt8], header: KnownHeader)]] = {
+        var t = [[(lower: [UInt8], canonical: [UInt8], header: KnownHeader)]](repeating: [], count: 25)
         for h in KnownHeader.allCases {
-            let n = Array(h.canonicalName.lowercased().utf8)
-            t[n.count].append((n, h))
+            let c = Array(h.canonicalName.utf8)
+            t[c.count].append((Array(h.canonicalName.lowercased().utf8), c, h))
         }
         return t
     }()
 
     /// Resolves a header name from bytes without allocating.
-
     static func lookup(_ buf: UnsafeBufferPointer<UInt8>, _ r: Range<Int>) -> KnownHeader? {
+        lookupName(buf, r).header
+    }
+
+    /// Resolves a header name from bytes, and tells whether it is written in the canonical spelling.
+    static func lookupName(_ buf: UnsafeBufferPointer<UInt8>, _ r: Range<Int>) -> (header: KnownHeader?, canonical: Bool) {
         let n = r.count
         if n == 1 {
+            let h: KnownHeader?
             switch ASCII.lower(buf[r.lowerBound]) {
-            case UInt8(ascii: "v"): return .via
-            case UInt8(ascii: "f"): return .from
-            case UInt8(ascii: "t"): return .to
-            case UInt8(ascii: "i"): return .callID
-            case UInt8(ascii: "m"): return .contact
-            case UInt8(ascii: "c"): return .contentType
-            case UInt8(ascii: "l"): return .contentLength
-            case UInt8(ascii: "e"): return .contentEncoding
-            case UInt8(ascii: "k"): return .supported
-            case UInt8(ascii: "s"): return .subject
-            case UInt8(ascii: "o"): return .event
-            case UInt8(ascii: "r"): return .referTo
-            case UInt8(ascii: "b"): return .referredBy
-            case UInt8(ascii: "u"): return .allowEvents
-            case UInt8(ascii: "x"): return .sessionExpires
-            default: return nil
+            case UInt8(ascii: "v"): h = .via
+            case UInt8(ascii: "f"): h = .from
+            case UInt8(ascii: "t"): h = .to
+            case UInt8(ascii: "i"): h = .callID
+            case UInt8(ascii: "m"): h = .contact
+            case UInt8(ascii: "c"): h = .contentType
+            case UInt8(ascii: "l"): h = .contentLength
+            case UInt8(ascii: "e"): h = .contentEncoding
+            case UInt8(ascii: "k"): h = .supported
+            case UInt8(ascii: "s"): h = .subject
+            case UInt8(ascii: "o"): h = .event
+            case UInt8(ascii: "r"): h = .referTo
+            case UInt8(ascii: "b"): h = .referredBy
+            case UInt8(ascii: "u"): h = .allowEvents
+            case UInt8(ascii: "x"): h = .sessionExpires
+            default: h = nil
             }
+            return (h, false)
         }
-        guard n > 1, n < byLength.count else { return nil }
-        outer: for entry in byLength[n] {
-            for i in 0..<n where ASCII.lower(buf[r.lowerBound + i]) != entry.name[i] { continue outer }
-            return entry.header
+        guard n > 1, n < 25 else { return (nil, false) }
+        let base = r.lowerBound
+        for e in byLength[n] {
+            var exact = true
+            var match = true
+            for i in 0..<n {
+                let c = buf[base + i]
+                if c != e.canonical[i] {
+                    exact = false
+                    if ASCII.lower(c) != e.lower[i] { match = false; break }
+                }
+            }
+            if match { return (e.header, exact) }
         }
-        return nil
+        return (nil, false)
     }
 }
 

@@ -1,32 +1,81 @@
+/// The bytes of a header value: a range of the received message's bytes (parsing copies
+/// nothing), or bytes of its own once the value is set.
+struct ValueBytes: Sendable {
+    var storage: [UInt8]
+    var range: Range<Int>
+
+    init(_ s: String) {
+        storage = Array(s.utf8)
+        range = 0..<storage.count
+    }
+
+    init(storage: [UInt8], range: Range<Int>) {
+        self.storage = storage
+        self.range = range
+    }
+
+    var count: Int { range.count }
+
+    func withBuffer<R, E: Error>(_ body: (UnsafeBufferPointer<UInt8>) throws(E) -> R) throws(E) -> R {
+        let r = range
+        let result: Result<R, E> = storage.withUnsafeBufferPointer { all in
+            Result { () throws(E) -> R in try body(UnsafeBufferPointer(rebasing: all[r])) }
+        }
+        return try result.get()
+    }
+
+    var string: String { withBuffer { String(decoding: $0, as: UTF8.self) } }
+
+    static func == (a: ValueBytes, b: ValueBytes) -> Bool {
+        guard a.count == b.count else { return false }
+        return a.withBuffer { x in b.withBuffer { y in x.elementsEqual(y) } }
+    }
+}
+
 /// One header line: its name as written and its value, unfolded and trimmed, as written.
 public struct SIPHeader: Sendable, Equatable {
     /// The name as it appeared (or as the caller set it).
     public var name: String { didSet { known = KnownHeader(name: name) } }
-    /// The value with line folding replaced by a single space and outer white space removed.
-    public var value: String
+    var bytes: ValueBytes
     /// The known header this name stands for (compact forms resolved).
     public private(set) var known: KnownHeader?
 
+    /// The value with line folding replaced by a single space and outer white space removed.
+    public var value: String {
+        get { bytes.string }
+        set { bytes = ValueBytes(newValue) }
+    }
+
     public init(name: String, value: String) {
         self.name = name
-        self.value = value
+        self.bytes = ValueBytes(value)
         self.known = KnownHeader(name: name)
     }
 
     public init(_ known: KnownHeader, _ value: String) {
         self.name = known.canonicalName
-        self.value = value
+        self.bytes = ValueBytes(value)
         self.known = known
     }
 
     init(name: String, value: String, known: KnownHeader?) {
         self.name = name
-        self.value = value
+        self.bytes = ValueBytes(value)
         self.known = known
     }
 
+    init(name: String, bytes: ValueBytes, known: KnownHeader?) {
+        self.name = name
+        self.bytes = bytes
+        self.known = known
+    }
+
+    /// Runs `body` over the value's UTF-8 bytes without making a String.
+    public func withValueBytes<R, E: Error>(_ body: (UnsafeBufferPointer<UInt8>) throws(E) -> R) throws(E) -> R {
+        try bytes.withBuffer(body)
+    }
+
     /// Whether this header line is the header `name` (any spelling, compact forms included).
-    
     public func matches(_ name: HeaderName) -> Bool {
         if let k = name.known { return known == k }
         return known == nil && asciiCaseInsensitiveEquals(self.name, name.text)
@@ -40,7 +89,7 @@ public struct SIPHeader: Sendable, Equatable {
     }
 
     public static func == (a: SIPHeader, b: SIPHeader) -> Bool {
-        a.name == b.name && a.value == b.value
+        a.name == b.name && a.bytes == b.bytes
     }
 }
 
@@ -105,7 +154,13 @@ public struct SIPHeaders: Sendable, Equatable, Sequence {
     /// The value of the first line of a known header (the fast path used by the typed accessors).
     
     public func value(_ known: KnownHeader) -> String? {
-        for h in lines where h.known == known { return h.value }
+        for i in 0..<lines.count where lines[i].known == known { return lines[i].value }
+        return nil
+    }
+
+    /// The index of the first line of a known header.
+    public func firstIndex(_ known: KnownHeader) -> Int? {
+        for i in 0..<lines.count where lines[i].known == known { return i }
         return nil
     }
 

@@ -6,6 +6,23 @@ public struct SIPMethod: Sendable, Hashable, RawRepresentable, CustomStringConve
     public init(stringLiteral value: String) { self.rawValue = value }
     public var description: String { rawValue }
 
+    /// The common methods, matched from bytes without making a new string.
+    static func known(_ buf: UnsafeBufferPointer<UInt8>, _ r: Range<Int>) -> SIPMethod? {
+        switch r.count {
+        case 3: if bytesEqual(buf, r, "ACK") { return .ack }; if bytesEqual(buf, r, "BYE") { return .bye }
+        case 4: if bytesEqual(buf, r, "INFO") { return .info }
+        case 5: if bytesEqual(buf, r, "PRACK") { return .prack }; if bytesEqual(buf, r, "REFER") { return .refer }
+        case 6: if bytesEqual(buf, r, "INVITE") { return .invite }; if bytesEqual(buf, r, "CANCEL") { return .cancel }
+            if bytesEqual(buf, r, "UPDATE") { return .update }; if bytesEqual(buf, r, "NOTIFY") { return .notify }
+        case 7: if bytesEqual(buf, r, "OPTIONS") { return .options }; if bytesEqual(buf, r, "MESSAGE") { return .message }
+            if bytesEqual(buf, r, "PUBLISH") { return .publish }
+        case 8: if bytesEqual(buf, r, "REGISTER") { return .register }
+        case 9: if bytesEqual(buf, r, "SUBSCRIBE") { return .subscribe }
+        default: break
+        }
+        return nil
+    }
+
     public static let invite = SIPMethod("INVITE")
     public static let ack = SIPMethod("ACK")
     public static let bye = SIPMethod("BYE")
@@ -30,14 +47,20 @@ public enum SIPStartLine: Sendable, Equatable {
 
 /// A SIP request or response: start line, headers in order, and body bytes.
 public struct SIPMessage: Sendable, Equatable {
-    public var startLine: SIPStartLine
+    public var startLine: SIPStartLine { didSet { rawStartLine = nil } }
     public var headers: SIPHeaders
     public var body: [UInt8]
+    /// The start line as received, written back as it was until the start line changes.
+    var rawStartLine: ValueBytes?
 
     public init(startLine: SIPStartLine, headers: SIPHeaders = SIPHeaders(), body: [UInt8] = []) {
         self.startLine = startLine
         self.headers = headers
         self.body = body
+    }
+
+    public static func == (a: SIPMessage, b: SIPMessage) -> Bool {
+        a.startLine == b.startLine && a.headers == b.headers && a.body == b.body
     }
 
     /// A new request with the given headers.
@@ -164,7 +187,11 @@ public struct CSeq: Sendable, Hashable, CustomStringConvertible {
     public var description: String { "\(sequence) \(method.rawValue)" }
 
     public static func parse(_ text: String) throws(SIPSyntaxError) -> CSeq {
-        try withBytes(text) { buf throws(SIPSyntaxError) in
+        try withBytes(text) { buf throws(SIPSyntaxError) in try parse(bytes: buf) }
+    }
+
+    public static func parse(bytes buf: UnsafeBufferPointer<UInt8>) throws(SIPSyntaxError) -> CSeq {
+        do {
             var cur = ByteCursor(buf)
             cur.skipWS()
             let ds = cur.pos
@@ -176,7 +203,7 @@ public struct CSeq: Sendable, Hashable, CustomStringConvertible {
             guard cur.pos > ws, let m = cur.token() else { throw SIPSyntaxError("missing method") }
             cur.skipWS()
             guard cur.atEnd else { throw SIPSyntaxError("unexpected text after method") }
-            return CSeq(n, SIPMethod(cur.string(m)))
+            return CSeq(n, SIPMethod.known(buf, m) ?? SIPMethod(cur.string(m)))
         }
     }
 }
@@ -200,7 +227,11 @@ public struct MediaType: Sendable, Hashable, CustomStringConvertible {
     }
 
     public static func parse(_ text: String) throws(SIPSyntaxError) -> MediaType {
-        try withBytes(text) { buf throws(SIPSyntaxError) in
+        try withBytes(text) { buf throws(SIPSyntaxError) in try parse(bytes: buf) }
+    }
+
+    public static func parse(bytes buf: UnsafeBufferPointer<UInt8>) throws(SIPSyntaxError) -> MediaType {
+        do {
             var cur = ByteCursor(buf)
             cur.skipWS()
             guard let t = cur.token() else { throw SIPSyntaxError("missing media type") }
@@ -225,7 +256,12 @@ func parseUInt32(_ buf: UnsafeBufferPointer<UInt8>, _ r: Range<Int>, what: Strin
 
 /// Parses `1*DIGIT` (leading zeros allowed) with an upper bound.
 public func parseDecimal(_ text: String, max: UInt64, what: String) throws(SIPSyntaxError) -> UInt64 {
-    try withBytes(text) { buf throws(SIPSyntaxError) in
+    try withBytes(text) { buf throws(SIPSyntaxError) in try parseDecimal(bytes: buf, max: max, what: what) }
+}
+
+/// Parses `1*DIGIT` (leading zeros allowed, white space around ignored) with an upper bound.
+public func parseDecimal(bytes buf: UnsafeBufferPointer<UInt8>, max: UInt64, what: String) throws(SIPSyntaxError) -> UInt64 {
+    do {
         var a = 0, b = buf.count
         while a < b, ASCII.isWS(buf[a]) { a += 1 }
         while b > a, ASCII.isWS(buf[b - 1]) { b -= 1 }
@@ -243,70 +279,56 @@ public func parseDecimal(_ text: String, max: UInt64, what: String) throws(SIPSy
 // MARK: - Typed access
 
 extension SIPMessage {
-    private func typed<T>(_ known: KnownHeader, _ parse: (String) throws(SIPSyntaxError) -> T) throws(SIPParseError) -> T? {
-        guard let v = headers.value(known) else { return nil }
-        do { return try parse(v) } catch { throw SIPParseError(error.message, header: known.canonicalName) }
+    private func typed<T>(_ known: KnownHeader, _ parse: (UnsafeBufferPointer<UInt8>) throws(SIPSyntaxError) -> T) throws(SIPParseError) -> T? {
+        guard let i = headers.firstIndex(known) else { return nil }
+        do { return try headers[i].withValueBytes(parse) } catch { throw SIPParseError(error.message, header: known.canonicalName) }
     }
 
-    private func typedList<T>(_ known: KnownHeader, _ parse: (String) throws(SIPSyntaxError) -> T) throws(SIPParseError) -> [T] {
+    private func typedList<T>(_ known: KnownHeader, _ parse: (UnsafeBufferPointer<UInt8>) throws(SIPSyntaxError) -> [T]) throws(SIPParseError) -> [T] {
         var out: [T] = []
-        for h in headers.lines where h.known == known {
-            for e in h.elements {
-                do { out.append(try parse(e)) } catch { throw SIPParseError(error.message, header: known.canonicalName) }
-            }
+        for i in 0..<headers.count where headers[i].known == known {
+            do { out += try headers[i].withValueBytes(parse) } catch { throw SIPParseError(error.message, header: known.canonicalName) }
         }
         return out
     }
 
     /// Every Via value, top first.
-    public func vias() throws(SIPParseError) -> [Via] { try typedList(.via, Via.parse) }
+    public func vias() throws(SIPParseError) -> [Via] { try typedList(.via) { b throws(SIPSyntaxError) in try Via.parseList(bytes: b) } }
 
     /// The top Via.
     public func topVia() throws(SIPParseError) -> Via? {
-        guard let h = headers.lines.first(where: { $0.known == .via }), let first = h.elements.first else { return nil }
-        do { return try Via.parse(first) } catch { throw SIPParseError(error.message, header: "Via") }
+        try typed(.via) { b throws(SIPSyntaxError) in try Via.parseList(bytes: b).first }.flatMap { $0 }
     }
 
-    public func from() throws(SIPParseError) -> NameAddress? { try typed(.from, NameAddress.parse) }
-    public func to() throws(SIPParseError) -> NameAddress? { try typed(.to, NameAddress.parse) }
+    public func from() throws(SIPParseError) -> NameAddress? { try typed(.from) { b throws(SIPSyntaxError) in try NameAddress.parse(bytes: b) } }
+    public func to() throws(SIPParseError) -> NameAddress? { try typed(.to) { b throws(SIPSyntaxError) in try NameAddress.parse(bytes: b) } }
     public var callID: String? { headers.value(.callID) }
-    public func cseq() throws(SIPParseError) -> CSeq? { try typed(.cseq, CSeq.parse) }
+    public func cseq() throws(SIPParseError) -> CSeq? { try typed(.cseq) { b throws(SIPSyntaxError) in try CSeq.parse(bytes: b) } }
 
     public func maxForwards() throws(SIPParseError) -> Int? {
-        try typed(.maxForwards) { v throws(SIPSyntaxError) in Int(try parseDecimal(v, max: 255, what: "value")) }
+        try typed(.maxForwards) { v throws(SIPSyntaxError) in Int(try parseDecimal(bytes: v, max: 255, what: "value")) }
     }
 
     public func contentLength() throws(SIPParseError) -> Int? {
-        try typed(.contentLength) { v throws(SIPSyntaxError) in Int(try parseDecimal(v, max: UInt64(Int32.max), what: "value")) }
+        try typed(.contentLength) { v throws(SIPSyntaxError) in Int(try parseDecimal(bytes: v, max: UInt64(Int32.max), what: "value")) }
     }
 
     public func expires() throws(SIPParseError) -> UInt32? {
-        try typed(.expires) { v throws(SIPSyntaxError) in UInt32(try parseDecimal(v, max: UInt64(UInt32.max), what: "value")) }
+        try typed(.expires) { v throws(SIPSyntaxError) in UInt32(try parseDecimal(bytes: v, max: UInt64(UInt32.max), what: "value")) }
     }
 
-    public func contentType() throws(SIPParseError) -> MediaType? { try typed(.contentType, MediaType.parse) }
+    public func contentType() throws(SIPParseError) -> MediaType? { try typed(.contentType) { b throws(SIPSyntaxError) in try MediaType.parse(bytes: b) } }
 
     public func contacts() throws(SIPParseError) -> [ContactValue] {
-        try typedList(.contact) { e throws(SIPSyntaxError) in
-            e.trimmingWS() == "*" ? .wildcard : .address(try NameAddress.parse(e))
-        }
+        try typedList(.contact) { b throws(SIPSyntaxError) in try ContactValue.parseList(bytes: b) }
     }
 
-    public func routes() throws(SIPParseError) -> [NameAddress] { try typedList(.route, NameAddress.parse) }
-    public func recordRoutes() throws(SIPParseError) -> [NameAddress] { try typedList(.recordRoute, NameAddress.parse) }
-    public func paths() throws(SIPParseError) -> [NameAddress] { try typedList(.path, NameAddress.parse) }
+    public func routes() throws(SIPParseError) -> [NameAddress] { try typedList(.route) { b throws(SIPSyntaxError) in try NameAddress.parseList(bytes: b) } }
+    public func recordRoutes() throws(SIPParseError) -> [NameAddress] { try typedList(.recordRoute) { b throws(SIPSyntaxError) in try NameAddress.parseList(bytes: b) } }
+    public func paths() throws(SIPParseError) -> [NameAddress] { try typedList(.path) { b throws(SIPSyntaxError) in try NameAddress.parseList(bytes: b) } }
 
     /// Option tags of Require, Supported or Proxy-Require.
     public func optionTags(_ known: KnownHeader) -> [String] {
         headers.lines.filter { $0.known == known }.flatMap { splitList($0.value) }
-    }
-}
-
-extension String {
-    func trimmingWS() -> String {
-        var s = Substring(self)
-        while let f = s.first, f == " " || f == "\t" { s.removeFirst() }
-        while let l = s.last, l == " " || l == "\t" { s.removeLast() }
-        return String(s)
     }
 }

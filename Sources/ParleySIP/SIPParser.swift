@@ -31,10 +31,12 @@ public enum SIPParser {
     /// Parses one complete message.
     /// - Parameters:
     ///   - validate: also check the typed headers (`SIPMessage.validate()`); on by default.
+    ///
+    /// Header values are kept as ranges of `bytes` (nothing is copied until a value is changed).
     public static func parse(_ bytes: [UInt8], framing: SIPFraming = .datagram, limits: SIPParserLimits = .default,
                              validate: Bool = true) throws(SIPParseError) -> SIPMessage {
         try bytes.withUnsafeBufferPointer { buf throws(SIPParseError) in
-            try parse(buf, framing: framing, limits: limits, validate: validate)
+            try parse(storage: bytes, buf, framing: framing, limits: limits, validate: validate)
         }
     }
 
@@ -43,8 +45,15 @@ public enum SIPParser {
         try parse(Array(text.utf8), framing: framing, limits: limits, validate: validate)
     }
 
+    /// Parses a message from a buffer the caller owns (its bytes are copied once).
     public static func parse(_ buf: UnsafeBufferPointer<UInt8>, framing: SIPFraming = .datagram,
                              limits: SIPParserLimits = .default, validate: Bool = true) throws(SIPParseError) -> SIPMessage {
+        try parse(Array(buf), framing: framing, limits: limits, validate: validate)
+    }
+
+    /// `buf` is a view of `storage`'s bytes.
+    static func parse(storage: [UInt8], _ buf: UnsafeBufferPointer<UInt8>, framing: SIPFraming,
+                      limits: SIPParserLimits, validate: Bool) throws(SIPParseError) -> SIPMessage {
         var start = 0
         // RFC 3261 section 7.5: CRLFs before the start line are ignored.
         while start < buf.count, buf[start] == ASCII.cr || buf[start] == ASCII.lf { start += 1 }
@@ -60,7 +69,7 @@ public enum SIPParser {
             }
             throw SIPParseError("message ends before the empty line that closes the headers")
         }
-        var message = try parseHead(buf, start..<headEnd.headersEnd, limits: limits)
+        var message = try parseHead(storage: storage, buf, start..<headEnd.headersEnd, limits: limits)
         let available = buf.count - headEnd.bodyStart
         let declared: Int?
         do { declared = try message.contentLength() } catch {
@@ -97,30 +106,29 @@ public enum SIPParser {
 
     /// Finds the empty line closing the headers (CRLF CRLF, or bare LF line ends).
     static func findHeaderEnd(_ buf: UnsafeBufferPointer<UInt8>, from: Int, limit: Int) -> HeadEnd? {
-        var i = from
         let stop = min(buf.count, from + limit + 4)
+        var i = indexOf(ASCII.lf, buf, from: from, to: stop)
         while i < stop {
-            if buf[i] == ASCII.lf {
-                // Is the next line empty?
-                var j = i + 1
-                if j < buf.count, buf[j] == ASCII.cr { j += 1 }
-                if j < buf.count, buf[j] == ASCII.lf {
-                    return HeadEnd(headersEnd: i + 1, bodyStart: j + 1)
-                }
+            // Is the next line empty?
+            var j = i + 1
+            if j < buf.count, buf[j] == ASCII.cr { j += 1 }
+            if j < buf.count, buf[j] == ASCII.lf {
+                return HeadEnd(headersEnd: i + 1, bodyStart: j + 1)
             }
-            i += 1
+            i = indexOf(ASCII.lf, buf, from: i + 1, to: stop)
         }
         return nil
     }
 
     /// Parses the start line and header lines in `r` (which ends just after the last header's LF).
-    static func parseHead(_ buf: UnsafeBufferPointer<UInt8>, _ r: Range<Int>, limits: SIPParserLimits) throws(SIPParseError) -> SIPMessage {
+    static func parseHead(storage: [UInt8], _ buf: UnsafeBufferPointer<UInt8>, _ r: Range<Int>, limits: SIPParserLimits) throws(SIPParseError) -> SIPMessage {
         // Start line.
-        var lineEnd = r.lowerBound
-        while lineEnd < r.upperBound, buf[lineEnd] != ASCII.lf { lineEnd += 1 }
+        let lineEnd = indexOf(ASCII.lf, buf, from: r.lowerBound, to: r.upperBound)
         var sl = r.lowerBound..<lineEnd
         if !sl.isEmpty, buf[sl.upperBound - 1] == ASCII.cr { sl = sl.lowerBound..<(sl.upperBound - 1) }
         let startLine = try parseStartLine(buf, sl)
+        // Written back byte for byte until the start line is changed.
+        let raw = ValueBytes(storage: storage, range: sl)
         let isRequest: Bool = if case .request = startLine { true } else { false }
 
         var headers = SIPHeaders()
@@ -130,19 +138,23 @@ public enum SIPParser {
         // Folded continuation lines are gathered into `pending` before the header is stored.
         var pendingName: Range<Int>? = nil
         var pendingKnown: KnownHeader? = nil
+        var pendingCanonical = false
         var pendingValue: Range<Int> = 0..<0
         var folded: [UInt8]? = nil
 
         func flush() throws(SIPParseError) {
             guard let name = pendingName else { return }
-            let value: String
+            let value: ValueBytes
             if var f = folded {
                 while let l = f.last, ASCII.isWS(l) { f.removeLast() }
-                value = String(decoding: f, as: UTF8.self)
+                value = ValueBytes(storage: f, range: 0..<f.count)
             } else {
-                value = makeString(buf, pendingValue)
+                value = ValueBytes(storage: storage, range: pendingValue)
             }
-            headers.append(SIPHeader(name: makeString(buf, name), value: value, known: pendingKnown))
+            // A name written in its canonical spelling reuses the static string.
+            let nameString: String
+            if let k = pendingKnown, pendingCanonical { nameString = k.canonicalName } else { nameString = makeString(buf, name) }
+            headers.append(SIPHeader(name: nameString, bytes: value, known: pendingKnown))
             guard headers.count <= limits.maxHeaderLines else {
                 throw SIPParseError("more than \(limits.maxHeaderLines) header lines", line: lineNumber,
                                     disposition: isRequest ? .respond(400) : .drop)
@@ -153,8 +165,7 @@ public enum SIPParser {
 
         while i < r.upperBound {
             lineNumber += 1
-            var e = i
-            while e < r.upperBound, buf[e] != ASCII.lf { e += 1 }
+            let e = indexOf(ASCII.lf, buf, from: i, to: r.upperBound)
             var le = e
             if le > i, buf[le - 1] == ASCII.cr { le -= 1 }
             defer { i = e + 1 }
@@ -191,11 +202,37 @@ public enum SIPParser {
             var b = le
             while b > a, ASCII.isWS(buf[b - 1]) { b -= 1 }
             pendingName = i..<n
-            pendingKnown = KnownHeader.lookup(buf, i..<n)
+            (pendingKnown, pendingCanonical) = KnownHeader.lookupName(buf, i..<n)
             pendingValue = a..<b
         }
         try flush()
-        return SIPMessage(startLine: startLine, headers: headers)
+        var message = SIPMessage(startLine: startLine, headers: headers)
+        message.rawStartLine = raw
+        return message
+    }
+
+    /// Finds the Content-Length in a head without parsing the rest (for stream framing).
+    /// Folded Content-Length values are not expected; a fold makes the value unreadable.
+    static func contentLength(inHead buf: UnsafeBufferPointer<UInt8>, _ r: Range<Int>) throws(SIPSyntaxError) -> Int? {
+        var i = indexOf(ASCII.lf, buf, from: r.lowerBound, to: r.upperBound) + 1
+        var found: Int?
+        while i < r.upperBound {
+            let e = indexOf(ASCII.lf, buf, from: i, to: r.upperBound)
+            var n = i
+            while n < e, ASCII.isToken(buf[n]) { n += 1 }
+            if n > i, KnownHeader.lookup(buf, i..<n) == .contentLength {
+                var c = n
+                while c < e, ASCII.isWS(buf[c]) { c += 1 }
+                guard c < e, buf[c] == ASCII.colon else { throw SIPSyntaxError("no ':' after Content-Length") }
+                var b = e
+                if b > c, buf[b - 1] == ASCII.cr { b -= 1 }
+                let v = Int(try parseDecimal(bytes: UnsafeBufferPointer(rebasing: buf[(c + 1)..<b]), max: UInt64(Int32.max), what: "Content-Length"))
+                if let f = found, f != v { throw SIPSyntaxError("several different Content-Length values") }
+                found = v
+            }
+            i = e + 1
+        }
+        return found
     }
 
     static func parseStartLine(_ buf: UnsafeBufferPointer<UInt8>, _ r: Range<Int>) throws(SIPParseError) -> SIPStartLine {
@@ -224,32 +261,41 @@ public enum SIPParser {
             }
             return .response(version: version, code: code, reason: reason)
         }
-        // Request-Line = Method SP Request-URI SP SIP-Version
-        var parts: [Range<Int>] = []
-        var s = r.lowerBound
-        for i in r where buf[i] == ASCII.sp || buf[i] == ASCII.ht {
-            parts.append(s..<i)
-            s = i + 1
-        }
-        parts.append(s..<r.upperBound)
-        guard parts.count == 3, parts.allSatisfy({ !$0.isEmpty }) else {
-            let detail = parts.contains(where: { $0.isEmpty }) ? "extra white space in request line"
-                : parts.count > 3 ? "white space inside the Request-URI" : "request line must be 'METHOD URI SIP/2.0'"
+        // Request-Line = Method SP Request-URI SP SIP-Version, exactly one SP between elements.
+        let sp1 = indexOf(ASCII.sp, buf, from: r.lowerBound, to: r.upperBound)
+        let sp2 = indexOf(ASCII.sp, buf, from: min(sp1 + 1, r.upperBound), to: r.upperBound)
+        let m = r.lowerBound..<sp1
+        let u = min(sp1 + 1, sp2)..<sp2
+        let v = min(sp2 + 1, r.upperBound)..<r.upperBound
+        if m.isEmpty || u.isEmpty || v.isEmpty || indexOf(ASCII.sp, buf, from: v.lowerBound, to: v.upperBound) != v.upperBound
+            || indexOf(ASCII.ht, buf, from: r.lowerBound, to: r.upperBound) != r.upperBound {
+            var fields = 0, empty = false
+            var s = r.lowerBound
+            for i in r where buf[i] == ASCII.sp || buf[i] == ASCII.ht {
+                fields += 1
+                if i == s { empty = true }
+                s = i + 1
+            }
+            fields += 1
+            if s == r.upperBound { empty = true }
+            let detail = empty ? "extra white space in request line"
+                : fields > 3 ? "white space inside the Request-URI" : "request line must be 'METHOD URI SIP/2.0'"
             throw SIPParseError(detail, line: 1)
         }
-        for i in parts[0] where !ASCII.isToken(buf[i]) {
+        for i in m where !ASCII.isToken(buf[i]) {
             throw SIPParseError("method is not a token", line: 1)
         }
-        let version = try parseVersion(buf, parts[2], disposition: .respond(400))
+        let version = try parseVersion(buf, v, disposition: .respond(400))
         let uri: URI
-        do { uri = try URI.parse(buf, parts[1]) } catch {
+        do { uri = try URI.parse(buf, u) } catch {
             throw SIPParseError("Request-URI: \(error.message)", line: 1)
         }
-        return .request(method: SIPMethod(makeString(buf, parts[0])), uri: uri, version: version)
+        return .request(method: SIPMethod.known(buf, m) ?? SIPMethod(makeString(buf, m)), uri: uri, version: version)
     }
 
     static func parseVersion(_ buf: UnsafeBufferPointer<UInt8>, _ r: Range<Int>, disposition: SIPParseError.Disposition) throws(SIPParseError) -> String {
         // SIP-Version = "SIP" "/" 1*DIGIT "." 1*DIGIT
+        if bytesEqual(buf, r, "SIP/2.0") { return "SIP/2.0" }
         let bad = SIPParseError("invalid SIP version '\(makeString(buf, r))'", line: 1, disposition: disposition)
         guard r.count >= 7, ASCII.lower(buf[r.lowerBound]) == UInt8(ascii: "s"), ASCII.lower(buf[r.lowerBound + 1]) == UInt8(ascii: "i"),
               ASCII.lower(buf[r.lowerBound + 2]) == UInt8(ascii: "p"), buf[r.lowerBound + 3] == ASCII.slash else { throw bad }

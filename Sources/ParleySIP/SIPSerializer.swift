@@ -1,30 +1,33 @@
+extension Array where Element == UInt8 {
+    /// Appends a string's UTF-8 bytes with one copy.
+    @inline(__always)
+    mutating func appendUTF8(_ s: String) {
+        if s.utf8.withContiguousStorageIfAvailable({ self.append(contentsOf: $0) }) == nil {
+            append(contentsOf: s.utf8)
+        }
+    }
+}
+
 extension SIPMessage {
     /// The message as bytes on the wire: the start line, each header as `Name: value` on its own
     /// line, an empty line, and the body. Parsing the result gives this message again.
     public func serialized() -> [UInt8] {
+        var size = 64 + body.count
+        for i in 0..<headers.count { size += headers[i].name.utf8.count + headers[i].bytes.count + 4 }
         var out: [UInt8] = []
-        out.reserveCapacity(256 + headers.count * 48 + body.count)
-        switch startLine {
-        case .request(let method, let uri, let version):
-            out.append(contentsOf: method.rawValue.utf8)
-            out.append(ASCII.sp)
-            out.append(contentsOf: uri.description.utf8)
-            out.append(ASCII.sp)
-            out.append(contentsOf: version.utf8)
-        case .response(let version, let code, let reason):
-            out.append(contentsOf: version.utf8)
-            out.append(ASCII.sp)
-            out.append(contentsOf: String(code).utf8)
-            out.append(ASCII.sp)
-            out.append(contentsOf: reason.utf8)
+        out.reserveCapacity(size)
+        if let raw = rawStartLine {
+            raw.withBuffer { out.append(contentsOf: $0) }
+        } else {
+            writeStartLine(into: &out)
         }
         out.append(ASCII.cr)
         out.append(ASCII.lf)
-        for h in headers.lines {
-            out.append(contentsOf: h.name.utf8)
+        for i in 0..<headers.count {
+            out.appendUTF8(headers[i].name)
             out.append(ASCII.colon)
             out.append(ASCII.sp)
-            out.append(contentsOf: h.value.utf8)
+            headers[i].withValueBytes { out.append(contentsOf: $0) }
             out.append(ASCII.cr)
             out.append(ASCII.lf)
         }
@@ -32,6 +35,23 @@ extension SIPMessage {
         out.append(ASCII.lf)
         out.append(contentsOf: body)
         return out
+    }
+
+    private func writeStartLine(into out: inout [UInt8]) {
+        switch startLine {
+        case .request(let method, let uri, let version):
+            out.appendUTF8(method.rawValue)
+            out.append(ASCII.sp)
+            out.appendUTF8(uri.description)
+            out.append(ASCII.sp)
+            out.appendUTF8(version)
+        case .response(let version, let code, let reason):
+            out.appendUTF8(version)
+            out.append(ASCII.sp)
+            out.appendUTF8(String(code))
+            out.append(ASCII.sp)
+            out.appendUTF8(reason)
+        }
     }
 
     /// The message as text (the body decoded as UTF-8).

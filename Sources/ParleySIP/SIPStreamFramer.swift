@@ -60,15 +60,9 @@ public struct SIPStreamFramer: Sendable {
                 }
                 return nil
             }
-            // The head must be parseable to find Content-Length; if it is not, the framing is lost.
-            let message: SIPMessage
-            do throws(SIPParseError) {
-                message = try SIPParser.parseHead(buf, 0..<head.headersEnd, limits: limits)
-            } catch {
-                return (head.bodyStart, .invalid(error))
-            }
+            // Content-Length frames the body; without it the framing is lost.
             let length: Int
-            do throws(SIPParseError) { length = try message.contentLength() ?? 0 } catch {
+            do throws(SIPSyntaxError) { length = try SIPParser.contentLength(inHead: buf, 0..<head.headersEnd) ?? 0 } catch {
                 throw StreamError(message: "unreadable Content-Length: \(error.message)")
             }
             guard length <= limits.maxBodyBytes else {

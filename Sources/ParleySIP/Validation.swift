@@ -2,14 +2,13 @@ extension SIPMessage {
     /// Checks what an element must check before acting on a message (RFC 3261 sections 8.2, 16.3
     /// and 18, RFC 4475 section 3.1.2): the version, the mandatory headers and the grammar of every
     /// header Parley reads. Throws the first problem, with the answer it calls for.
+    ///
+    /// One pass finds where each header Parley reads stands; the checks then run in a fixed order
+    /// (version, mandatory headers, From/To/Call-ID/CSeq, then the rest), so the error reported
+    /// for a message with several problems does not depend on header order.
     public func validate() throws(SIPParseError) {
         let isRequest = self.isRequest
         let bad: SIPParseError.Disposition = isRequest ? .respond(400) : .drop
-        func fail(_ e: SIPParseError) -> SIPParseError {
-            var e = e
-            e.disposition = bad
-            return e
-        }
 
         // RFC 3261 section 8.2.2 (505) for requests; a response of another version is dropped.
         if !asciiCaseInsensitiveEquals(version, "SIP/2.0") {
@@ -20,72 +19,110 @@ extension SIPMessage {
             throw SIPParseError("Request-URI must not carry headers", line: 1, disposition: bad)
         }
 
-        for (known, name) in [(KnownHeader.via, "Via"), (.from, "From"), (.to, "To"), (.callID, "Call-ID"), (.cseq, "CSeq")]
-        where headers.value(known) == nil {
-            throw SIPParseError("missing mandatory header", header: name, disposition: bad)
+        var index = HeaderIndex()
+        let lines = headers.lines
+        for i in 0..<lines.count {
+            if let k = lines[i].known { index.note(k, at: i) }
         }
-
         do throws(SIPParseError) {
-            let vias = try self.vias()
-            if vias.isEmpty { throw SIPParseError("empty value", header: "Via") }
-            for v in vias where !asciiCaseInsensitiveEquals(v.protocolName, "SIP") || v.protocolVersion != "2.0" {
-                throw SIPParseError("unsupported protocol \(v.protocolName)/\(v.protocolVersion)", header: "Via")
+            for k in [KnownHeader.via, .from, .to, .callID, .cseq] where index.first(k) == nil {
+                throw SIPParseError("missing mandatory header", header: k.canonicalName)
             }
-            for known in [KnownHeader.from, .to] {
-                let lines = headers.lines.filter { $0.known == known }
-                if lines.count > 1 { throw SIPParseError("appears more than once", header: known.canonicalName) }
+            for k in [KnownHeader.from, .to, .callID, .cseq] where index.count(k) > 1 {
+                throw SIPParseError("appears more than once", header: k.canonicalName)
             }
-            _ = try from()
-            _ = try to()
-            try checkCallID()
-            guard let cseq = try cseq() else { throw SIPParseError("missing", header: "CSeq") }
-            if headers.lines.filter({ $0.known == .cseq }).count > 1 { throw SIPParseError("appears more than once", header: "CSeq") }
-            if let m = method, cseq.method != m {
-                throw SIPParseError("method \(cseq.method) does not match the request method \(m)", header: "CSeq")
+            try check(.from, index, lines) { v throws(SIPSyntaxError) in _ = try NameAddress.parse(bytes: v) }
+            try check(.to, index, lines) { v throws(SIPSyntaxError) in _ = try NameAddress.parse(bytes: v) }
+            try check(.callID, index, lines) { v throws(SIPSyntaxError) in
+                // callid = word [ "@" word ]: no white space.
+                if v.isEmpty { throw SIPSyntaxError("empty value") }
+                for c in v where c <= ASCII.sp || c >= 0x7F {
+                    throw SIPSyntaxError("white space or control character in value")
+                }
             }
-            _ = try maxForwards()
-            let lengths = headers.lines.filter { $0.known == .contentLength }
-            if lengths.count > 1, Set(lengths.map { $0.value }).count > 1 {
-                throw SIPParseError("appears more than once with different values", header: "Content-Length")
+            try check(.cseq, index, lines) { v throws(SIPSyntaxError) in
+                let cseq = try CSeq.parse(bytes: v)
+                if let m = method, cseq.method != m {
+                    throw SIPSyntaxError("method \(cseq.method) does not match the request method \(m)")
+                }
             }
-            _ = try contentLength()
-            _ = try expires()
-            let contacts = try self.contacts()
-            if contacts.contains(.wildcard), contacts.count > 1 {
-                throw SIPParseError("'*' must be the only Contact", header: "Contact")
+            try checkAll(.via, index, lines) { v throws(SIPSyntaxError) in
+                for via in try Via.parseList(bytes: v) where !asciiCaseInsensitiveEquals(via.protocolName, "SIP") || via.protocolVersion != "2.0" {
+                    throw SIPSyntaxError("unsupported protocol \(via.protocolName)/\(via.protocolVersion)")
+                }
             }
-            for c in contacts {
-                if let e = c.address?.parameters.value("expires") {
-                    do { _ = try parseDecimal(e, max: UInt64(UInt32.max), what: "expires parameter") } catch {
-                        throw SIPParseError(error.message, header: "Contact")
+            try check(.maxForwards, index, lines) { v throws(SIPSyntaxError) in _ = try parseDecimal(bytes: v, max: 255, what: "value") }
+            if index.count(.contentLength) > 1 {
+                var seen: String?
+                for i in 0..<lines.count where lines[i].known == .contentLength {
+                    if let s = seen, s != lines[i].value {
+                        throw SIPParseError("appears more than once with different values", header: "Content-Length")
+                    }
+                    seen = lines[i].value
+                }
+            }
+            try check(.contentLength, index, lines) { v throws(SIPSyntaxError) in _ = try parseDecimal(bytes: v, max: UInt64(Int32.max), what: "value") }
+            try check(.expires, index, lines) { v throws(SIPSyntaxError) in _ = try parseDecimal(bytes: v, max: UInt64(UInt32.max), what: "value") }
+            var wildcard = false
+            var contactCount = 0
+            try checkAll(.contact, index, lines) { v throws(SIPSyntaxError) in
+                for c in try ContactValue.parseList(bytes: v) {
+                    contactCount += 1
+                    guard let a = c.address else { wildcard = true; continue }
+                    if let e = a.parameters.value("expires") { _ = try parseDecimal(e, max: UInt64(UInt32.max), what: "expires parameter") }
+                    if let q = a.parameters.value("q"), parseQValue(q) == nil {
+                        throw SIPSyntaxError("q value '\(q)' is not between 0 and 1 with at most three decimals")
                     }
                 }
-                if let q = c.address?.parameters.value("q"), parseQValue(q) == nil {
-                    throw SIPParseError("q value '\(q)' is not between 0 and 1 with at most three decimals", header: "Contact")
-                }
             }
-            _ = try routes()
-            _ = try recordRoutes()
-            _ = try paths()
-            _ = try contentType()
-            if !body.isEmpty, headers.value(.contentType) == nil, isRequest {
+            if wildcard && contactCount > 1 { throw SIPParseError("'*' must be the only Contact", header: "Contact") }
+            for k in [KnownHeader.route, .recordRoute, .path] {
+                try checkAll(k, index, lines) { v throws(SIPSyntaxError) in _ = try NameAddress.parseList(bytes: v) }
+            }
+            try check(.contentType, index, lines) { v throws(SIPSyntaxError) in _ = try MediaType.parse(bytes: v) }
+            if !body.isEmpty, index.first(.contentType) == nil, isRequest {
                 throw SIPParseError("a body needs a Content-Type", header: "Content-Type")
             }
-            if let date = headers.value(.date) {
-                do { try checkDate(date) } catch { throw SIPParseError(error.message, header: "Date") }
-            }
+            try check(.date, index, lines) { v throws(SIPSyntaxError) in try checkDate(String(decoding: v, as: UTF8.self)) }
         } catch {
-            throw fail(error)
+            var e = error
+            e.disposition = bad
+            throw e
         }
     }
 
-    private func checkCallID() throws(SIPParseError) {
-        // callid = word [ "@" word ]: no white space.
-        guard let id = callID, !id.isEmpty else { throw SIPParseError("empty value", header: "Call-ID") }
-        if id.utf8.contains(where: { $0 <= ASCII.sp || $0 >= 0x7F }) {
-            throw SIPParseError("white space or control character in value", header: "Call-ID")
+    private func check(_ k: KnownHeader, _ index: HeaderIndex, _ lines: [SIPHeader],
+                       _ body: (UnsafeBufferPointer<UInt8>) throws(SIPSyntaxError) -> Void) throws(SIPParseError) {
+        guard let i = index.first(k) else { return }
+        do { try lines[i].withValueBytes(body) } catch { throw SIPParseError(error.message, header: k.canonicalName) }
+    }
+
+    private func checkAll(_ k: KnownHeader, _ index: HeaderIndex, _ lines: [SIPHeader],
+                          _ body: (UnsafeBufferPointer<UInt8>) throws(SIPSyntaxError) -> Void) throws(SIPParseError) {
+        guard let first = index.first(k) else { return }
+        for i in first..<lines.count where lines[i].known == k {
+            do { try lines[i].withValueBytes(body) } catch { throw SIPParseError(error.message, header: k.canonicalName) }
         }
     }
+}
+
+/// Where the known headers stand in a message: the first line of each and how many lines.
+struct HeaderIndex {
+    private var firsts = [Int16](repeating: -1, count: KnownHeader.allCases.count)
+    private var counts = [UInt16](repeating: 0, count: KnownHeader.allCases.count)
+
+    mutating func note(_ k: KnownHeader, at i: Int) {
+        let r = Int(k.rawValue)
+        if firsts[r] < 0 { firsts[r] = Int16(truncatingIfNeeded: i) }
+        counts[r] &+= 1
+    }
+
+    func first(_ k: KnownHeader) -> Int? {
+        let f = firsts[Int(k.rawValue)]
+        return f < 0 ? nil : Int(f)
+    }
+
+    func count(_ k: KnownHeader) -> Int { Int(counts[Int(k.rawValue)]) }
 }
 
 /// `rfc1123-date = wkday "," SP date1 SP time SP "GMT"` (RFC 3261 section 20.17).

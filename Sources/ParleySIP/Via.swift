@@ -48,13 +48,15 @@ public struct Via: Sendable, Hashable, CustomStringConvertible {
     }
 
     public static func parse(_ text: String) throws(SIPSyntaxError) -> Via {
-        try withBytes(text) { buf throws(SIPSyntaxError) in
-            var cur = ByteCursor(buf)
-            let v = try parse(&cur)
-            cur.skipWS()
-            guard cur.atEnd else { throw SIPSyntaxError("unexpected text after Via value") }
-            return v
-        }
+        try withBytes(text) { buf throws(SIPSyntaxError) in try parse(bytes: buf) }
+    }
+
+    public static func parse(bytes buf: UnsafeBufferPointer<UInt8>) throws(SIPSyntaxError) -> Via {
+        var cur = ByteCursor(buf)
+        let v = try parse(&cur)
+        cur.skipWS()
+        guard cur.atEnd else { throw SIPSyntaxError("unexpected text after Via value") }
+        return v
     }
 
     static func parse(_ cur: inout ByteCursor) throws(SIPSyntaxError) -> Via {
