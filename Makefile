@@ -1,0 +1,44 @@
+# Parley: `make run` and `make test` install what is missing (Debian, as root), build, and go.
+SHELL := /bin/bash
+SWIFT ?= swift
+APT_PACKAGES := liblua5.4-dev pkg-config sip-tester
+CONFIG ?= examples/parley.toml
+
+.PHONY: deps build release run test test-unit test-rules bench clean
+
+# Install the Debian packages that are missing (apt-get update only when something is).
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  if [ "$$(id -u)" -ne 0 ]; then echo "error: run as root to install:$$missing" >&2; exit 1; fi; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+build: deps
+	$(SWIFT) build
+
+release: deps
+	$(SWIFT) build -c release
+
+# Until `parley serve` exists this shows the command's help and parses a sample message.
+run: release
+	.build/release/parley --help
+	.build/release/parley sip parse examples/sip/invite.sip
+
+test: deps
+	$(SWIFT) build --build-tests
+	$(SWIFT) test
+	$(MAKE) --no-print-directory test-rules
+
+test-rules:
+	@if [ -d rules ] && ls rules/*_test.lua rules/**/*_test.lua >/dev/null 2>&1 && $(SWIFT) run parley help test >/dev/null 2>&1; then \
+	  $(SWIFT) run parley test rules; \
+	  for d in examples/rules/*/; do [ -f "$$d/init.lua" ] && $(SWIFT) run parley test "$$d"; done; \
+	fi; true
+
+bench: release
+	bash bench/run-parser.sh
+
+clean:
+	rm -rf .build
