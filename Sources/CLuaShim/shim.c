@@ -44,6 +44,7 @@ struct parley_state {
     int ref_sources;   // module name -> source text
     int ref_displays;  // module name -> display name
     int ref_loaded;    // module name -> value, or the `loading` sentinel
+    int ref_compiled;  // module name -> its compiled chunk (set by parley_compile_module)
     int ref_agents;    // slot -> read-only agent
     int ref_agent_data;// slot -> the agent's data table
     int ref_key_idle;  // the interned string "idle_ms"
@@ -526,6 +527,16 @@ static int l_require(lua_State *L) {
         return luaL_error(L, "require \"%s\": circular require", name);
     if (!lua_isnil(L, -1)) return 1;
     lua_pop(L, 1);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, S->ref_compiled);
+    lua_pushvalue(L, 1);
+    if (lua_rawget(L, -2) == LUA_TFUNCTION) {
+        lua_pushvalue(L, 1);
+        lua_pushlightuserdata(L, (void *)&LOADING_SENTINEL);
+        lua_rawset(L, loaded);
+        lua_pushvalue(L, 1);
+        lua_call(L, 1, 1);
+        goto done;
+    }
     lua_rawgeti(L, LUA_REGISTRYINDEX, S->ref_sources);
     lua_pushvalue(L, 1);
     lua_rawget(L, -2);
@@ -551,6 +562,7 @@ static int l_require(lua_State *L) {
     load_text(L, display, dlen, src, srclen);
     lua_pushvalue(L, 1);
     lua_call(L, 1, 1);
+done:
     if (lua_isnil(L, -1)) {
         lua_pop(L, 1);
         lua_pushboolean(L, 1);
@@ -808,6 +820,8 @@ static int op_open(lua_State *L) {
     lua_newtable(L);
     S->ref_loaded = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_newtable(L);
+    S->ref_compiled = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_newtable(L);
     S->ref_agents = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_newtable(L);
     S->ref_agent_data = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -895,6 +909,21 @@ static int op_compile(lua_State *L) {
 int parley_compile(parley_state *S, parley_str display, parley_str source) {
     op_args a = {.a = display, .b = source};
     return protect(S, op_compile, &a, 1);
+}
+
+static int op_compile_module(lua_State *L) {
+    parley_state *S = state_of(L);
+    op_args *a = lua_touserdata(L, 1);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, S->ref_compiled);
+    lua_pushlstring(L, a->c.ptr, a->c.len);
+    load_text(L, a->a.ptr, a->a.len, a->b.ptr, a->b.len);
+    lua_rawset(L, -3);
+    return 0;
+}
+
+int parley_compile_module(parley_state *S, parley_str module, parley_str display, parley_str source) {
+    op_args a = {.a = display, .b = source, .c = module};
+    return protect(S, op_compile_module, &a, 1);
 }
 
 static int op_require(lua_State *L) {
@@ -1146,12 +1175,6 @@ static int push_hook(lua_State *L, hook_args *a) {
     if (t != LUA_TFUNCTION) {
         S->result_error = 1;
         luaL_error(L, "%s is a %s, not a function", a->hook, luaL_typename(L, -1));
-    }
-    lua_Debug ar;
-    lua_pushvalue(L, -1);
-    if (lua_getinfo(L, ">S", &ar)) {
-        memcpy(S->last_source, ar.short_src, sizeof S->last_source);
-        S->last_line = ar.linedefined;
     }
     a->defined = 1;
     return 1;

@@ -91,7 +91,7 @@ final class LuaRuntime {
     private(set) var version: String = ""
 
     // Resident agents: what this state holds, by id.
-    private var agentSlots: [String: (slot: Int32, info: AgentInfo)] = [:]
+    private var agentSlots: [String: (slot: Int32, idleSince: Int64?)] = [:]
     private var agentRevision: UInt64 = 0
 
     nonisolated(unsafe) private static let compactForms: [UnsafePointer<CChar>?] = {
@@ -172,8 +172,15 @@ final class LuaRuntime {
         case Int(PARLEY_ERR_RESULT): kind = .wrongType
         default: kind = .error
         }
-        return HookError(kind: kind, message: lastError)
+        var message = lastError
+        if kind == .memory, message.hasPrefix("?:0: "), let hook = currentHook {
+            message = hookPosition(hook) + message.dropFirst(5)
+        }
+        return HookError(kind: kind, message: message)
     }
+
+    /// The hook being called, for messages that need its position.
+    private var currentHook: RuleHook?
 
     // MARK: Loading
 
@@ -183,12 +190,8 @@ final class LuaRuntime {
         var problems: [RuleProblem] = []
         for f in snapshot.files {
             let st = withParleyStr(f.module) { m in
-                withParleyStr(f.displayPath) { d in withParleyStr(f.text) { t in parley_add_module(state, m, d, t) } }
+                withParleyStr(f.displayPath) { d in withParleyStr(f.text) { t in parley_compile_module(state, m, d, t) } }
             }
-            if st != PARLEY_OK { return [RuleProblem(luaMessage: lastError)] }
-        }
-        for f in snapshot.files {
-            let st = withParleyStr(f.displayPath) { d in withParleyStr(f.text) { t in parley_compile(state, d, t) } }
             if st != PARLEY_OK { problems.append(RuleProblem(luaMessage: lastError)) }
         }
         guard snapshot.files.contains(where: { $0.module == "init" }) else {
@@ -250,6 +253,7 @@ final class LuaRuntime {
 
     /// Runs a chunk in the global environment (test preludes and test files).
     func runChunk(display: String, source: [UInt8]) -> HookError? {
+        currentHook = nil
         let st = withParleyStr(display) { d in withParleyStr(source) { t in parley_run_chunk(state, d, t) } }
         return st == PARLEY_OK ? nil : failure(st)
     }
@@ -271,7 +275,7 @@ final class LuaRuntime {
         }
         for u in ch.updated {
             put(slot: u.slot, u.info)
-            agentSlots[u.info.id] = (u.slot, u.info)
+            agentSlots[u.info.id] = (u.slot, u.info.idleSinceMs)
         }
         agentRevision = ch.revision
     }
@@ -322,26 +326,43 @@ final class LuaRuntime {
         }
     }
 
+    // The last candidate list resolved, reused while the same ids come again and no agent changed
+    // (the distributor usually asks with the same list many times).
+    private var lastIDs: [String] = []
+    private var lastRevision: UInt64 = .max
+    private var lastSlots: [Int32] = []
+    private var lastIdleSince: [Int64?] = []
+    private var lastKnown: [String] = []
+
     /// Slots and idle times of the candidates this state knows, in the given order.
     func candidates(_ ids: [String], nowMs: Int64) -> (slots: [Int32], idle: [Int64], ids: [String]) {
-        var slots: [Int32] = []
-        var idle: [Int64] = []
-        var known: [String] = []
-        slots.reserveCapacity(ids.count)
-        idle.reserveCapacity(ids.count)
-        known.reserveCapacity(ids.count)
-        for id in ids {
-            guard let e = agentSlots[id] else { continue }
-            slots.append(e.slot)
-            idle.append(e.info.idleMs(at: nowMs))
-            known.append(id)
+        if lastRevision != agentRevision || ids != lastIDs {
+            var slots: [Int32] = []
+            var since: [Int64?] = []
+            var known: [String] = []
+            slots.reserveCapacity(ids.count)
+            since.reserveCapacity(ids.count)
+            known.reserveCapacity(ids.count)
+            for id in ids {
+                guard let e = agentSlots[id] else { continue }
+                slots.append(e.slot)
+                since.append(e.idleSince)
+                known.append(id)
+            }
+            lastIDs = ids
+            lastRevision = agentRevision
+            lastSlots = slots
+            lastIdleSince = since
+            lastKnown = known
         }
-        return (slots, idle, known)
+        let idle = lastIdleSince.map { $0.map { max(0, nowMs - $0) } ?? 0 }
+        return (lastSlots, idle, lastKnown)
     }
 
     // MARK: Hooks (raw: nil when the hook is not defined)
 
     func classify(_ invite: InviteView) -> Result<(type: String, priority: Int?)?, HookError> {
+        currentHook = .classify
         var defined: Int32 = 0
         var out = parley_classify_result()
         let st = withParleyStr(invite.packed) { parley_classify(state, $0, &defined, &out) }
@@ -382,6 +403,7 @@ final class LuaRuntime {
     }
 
     func selectAgent(_ call: CallInfo, slots: [Int32], idle: [Int64], nowMs: Int64) -> Result<String??, HookError> {
+        currentHook = .selectAgent
         var defined: Int32 = 0
         var out = parley_string_result()
         let st = withCall(call, nowMs: nowMs) { c in
@@ -397,6 +419,7 @@ final class LuaRuntime {
     }
 
     func handoffEncoding(_ call: CallInfo, slot: Int32, idle: Int64, nowMs: Int64) -> Result<String?, HookError> {
+        currentHook = .handoffEncoding
         var defined: Int32 = 0
         var out = parley_string_result()
         let st = withCall(call, nowMs: nowMs) { c in
@@ -408,6 +431,7 @@ final class LuaRuntime {
     }
 
     func orderRegistrations(_ address: AddressInfo, slots: [Int32], idle: [Int64]) -> Result<[(String, Double)]?, HookError> {
+        currentHook = .orderRegistrations
         var defined: Int32 = 0
         var out = parley_order_result()
         var arena = StringArena()
@@ -452,6 +476,7 @@ final class LuaRuntime {
     }
 
     func runTest(_ name: String) -> HookError? {
+        currentHook = nil
         let st = parley_run_test(state, name)
         return st == PARLEY_OK ? nil : failure(st)
     }

@@ -86,17 +86,15 @@ public struct RuleSetSnapshot: Sendable, Equatable {
         guard fm.fileExists(atPath: directory, isDirectory: &isDir), isDir.boolValue else {
             return (nil, [RuleProblem(file: directory, line: nil, message: "no such rule directory")])
         }
-        let root = URL(fileURLWithPath: directory).resolvingSymlinksInPath().standardizedFileURL.path
         var files: [RuleFile] = []
         var tests: [String] = []
         var problems: [RuleProblem] = []
-        for rel in listLuaFiles(directory) {
+        let listing = listLuaFiles(directory, checkLinks: true)
+        for rel in listing.outside {
+            problems.append(RuleProblem(file: join(directory, rel), line: nil, message: "links outside the rule directory; not loaded"))
+        }
+        for rel in listing.files {
             let display = join(directory, rel)
-            let real = URL(fileURLWithPath: display).resolvingSymlinksInPath().standardizedFileURL.path
-            guard real == root || real.hasPrefix(root.hasSuffix("/") ? root : root + "/") else {
-                problems.append(RuleProblem(file: display, line: nil, message: "links outside the rule directory; not loaded"))
-                continue
-            }
             if rel.hasSuffix("_test.lua") {
                 tests.append(display)
                 continue
@@ -144,18 +142,34 @@ public struct RuleSetSnapshot: Sendable, Equatable {
     }
 
     /// `*.lua` paths under a directory, relative, sorted; hidden files and directories skipped.
-    static func listLuaFiles(_ directory: String) -> [String] {
-        guard let e = FileManager.default.enumerator(atPath: directory) else { return [] }
+    static func listLuaFiles(_ directory: String) -> [String] { listLuaFiles(directory, checkLinks: false).files }
+
+    /// With `checkLinks`, entries that are symbolic links are resolved, and those leading outside
+    /// the directory are returned apart (and not searched).
+    static func listLuaFiles(_ directory: String, checkLinks: Bool) -> (files: [String], outside: [String]) {
+        let fm = FileManager.default
+        guard let e = fm.enumerator(atPath: directory) else { return ([], []) }
+        let root = checkLinks ? URL(fileURLWithPath: directory).resolvingSymlinksInPath().standardizedFileURL.path : ""
+        let rootPrefix = root.hasSuffix("/") ? root : root + "/"
         var out: [String] = []
+        var outside: [String] = []
         while let rel = e.nextObject() as? String {
             let last = (rel as NSString).lastPathComponent
             if last.hasPrefix(".") {
                 e.skipDescendants()
                 continue
             }
+            if checkLinks, (try? fm.attributesOfItem(atPath: join(directory, rel)))?[.type] as? FileAttributeType == .typeSymbolicLink {
+                let real = URL(fileURLWithPath: join(directory, rel)).resolvingSymlinksInPath().standardizedFileURL.path
+                if !(real == root || real.hasPrefix(rootPrefix)) {
+                    e.skipDescendants()
+                    if rel.hasSuffix(".lua") { outside.append(rel) }
+                    continue
+                }
+            }
             if rel.hasSuffix(".lua") { out.append(rel) }
         }
-        return out.sorted()
+        return (out.sorted(), outside.sorted())
     }
 
     static func join(_ dir: String, _ rel: String) -> String {

@@ -45,7 +45,12 @@ struct SHA256 {
     }
 
     private mutating func block(_ chunk: UnsafeBufferPointer<UInt8>, _ o: Int) {
-        var w = [UInt32](repeating: 0, count: 64)
+        withUnsafeTemporaryAllocation(of: UInt32.self, capacity: 64) { w in
+            compress(chunk, o, w)
+        }
+    }
+
+    private mutating func compress(_ chunk: UnsafeBufferPointer<UInt8>, _ o: Int, _ w: UnsafeMutableBufferPointer<UInt32>) {
         for i in 0..<16 {
             w[i] = UInt32(chunk[o + 4 * i]) << 24 | UInt32(chunk[o + 4 * i + 1]) << 16 | UInt32(chunk[o + 4 * i + 2]) << 8
                 | UInt32(chunk[o + 4 * i + 3])

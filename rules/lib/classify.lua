@@ -9,6 +9,7 @@ local M = {}
 --- Digits as dialled: keeps a leading + and the digits, drops visual separators.
 function M.normalize_number(user)
   if user == nil then return nil end
+  if not user:find("[^%d+]") then return user end -- already plain digits
   local plus = user:sub(1, 1) == "+" and "+" or ""
   local digits = user:gsub("[^%d]", "")
   if digits == "" then return user end
@@ -40,9 +41,10 @@ function M.call_type(config, invite, now_ms)
   if not hours.is_open(config, now_ms) then return config.after_hours_type end
   local chosen = invite:header(config.skill_header)
   if chosen and config.skills[chosen:lower()] then return chosen:lower() end
-  local number = M.normalize_number(invite.uri_user)
+  local uri_user = invite.uri_user
+  local number = M.normalize_number(uri_user)
   if number and config.numbers[number] then return config.numbers[number] end
-  local user = invite.uri_user and invite.uri_user:lower()
+  local user = uri_user and uri_user:lower()
   if user and config.skills[user] then return user end
   return type_from_subject(config, invite:header("Subject")) or "default"
 end

@@ -17,14 +17,20 @@ function M.civil(days)
   return y, m, d
 end
 
+-- The date string of the last day asked for (hooks run many times a day).
+local cached_day, cached_date
+
 --- Local weekday (1 = Monday ... 7 = Sunday), minute of the day and "YYYY-MM-DD" date.
 function M.local_time(now_ms, utc_offset_minutes)
   local minutes = now_ms // 60000 + (utc_offset_minutes or 0)
   local days = minutes // 1440
   local minute = minutes % 1440
   local weekday = (days + 3) % 7 + 1 -- 1970-01-01 was a Thursday
-  local y, m, d = M.civil(days)
-  return weekday, minute, string.format("%04d-%02d-%02d", y, m, d)
+  if days ~= cached_day then
+    local y, m, d = M.civil(days)
+    cached_day, cached_date = days, string.format("%04d-%02d-%02d", y, m, d)
+  end
+  return weekday, minute, cached_date
 end
 
 --- Whether the schedule is open at now_ms.

@@ -3,6 +3,8 @@
 -- (the next agent by id after the one chosen last, per rule state). Language lines first narrow
 -- the candidates to agents speaking the language, until the call has waited language_wait_ms.
 
+local classify = require "lib.classify"
+
 local M = {}
 
 function M.longest_idle(agents)
@@ -45,8 +47,9 @@ end
 function M.language(config, call)
   local inv = call.invite
   if inv == nil then return nil end
-  local classify = require "lib.classify"
-  return config.languages[classify.normalize_number(inv.uri_user)]
+  local user = inv.uri_user
+  if user == nil then return nil end
+  return config.languages[user] or config.languages[classify.normalize_number(user)]
 end
 
 --- Candidates speaking `language` (all of them when language is nil).

@@ -88,6 +88,8 @@ void parley_set_limits(parley_state *S, const parley_limits *limits);
 int parley_add_module(parley_state *S, parley_str module, parley_str display, parley_str source);
 /// Compiles a chunk without running it (text only; bytecode is refused).
 int parley_compile(parley_state *S, parley_str display, parley_str source);
+/// Compiles a module's chunk and keeps it, so that `require` runs it without compiling again.
+int parley_compile_module(parley_state *S, parley_str module, parley_str display, parley_str source);
 /// `require(module)` under the limits (how init.lua is run).
 int parley_require(parley_state *S, parley_str module);
 /// Loads and runs a chunk in the global environment under the limits (test files).

@@ -45,7 +45,7 @@ let text = """
     Via: SIP/2.0/UDP 198.51.100.7:5060;branch=z9hG4bK776asdhds\r
     Max-Forwards: 70\r
     To: <sip:+18005550100@cc.example.com>\r
-    From: "Alice" <sip:+14155550123@carrier.example>;tag=1928301774\r
+    From: "Alice" <sip:+15105550199@carrier.example>;tag=1928301774\r
     Call-ID: a84b4c76e66710@198.51.100.7\r
     CSeq: 314159 INVITE\r
     Contact: <sip:alice@198.51.100.7>\r
@@ -84,11 +84,12 @@ _ = measure("order_registrations over 50 agents") { _ = rules.orderRegistrations
 let tiny = NSTemporaryDirectory() + "parley-bench-rules-\(getpid())"
 try? FileManager.default.createDirectory(atPath: tiny, withIntermediateDirectories: true)
 _ = FileManager.default.createFile(atPath: tiny + "/init.lua",
-                               contents: Data("function classify(invite) return 'sales' end\n".utf8))
-let tinyStore = RuleStore(directory: tiny, options: RuleOptions(clock: .fixed(monday10), log: .discard))
+                               contents: Data("function classify(invite) return 'sales' end\nfunction select_agent(c, a) return nil end\n".utf8))
+let tinyStore = RuleStore(directory: tiny, options: RuleOptions(clock: .fixed(monday10), log: .discard), agents: store.agents)
 _ = tinyStore.reload()
 let tinyRules = RuleEngine(store: tinyStore).pin()
 _ = measure("classify (no-op rule: engine overhead)") { _ = tinyRules.classify(invite) }
+_ = measure("select_agent, 50 agents (no-op rule)") { _ = tinyRules.selectAgent(for: call, candidates: ids) }
 
 // Reload: read the directory, hash, build a fresh state, compile, run init.lua, check, publish.
 // Each round touches a comment so the version changes and the reload really publishes.
