@@ -4,6 +4,8 @@ import PackageDescription
 // Layers, each depending only on the ones above it:
 //   ParleySIP          SIP message core: model, parser, serializer, stream framing (no sockets)
 //   ParleyTransaction  RFC 3261 section 17 transaction state machines (value types, injected clock)
+//   ParleyTransport    SwiftNIO transports (UDP, TCP) and the SIP stack that drives the transactions
+//   ParleyProxy        the RFC 3261 section 16 stateful proxy core the later roles reuse
 //   ParleyRules        Lua rule engine (depends on the message core only)
 //   parley             the command-line tool
 let package = Package(
@@ -16,10 +18,21 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     ],
     targets: [
         .target(name: "ParleySIP"),
         .target(name: "ParleyTransaction", dependencies: ["ParleySIP"]),
+        .target(
+            name: "ParleyTransport",
+            dependencies: [
+                "ParleySIP", "ParleyTransaction",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(name: "ParleyProxy", dependencies: ["ParleyTransport", .product(name: "Logging", package: "swift-log")]),
         .systemLibrary(
             name: "CLua",
             pkgConfig: "lua5.4",
@@ -35,6 +48,8 @@ let package = Package(
             dependencies: [
                 "ParleySIP",
                 "ParleyRules",
+                "ParleyTransport",
+                "ParleyProxy",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -50,6 +65,10 @@ let package = Package(
             resources: [.copy("Fixtures")]
         ),
         .testTarget(name: "ParleyTransactionTests", dependencies: ["ParleyTransaction"]),
+        .testTarget(
+            name: "ParleyProxyTests",
+            dependencies: ["ParleyProxy", "ParleyTransport", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")]
+        ),
         .testTarget(name: "ParleyRulesTests", dependencies: ["ParleyRules", "ParleySIP"]),
         .executableTarget(
             name: "parley-rules-bench",

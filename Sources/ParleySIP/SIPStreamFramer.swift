@@ -31,9 +31,9 @@ public struct SIPStreamFramer: Sendable {
     public enum Next: Sendable {
         /// A complete message.
         case message(SIPMessage)
-        /// A complete message that failed parsing or validation; its bytes were consumed and the
-        /// stream can go on.
-        case invalid(SIPParseError)
+        /// A complete message that failed parsing or validation, with its bytes (to build a 400
+        /// from); they were consumed and the stream can go on.
+        case invalid(SIPParseError, [UInt8])
         /// Not enough bytes yet.
         case needMoreData
     }
@@ -75,7 +75,7 @@ public struct SIPStreamFramer: Sendable {
                                             limits: limits, validate: validate)
                 return (total, .message(m))
             } catch {
-                return (total, .invalid(error))
+                return (total, .invalid(error, Array(buf[0..<total])))
             }
         }
         guard let result else { return .needMoreData }

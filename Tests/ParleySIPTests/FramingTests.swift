@@ -97,8 +97,9 @@ struct FramingTests {
         let good = Array("OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/TCP h;branch=z9hG4bK2\r\nCall-ID: y\r\nCSeq: 1 OPTIONS\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:a@b>\r\nContent-Length: 0\r\n\r\n".utf8)
         var framer = SIPStreamFramer()
         framer.append(bad + good)
-        guard case .invalid(let e) = try framer.next() else { Issue.record("expected invalid"); return }
+        guard case .invalid(let e, let bytes) = try framer.next() else { Issue.record("expected invalid"); return }
         #expect(e.header == "CSeq")
+        #expect(bytes == bad)
         guard case .message(let m) = try framer.next() else { Issue.record("expected the good message"); return }
         #expect(m.callID == "y")
     }
@@ -138,7 +139,7 @@ extension SIPStreamFramer.Next: Equatable {
     public static func == (a: SIPStreamFramer.Next, b: SIPStreamFramer.Next) -> Bool {
         switch (a, b) {
         case (.message(let x), .message(let y)): x == y
-        case (.invalid(let x), .invalid(let y)): x == y
+        case (.invalid(let x, let a), .invalid(let y, let b)): x == y && a == b
         case (.needMoreData, .needMoreData): true
         default: false
         }

@@ -1,0 +1,394 @@
+import Logging
+import NIOCore
+import NIOPosix
+import ParleySIP
+
+/// The SwiftNIO transports: UDP and TCP listeners, outgoing TCP connections (reused, closed when
+/// idle), framing, and the transport rules of RFC 3261 section 18 and RFC 3581.
+///
+/// Confined to one event loop: every method must be called on `loop`, and every channel it
+/// creates lives on that loop.
+public final class SIPTransport: @unchecked Sendable {
+    public let loop: EventLoop
+    public var logger: Logger
+    /// Messages that parsed, with where they came from. Requests have had `received`/`rport`
+    /// added to their top Via (18.2.1, RFC 3581).
+    public var onMessage: ((SIPMessage, SIPSource) -> Void)?
+    public var limits = SIPParserLimits()
+    /// How long an idle TCP connection stays open.
+    public var idleTimeout: TimeAmount = .seconds(180)
+    /// Largest request sent over UDP (18.1.1: 200 bytes under a 1500-byte MTU); larger go over TCP.
+    public var udpRequestLimit = 1300
+
+    /// What was refused or lost, for logs and tests.
+    public struct Counters: Sendable, Equatable {
+        public var malformedRequests = 0
+        public var malformedResponses = 0
+        public var badRequestsAnswered = 0
+        public var sendFailures = 0
+        public var streamErrors = 0
+    }
+    public private(set) var counters = Counters()
+
+    /// A bound listener.
+    public struct Listener: Sendable {
+        public var kind: SIPTransportKind
+        public var local: SocketAddress
+        public var channel: Channel
+    }
+    public private(set) var listeners: [Listener] = []
+    private var connections: [SocketAddress: Channel] = [:]
+    private var connecting: [SocketAddress: EventLoopFuture<Channel>] = [:]
+
+    public init(loop: EventLoop, logger: Logger = Logger(label: "parley.transport")) {
+        self.loop = loop
+        self.logger = logger
+    }
+
+    // MARK: Listening
+
+    /// Binds a listener. Port 0 picks a free port (see `listeners` for the one bound).
+    public func listen(_ kind: SIPTransportKind, on address: SocketAddress) -> EventLoopFuture<Listener> {
+        let future: EventLoopFuture<Channel>
+        switch kind {
+        case .udp:
+            future = DatagramBootstrap(group: loop)
+                .channelOption(.socketOption(.so_reuseaddr), value: 1)
+                .channelOption(.socketOption(.so_rcvbuf), value: 4 << 20)
+                .channelOption(.maxMessagesPerRead, value: 16)
+                .channelInitializer { [self] channel in
+                    channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(UDPHandler(transport: self)) }
+                }
+                .bind(to: address)
+        case .tcp:
+            future = ServerBootstrap(group: loop)
+                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .serverChannelOption(.backlog, value: 1024)
+                .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+                .childChannelInitializer { [self] channel in
+                    channel.eventLoop.makeCompletedFuture { try self.addStreamHandlers(channel) }
+                }
+                .bind(to: address)
+        }
+        return future.map { [self] channel in
+            let listener = Listener(kind: kind, local: channel.localAddress ?? address, channel: channel)
+            listeners.append(listener)
+            logger.info("listening on \(kind) \(hostPort(listener.local))")
+            return listener
+        }
+    }
+
+    /// The address to put in Via and Record-Route for `kind`, in the family of `peer`.
+    public func advertisedAddress(for kind: SIPTransportKind, toward peer: SocketAddress? = nil) -> SocketAddress? {
+        let sameKind = listeners.filter { $0.kind == kind }
+        if let peer, let l = sameKind.first(where: { sameFamily($0.local, peer) }) { return l.local }
+        return sameKind.first?.local ?? listeners.first?.local
+    }
+
+    /// Whether `host:port` names one of our listeners (for Route and Request-URI checks).
+    public func isLocal(host: String, port: Int?) -> Bool {
+        listeners.contains { l in
+            guard let ip = l.local.ipAddress, let p = l.local.port else { return false }
+            return sameIP(ip, host) && (port ?? 5060) == p
+        }
+    }
+
+    /// Closes every listener and connection.
+    public func close() -> EventLoopFuture<Void> {
+        let all = listeners.map(\.channel) + Array(connections.values)
+        listeners = []
+        connections = [:]
+        let futures = all.map { $0.close().recover { _ in } }
+        return EventLoopFuture.andAllComplete(futures, on: loop)
+    }
+
+    // MARK: Sending
+
+    /// Sends a message. Over TCP an existing connection is used (the destination's own first),
+    /// or a new one is opened and kept for reuse.
+    @discardableResult
+    public func send(_ message: SIPMessage, to destination: SIPDestination) -> EventLoopFuture<Void> {
+        send(bytes: message.serialized(), to: destination)
+    }
+
+    @discardableResult
+    public func send(bytes: [UInt8], to destination: SIPDestination) -> EventLoopFuture<Void> {
+        let result: EventLoopFuture<Void>
+        switch destination.transport {
+        case .udp:
+            guard let listener = listeners.first(where: { $0.kind == .udp && sameFamily($0.local, destination.address) }) else {
+                result = loop.makeFailedFuture(TransportError.noListener(destination.transport))
+                break
+            }
+            let buffer = listener.channel.allocator.buffer(bytes: bytes)
+            result = listener.channel.writeAndFlush(AddressedEnvelope(remoteAddress: destination.address, data: buffer))
+        case .tcp:
+            if let c = destination.connection, c.isActive {
+                result = c.writeAndFlush(c.allocator.buffer(bytes: bytes))
+            } else {
+                result = connection(to: destination.address).flatMap { c in
+                    c.writeAndFlush(c.allocator.buffer(bytes: bytes))
+                }
+            }
+        }
+        result.whenFailure { [self] error in
+            counters.sendFailures += 1
+            logger.debug("send to \(destination) failed: \(error)")
+        }
+        return result
+    }
+
+    /// The open connection to `address`, or a new one.
+    func connection(to address: SocketAddress) -> EventLoopFuture<Channel> {
+        if let c = connections[address], c.isActive { return loop.makeSucceededFuture(c) }
+        if let pending = connecting[address] { return pending }
+        let future = ClientBootstrap(group: loop)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .connectTimeout(.seconds(5))
+            .channelInitializer { [self] channel in
+                channel.eventLoop.makeCompletedFuture { try self.addStreamHandlers(channel) }
+            }
+            .connect(to: address)
+        connecting[address] = future
+        future.whenComplete { [self] result in
+            connecting[address] = nil
+            if case .success(let c) = result { connections[address] = c }
+        }
+        return future
+    }
+
+    // MARK: Receiving
+
+    func addStreamHandlers(_ channel: Channel) throws {
+        try channel.pipeline.syncOperations.addHandler(IdleStateHandler(allTimeout: idleTimeout))
+        try channel.pipeline.syncOperations.addHandler(StreamHandler(transport: self, limits: limits))
+    }
+
+    func connectionActive(_ channel: Channel) {
+        if let remote = channel.remoteAddress { connections[remote] = channel }
+    }
+
+    func connectionInactive(_ channel: Channel) {
+        if let remote = channel.remoteAddress, connections[remote] === channel { connections[remote] = nil }
+    }
+
+    func streamError(_ error: Error, on channel: Channel) {
+        counters.streamErrors += 1
+        logger.warning("closing TCP connection from \(channel.remoteAddress.map(hostPort) ?? "?"): \(error)")
+        channel.close(promise: nil)
+    }
+
+    /// A datagram or a framed stream message.
+    func received(_ bytes: [UInt8], from source: SIPSource, framing: SIPFraming) {
+        do {
+            let message = try SIPParser.parse(bytes, framing: framing, limits: limits)
+            deliver(message, from: source)
+        } catch {
+            refuse(bytes, error: error, from: source)
+        }
+    }
+
+    func deliver(_ message: SIPMessage, from source: SIPSource) {
+        var message = message
+        if message.isRequest { Self.stampReceived(&message, from: source.remote) }
+        onMessage?(message, source)
+    }
+
+    /// A message that failed parsing: requests get the answer the error calls for (400, 505...)
+    /// when one can be built, statelessly; responses and hopeless requests are dropped (counted).
+    func refuse(_ bytes: [UInt8], error: SIPParseError, from source: SIPSource) {
+        guard let loose = try? SIPParser.parse(bytes, framing: .datagram, limits: limits, validate: false), loose.isRequest else {
+            counters.malformedResponses += (bytes.starts(with: Array("SIP/".utf8)) ? 1 : 0)
+            counters.malformedRequests += (bytes.starts(with: Array("SIP/".utf8)) ? 0 : 1)
+            logger.info("dropped malformed message from \(hostPort(source.remote)): \(error)")
+            logger.debug("malformed bytes: \(String(decoding: bytes.prefix(2000), as: UTF8.self).debugDescription)")
+            return
+        }
+        counters.malformedRequests += 1
+        guard case .respond(let code) = error.disposition, loose.method != .ack,
+              loose.headers.value(.via) != nil, loose.headers.value(.callID) != nil else {
+            logger.info("dropped malformed request from \(hostPort(source.remote)): \(error)")
+            return
+        }
+        var request = loose
+        Self.stampReceived(&request, from: source.remote)
+        let response = Self.makeResponse(to: request, code: code, reason: error.reasonPhrase)
+        counters.badRequestsAnswered += 1
+        logger.info("answered \(code) to malformed request from \(hostPort(source.remote)): \(error)")
+        sendResponse(response, toRequestFrom: source)
+    }
+
+    /// Sends a response where RFC 3261 section 18.2.2 and RFC 3581 say: on the request's
+    /// connection for TCP, else to maddr, else to `received`/`rport`, else to the sent-by.
+    @discardableResult
+    public func sendResponse(_ response: SIPMessage, toRequestFrom source: SIPSource?) -> EventLoopFuture<Void> {
+        guard let destination = Self.responseDestination(response, source: source) else {
+            return loop.makeFailedFuture(TransportError.noRoute)
+        }
+        return send(response, to: destination)
+    }
+
+    /// 18.2.2: where a response goes, from its top Via (and the request's connection).
+    public static func responseDestination(_ response: SIPMessage, source: SIPSource?) -> SIPDestination? {
+        guard let via = try? response.topVia() else { return nil }
+        let kind = SIPTransportKind(token: via.transport) ?? source?.transport ?? .udp
+        if kind == .tcp, let source, let c = source.connection, c.isActive {
+            return SIPDestination(transport: .tcp, address: source.remote, connection: c)
+        }
+        let host: String
+        var port: Int
+        if let maddr = via.maddr {
+            host = maddr
+            port = via.port ?? 5060
+        } else if let received = via.received {
+            host = received
+            if case .some(.some(let rport)) = via.rport { port = rport } else { port = via.port ?? 5060 }
+        } else {
+            host = via.host.address
+            port = via.port ?? 5060
+        }
+        if case .some(.some(let rport)) = via.rport, via.maddr == nil { port = rport }
+        guard let address = (try? SocketAddress(ipAddress: host, port: port)) ?? (try? SocketAddress.makeAddressResolvingHost(host, port: port)) else {
+            if let source { return SIPDestination(transport: kind, address: source.remote) }
+            return nil
+        }
+        return SIPDestination(transport: kind, address: address)
+    }
+
+    /// 18.2.1 and RFC 3581 section 4: `received` when the sent-by host is not the source address,
+    /// and `rport` filled in (with `received`) when the client asked for it.
+    public static func stampReceived(_ request: inout SIPMessage, from remote: SocketAddress) {
+        guard let ip = remote.ipAddress, let port = remote.port, var via = try? request.topVia() else { return }
+        let wantsRport = via.rport != nil
+        var changed = false
+        if wantsRport || !sameIP(via.host.address, ip) {
+            via.parameters.set("received", ip)
+            changed = true
+        }
+        if wantsRport {
+            via.parameters.set("rport", String(port))
+            changed = true
+        }
+        guard changed else { return }
+        request.headers.removeFirstElement(HeaderName(.via))
+        request.headers.prepend(HeaderName(.via), via.description)
+    }
+
+    /// A response built from a request per RFC 3261 section 8.2.6 (Via, From, To, Call-ID, CSeq
+    /// copied; a To tag added for a final response when the request had none).
+    public static func makeResponse(to request: SIPMessage, code: Int, reason: String? = nil, toTag: String? = nil) -> SIPMessage {
+        var headers = SIPHeaders()
+        for h in request.headers where h.known == .via { headers.append(h) }
+        for k in [KnownHeader.from, .to, .callID, .cseq] {
+            guard let i = request.headers.firstIndex(k) else { continue }
+            var h = request.headers[i]
+            if k == .to, code > 100, let toTag, (try? request.to())??.tag == nil {
+                h.value += ";tag=" + toTag
+            }
+            headers.append(h)
+        }
+        headers.append(HeaderName(.contentLength), "0")
+        return .response(code, reason, headers: headers)
+    }
+}
+
+public enum TransportError: Error, Sendable, CustomStringConvertible {
+    case noListener(SIPTransportKind)
+    case noRoute
+    public var description: String {
+        switch self {
+        case .noListener(let k): "no \(k) listener for that address family"
+        case .noRoute: "no route for the response (no usable Via)"
+        }
+    }
+}
+
+func sameFamily(_ a: SocketAddress, _ b: SocketAddress) -> Bool {
+    switch (a, b) {
+    case (.v4, .v4), (.v6, .v6): true
+    default: false
+    }
+}
+
+func sameIP(_ a: String, _ b: String) -> Bool {
+    if a == b { return true }
+    guard let x = try? SocketAddress(ipAddress: a, port: 0), let y = try? SocketAddress(ipAddress: b, port: 0) else {
+        return a.lowercased() == b.lowercased()
+    }
+    return x.ipAddress == y.ipAddress
+}
+
+/// Reads datagrams: one message each.
+final class UDPHandler: ChannelInboundHandler {
+    typealias InboundIn = AddressedEnvelope<ByteBuffer>
+    let transport: SIPTransport
+
+    init(transport: SIPTransport) { self.transport = transport }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var envelope = unwrapInboundIn(data)
+        let bytes = envelope.data.readBytes(length: envelope.data.readableBytes) ?? []
+        // RFC 5626 keep-alives (CRLF) carry no message.
+        if bytes.allSatisfy({ $0 == 13 || $0 == 10 }) { return }
+        let source = SIPSource(transport: .udp, remote: envelope.remoteAddress, local: context.channel.localAddress)
+        transport.received(bytes, from: source, framing: .datagram)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        // ICMP port unreachable and the like surface here on UDP; the transaction timers cover it.
+        transport.logger.debug("UDP error: \(error)")
+    }
+}
+
+/// Frames a TCP byte stream into messages.
+final class StreamHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    let transport: SIPTransport
+    var framer: SIPStreamFramer
+
+    init(transport: SIPTransport, limits: SIPParserLimits) {
+        self.transport = transport
+        self.framer = SIPStreamFramer(limits: limits, validate: true)
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        transport.connectionActive(context.channel)
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        transport.connectionInactive(context.channel)
+        context.fireChannelInactive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let buffer = unwrapInboundIn(data)
+        buffer.withUnsafeReadableBytes { framer.append($0) }
+        guard let remote = context.channel.remoteAddress else { return }
+        let source = SIPSource(transport: .tcp, remote: remote, local: context.channel.localAddress, connection: context.channel)
+        do {
+            while true {
+                switch try framer.next() {
+                case .message(let m): transport.deliver(m, from: source)
+                case .invalid(let error, let bytes): transport.refuse(bytes, error: error, from: source)
+                case .needMoreData: return
+                }
+            }
+        } catch {
+            transport.streamError(error, on: context.channel)
+        }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is IdleStateHandler.IdleStateEvent {
+            context.close(promise: nil)
+        } else {
+            context.fireUserInboundEventTriggered(event)
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        transport.logger.debug("TCP error from \(context.channel.remoteAddress.map(hostPort) ?? "?"): \(error)")
+        context.close(promise: nil)
+    }
+}

@@ -1,0 +1,121 @@
+import ArgumentParser
+import Dispatch
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import ParleyProxy
+import ParleySIP
+import ParleyTransaction
+import ParleyTransport
+
+/// `parley proxy`: a stateful forwarding proxy with a static next hop (or several, tried in
+/// order). An edge proxy for tests, and the proof of the transport and transaction layers.
+struct ProxyCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "proxy",
+        abstract: "Run a stateful SIP proxy that forwards initial requests to a static next hop.",
+        discussion: """
+        Listens on UDP and TCP at --listen. Initial requests go to the --to targets in order \
+        (serial forking: the next on a 4xx-6xx answer or when a branch gives no final answer \
+        within --branch-timeout); in-dialog requests follow their Route and Request-URI. \
+        Record-Routes, answers Max-Forwards 0 with 483, forwards CANCEL. Stops on SIGINT or SIGTERM.
+        """
+    )
+
+    @Option(help: "Address to listen on, IP:PORT or [IPv6]:PORT (UDP and TCP).")
+    var listen: String
+
+    @Option(help: "Next hop IP:PORT; repeat for serial forking, tried in order.")
+    var to: [String]
+
+    @Option(help: "Transport toward the --to targets: udp or tcp.")
+    var transport: String = "udp"
+
+    @Option(name: .customLong("branch-timeout"), help: "Seconds an INVITE branch may go without a final answer before the next target.")
+    var branchTimeout: Double = 32
+
+    @Flag(name: .customLong("no-record-route"), help: "Do not insert Record-Route.")
+    var noRecordRoute = false
+
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
+    var logLevel: String = "info"
+
+    @Option(name: .customLong("stats-file"), help: "Write counters to this file on exit (for tests).")
+    var statsFile: String?
+
+    func validate() throws {
+        guard SIPTransportKind(token: transport) != nil else {
+            throw ValidationError("--transport must be udp or tcp, not '\(transport)'")
+        }
+        guard !to.isEmpty else { throw ValidationError("give at least one --to target") }
+        guard branchTimeout > 0 else { throw ValidationError("--branch-timeout must be positive") }
+        guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("--log-level '\(logLevel)' is not a log level") }
+    }
+
+    func run() throws {
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var h = StreamLogHandler.standardError(label: label)
+            h.logLevel = level
+            return h
+        }
+        let listenAddress: SocketAddress
+        let targets: [SIPDestination]
+        let kind = SIPTransportKind(token: transport)!
+        do {
+            listenAddress = try parseSocketAddress(listen)
+            targets = try to.map { SIPDestination(transport: kind, address: try parseSocketAddress($0)) }
+        } catch {
+            throw ValidationError("\(error)")
+        }
+
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let loop = group.next()
+        var configuration = ProxyConfiguration()
+        configuration.recordRoute = !noRecordRoute
+        configuration.branchTimeout = .milliseconds(Int64(branchTimeout * 1000))
+        configuration.defaultTransport = kind
+
+        let proxyConfiguration = configuration
+        let setup = loop.flatSubmit { () -> EventLoopFuture<SIPProxy> in
+            let transport = SIPTransport(loop: loop)
+            let stack = SIPStack(transport: transport)
+            let proxy = SIPProxy(stack: stack, configuration: proxyConfiguration) { _, _ in
+                targets.map { ProxyTarget(destination: $0) }
+            }
+            return transport.listen(.udp, on: listenAddress)
+                .flatMap { _ in transport.listen(.tcp, on: listenAddress) }
+                .map { _ in proxy }
+        }
+        let proxy: SIPProxy
+        do {
+            proxy = try setup.wait()
+        } catch {
+            try? group.syncShutdownGracefully()
+            throw ValidationError("cannot listen on \(listen): \(error)")
+        }
+
+        let done = DispatchSemaphore(value: 0)
+        var sources: [DispatchSourceSignal] = []
+        for sig in [SIGINT, SIGTERM] {
+            signal(sig, SIG_IGN)
+            let s = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            s.setEventHandler { done.signal() }
+            s.resume()
+            sources.append(s)
+        }
+        done.wait()
+        let summary = try? loop.submit { () -> String in
+            let c = proxy.counters
+            let t = proxy.stack.transport.counters
+            return "requests=\(c.requests) forwarded=\(c.forwarded) refused=\(c.refused) branch_timeouts=\(c.branchTimeouts) acks=\(c.acksForwarded) active_calls=\(proxy.activeCalls) transactions=\(proxy.stack.transactionCount) malformed_requests=\(t.malformedRequests) malformed_responses=\(t.malformedResponses) send_failures=\(t.sendFailures)\n"
+        }.wait()
+        if let summary {
+            FileHandle.standardError.write(Data(summary.utf8))
+            if let statsFile { try? summary.write(toFile: statsFile, atomically: true, encoding: .utf8) }
+        }
+        _ = try? loop.flatSubmit { proxy.stack.transport.close() }.wait()
+        try? group.syncShutdownGracefully()
+    }
+}
