@@ -129,11 +129,14 @@ public struct RuleSetSnapshot: Sendable, Equatable {
         var parts: [String] = []
         for rel in listLuaFiles(directory) {
             let path = join(directory, rel)
-            if let a = try? FileManager.default.attributesOfItem(atPath: path) {
-                let size = (a[.size] as? NSNumber)?.int64Value ?? -1
-                let mtime = (a[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
-                let inode = (a[.systemFileNumber] as? NSNumber)?.int64Value ?? 0
-                parts.append("\(rel)|\(size)|\(mtime)|\(inode)")
+            var st = stat()
+            if stat(path, &st) == 0 {
+                #if canImport(Darwin)
+                let mtime = "\(st.st_mtimespec.tv_sec).\(st.st_mtimespec.tv_nsec)"
+                #else
+                let mtime = "\(st.st_mtim.tv_sec).\(st.st_mtim.tv_nsec)"
+                #endif
+                parts.append("\(rel)|\(st.st_size)|\(mtime)|\(st.st_ino)")
             } else {
                 parts.append("\(rel)|missing")
             }
@@ -147,29 +150,48 @@ public struct RuleSetSnapshot: Sendable, Equatable {
     /// With `checkLinks`, entries that are symbolic links are resolved, and those leading outside
     /// the directory are returned apart (and not searched).
     static func listLuaFiles(_ directory: String, checkLinks: Bool) -> (files: [String], outside: [String]) {
-        let fm = FileManager.default
-        guard let e = fm.enumerator(atPath: directory) else { return ([], []) }
         let root = checkLinks ? URL(fileURLWithPath: directory).resolvingSymlinksInPath().standardizedFileURL.path : ""
         let rootPrefix = root.hasSuffix("/") ? root : root + "/"
         var out: [String] = []
         var outside: [String] = []
-        while let rel = e.nextObject() as? String {
-            let last = (rel as NSString).lastPathComponent
-            if last.hasPrefix(".") {
-                e.skipDescendants()
-                continue
-            }
-            if checkLinks, (try? fm.attributesOfItem(atPath: join(directory, rel)))?[.type] as? FileAttributeType == .typeSymbolicLink {
-                let real = URL(fileURLWithPath: join(directory, rel)).resolvingSymlinksInPath().standardizedFileURL.path
-                if !(real == root || real.hasPrefix(rootPrefix)) {
-                    e.skipDescendants()
-                    if rel.hasSuffix(".lua") { outside.append(rel) }
-                    continue
+        func walk(_ rel: String, depth: Int) {
+            guard depth < 32, let d = opendir(rel.isEmpty ? directory : join(directory, rel)) else { return }
+            defer { closedir(d) }
+            while let entry = readdir(d) {
+                let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                    String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+                }
+                if name.hasPrefix(".") { continue }
+                let child = rel.isEmpty ? name : rel + "/" + name
+                let path = join(directory, child)
+                var st = stat()
+                guard lstat(path, &st) == 0 else { continue }
+                var mode = st.st_mode & S_IFMT
+                if mode == S_IFLNK {
+                    guard stat(path, &st) == 0 else { continue }
+                    mode = st.st_mode & S_IFMT
+                    if checkLinks {
+                        let real = URL(fileURLWithPath: path).resolvingSymlinksInPath().standardizedFileURL.path
+                        if !(real == root || real.hasPrefix(rootPrefix)) {
+                            if name.hasSuffix(".lua") { outside.append(child) }
+                            continue
+                        }
+                    }
+                }
+                if mode == S_IFDIR {
+                    walk(child, depth: depth + 1)
+                } else if mode == S_IFREG, name.hasSuffix(".lua") {
+                    out.append(child)
                 }
             }
-            if rel.hasSuffix(".lua") { out.append(rel) }
         }
+        walk("", depth: 0)
         return (out.sorted(), outside.sorted())
+    }
+
+    static func isSymbolicLink(_ path: String) -> Bool {
+        var st = stat()
+        return lstat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFLNK
     }
 
     static func join(_ dir: String, _ rel: String) -> String {

@@ -46,11 +46,12 @@ struct SHA256 {
 
     private mutating func block(_ chunk: UnsafeBufferPointer<UInt8>, _ o: Int) {
         withUnsafeTemporaryAllocation(of: UInt32.self, capacity: 64) { w in
-            compress(chunk, o, w)
+            SHA256.k.withUnsafeBufferPointer { k in compress(chunk, o, w, k) }
         }
     }
 
-    private mutating func compress(_ chunk: UnsafeBufferPointer<UInt8>, _ o: Int, _ w: UnsafeMutableBufferPointer<UInt32>) {
+    private mutating func compress(_ chunk: UnsafeBufferPointer<UInt8>, _ o: Int, _ w: UnsafeMutableBufferPointer<UInt32>,
+                                   _ k: UnsafeBufferPointer<UInt32>) {
         for i in 0..<16 {
             w[i] = UInt32(chunk[o + 4 * i]) << 24 | UInt32(chunk[o + 4 * i + 1]) << 16 | UInt32(chunk[o + 4 * i + 2]) << 8
                 | UInt32(chunk[o + 4 * i + 3])
@@ -65,7 +66,7 @@ struct SHA256 {
         for i in 0..<64 {
             let s1 = rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)
             let ch = (e & f) ^ (~e & g)
-            let t1 = hh &+ s1 &+ ch &+ SHA256.k[i] &+ w[i]
+            let t1 = hh &+ s1 &+ ch &+ k[i] &+ w[i]
             let s0 = rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)
             let maj = (a & b) ^ (a & c) ^ (b & c)
             let t2 = s0 &+ maj

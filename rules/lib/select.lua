@@ -8,19 +8,22 @@ local classify = require "lib.classify"
 local M = {}
 
 function M.longest_idle(agents)
-  local best
-  for _, a in ipairs(agents) do
-    if best == nil or a.idle_ms > best.idle_ms then best = a end
+  local best, best_idle = nil, -1
+  for i = 1, #agents do
+    local a = agents[i]
+    local idle = a.idle_ms
+    if idle > best_idle then best, best_idle = a, idle end
   end
   return best
 end
 
 function M.least_talk(agents)
-  local best
-  for _, a in ipairs(agents) do
-    if best == nil or a.talk_ms < best.talk_ms
-        or (a.talk_ms == best.talk_ms and a.idle_ms > best.idle_ms) then
-      best = a
+  local best, best_talk, best_idle
+  for i = 1, #agents do
+    local a = agents[i]
+    local talk, idle = a.talk_ms, a.idle_ms
+    if best == nil or talk < best_talk or (talk == best_talk and idle > best_idle) then
+      best, best_talk, best_idle = a, talk, idle
     end
   end
   return best
