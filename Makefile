@@ -29,13 +29,7 @@ run: release
 test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test
-	$(MAKE) --no-print-directory test-rules
-
-test-rules:
-	@if [ -d rules ] && ls rules/*_test.lua rules/**/*_test.lua >/dev/null 2>&1 && $(SWIFT) run parley help test >/dev/null 2>&1; then \
-	  $(SWIFT) run parley test rules; \
-	  for d in examples/rules/*/; do [ -f "$$d/init.lua" ] && $(SWIFT) run parley test "$$d"; done; \
-	fi; true
+	.build/debug/parley test rules examples/rules
 
 bench: release
 	bash bench/run-parser.sh
