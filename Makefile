@@ -30,6 +30,7 @@ test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test
 	.build/debug/parley test rules examples/rules
+	bash Tests/cli/sip-parse.sh
 
 bench: release
 	bash bench/run-parser.sh
