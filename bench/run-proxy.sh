@@ -95,6 +95,8 @@ session_ticks() {
   done
   echo "$t"
 }
+# busy CPU ticks of the whole machine (all cores), from /proc/stat
+machine_busy() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat; }
 rcvbuf_errors() { awk '/^Udp:/ { if (h) { print $6; exit } h = 1 }' /proc/net/snmp; }
 csv() {
   awk -F';' -v n="$2" 'NR==1 { for (i = 1; i <= NF; i++) if ($i == n) c = i } END { if (c) print $c; else print "?" }' "$1" 2>/dev/null || echo "?"
@@ -128,12 +130,12 @@ bench_proxy() {
     return 1
   fi
   sid=$ppid   # started by setsid: its pid is the session id
-  printf '%-8s %6s %6s %6s %6s %6s %7s %7s | %-21s | %s\n' "$name" rate calls ok failed unexp retrans rcvbuf "CPU s: proxy uac uas" "CPU s per 1,000 calls: proxy uac uas"
+  printf '%-8s %6s %6s %6s %6s %6s %7s %7s | %-28s | %s\n' "$name" rate calls ok failed unexp retrans rcvbuf "CPU s: proxy uac uas other" "CPU s per 1,000 calls: proxy uac uas"
   t_start=$(date +%s)
   for rate in $RATES; do
     if [ $(( $(date +%s) - t_start + STEP_S + 15 )) -gt "$BUDGET" ]; then stopped="time budget reached before $rate calls/s"; break; fi
     calls=$(( rate * STEP_S ))
-    local sd="$dir/r$rate" p0 p1 e0 e1 ok failed unexp retrans uacrc uasrc
+    local sd="$dir/r$rate" p0 p1 e0 e1 m0 m1 ok failed unexp retrans uacrc
     mkdir -p "$sd"
     local common=(-nostdin -i "$IP" -buff_size 4194304 -trace_stat -fd 1 -trace_err)
     (cd "$sd" && exec setsid timeout -k 5 $((STEP_S + 60)) bash -c 'out=$1; shift; "$@"; rc=$?; read -r s </proc/$$/stat; s=${s##*) }; set -- $s; echo $(( ${14} + ${15} )) >"$out.ticks"; exit $rc' _ "$sd/uas" \
@@ -141,7 +143,7 @@ bench_proxy() {
       -key uas callee "${common[@]}" -stf "$sd/uas.csv" -error_file "$sd/uas.errors.log" >"$sd/uas.out" 2>&1) &
     local upid=$!; BG_PIDS+=("$upid")
     wait_udp $((b + 1)) "$upid" 5
-    p0=$(session_ticks "$sid"); e0=$(rcvbuf_errors)
+    p0=$(session_ticks "$sid"); e0=$(rcvbuf_errors); m0=$(machine_busy)
     (cd "$sd" && run_timed "$sd/uac" timeout -k 5 $((STEP_S + 60)) sipp "$IP:$b" -sf "$SCEN/uac-expect-200.xml" \
       -p $((b + 9)) -m "$calls" -r "$rate" -rp 1000 -l 15000 -d "$HOLD_MS" -timeout $((STEP_S + 40))s \
       -recv_timeout 20000 -key uas caller "${common[@]}" -stf "$sd/uac.csv" -error_file "$sd/uac.errors.log" \
@@ -149,15 +151,18 @@ bench_proxy() {
     uacrc=$?
     for i in $(seq 100); do kill -0 "$upid" 2>/dev/null || break; sleep 0.1; done
     stop_pid "$upid"
-    p1=$(session_ticks "$sid"); e1=$(rcvbuf_errors)
+    p1=$(session_ticks "$sid"); e1=$(rcvbuf_errors); m1=$(machine_busy)
     ok=$(csv "$sd/uac.csv" 'SuccessfulCall(C)'); failed=$(csv "$sd/uac.csv" 'FailedCall(C)')
     unexp=$(( $(csv "$sd/uac.csv" 'FailedUnexpectedMessage(C)') + $(csv "$sd/uas.csv" 'FailedUnexpectedMessage(C)') ))
     local uasfail; uasfail=$(csv "$sd/uas.csv" 'FailedCall(C)')
     retrans=$(( $(csv "$sd/uac.csv" 'Retransmissions(C)') + $(csv "$sd/uas.csv" 'Retransmissions(C)') ))
     local tu ts tp=$(( p1 - p0 ))
     tu=$(cat "$sd/uac.ticks" 2>/dev/null || echo 0); ts=$(cat "$sd/uas.ticks" 2>/dev/null || echo 0)
-    printf '%-8s %6s %6s %6s %6s %6s %7s %7s | %6s %6s %6s | %s %s %s\n' "" "$rate" "$calls" "$ok" "$((failed + uasfail))" "$unexp" "$retrans" "$((e1 - e0))" \
-      "$(secs "$tp")" "$(secs "$tu")" "$(secs "$ts")" "$(per_k "$tp" "$calls")" "$(per_k "$tu" "$calls")" "$(per_k "$ts" "$calls")"
+    # other: CPU the rest of the machine used meanwhile (approximate: the uac's figure covers
+    # its whole run, the machine's only the window between the proxy readings)
+    local to=$(( m1 - m0 - tp - tu - ts )); [ "$to" -lt 0 ] && to=0
+    printf '%-8s %6s %6s %6s %6s %6s %7s %7s | %6s %6s %6s %6s | %s %s %s\n' "" "$rate" "$calls" "$ok" "$((failed + uasfail))" "$unexp" "$retrans" "$((e1 - e0))" \
+      "$(secs "$tp")" "$(secs "$tu")" "$(secs "$ts")" "$(secs "$to")" "$(per_k "$tp" "$calls")" "$(per_k "$tu" "$calls")" "$(per_k "$ts" "$calls")"
     if [ "$ok" = "$calls" ] && [ "$failed" = 0 ] && [ "$uasfail" = 0 ] && [ "$unexp" = 0 ]; then
       best=$rate
       bestline="proxy $(per_k "$tp" "$calls") s, uac $(per_k "$tu" "$calls") s, uas $(per_k "$ts" "$calls") s"
@@ -178,6 +183,7 @@ bench_proxy() {
 echo "# bench/run-proxy.sh: SIPp uac -> proxy -> SIPp uas, loopback UDP, $(nproc) cores shared by the proxy and both SIPp"
 echo "# steps of $STEP_S s of calls, call hold $HOLD_MS ms, rate cap $MAX_RATE calls/s, time cap $MAX_MIN min; logs: $LOG"
 echo "# Kamailio $(kamailio -v 2>/dev/null | sed -n 's/^version: kamailio \([^ ]*\).*/\1/p'): bench/kamailio/proxy.cfg (tm + rr, stateful), 2 UDP worker processes (-n 2), maxbuffer 4 MiB"
+echo "# load average at start: $(cut -d' ' -f1-3 /proc/loadavg) (the figures are only comparable on an otherwise idle machine: see the 'other' column)"
 echo "# net.core.rmem_max = $(cat /proc/sys/net/core/rmem_max 2>/dev/null); SIPp -buff_size 4 MiB"
 echo
 
