@@ -172,7 +172,7 @@ public final class SIPProxy: SIPTransactionUser, @unchecked Sendable {
         call.current = b
         branchOwner[key] = call
         if request.method == .invite {
-            b.timer = stack.loop.scheduleTask(in: configuration.branchTimeout.timeAmount) { [weak self, weak call] in
+            b.timer = stack.schedule(after: configuration.branchTimeout) { [weak self, weak call] in
                 guard let self, let call else { return }
                 self.branchTimedOut(call, b)
             }
@@ -401,7 +401,7 @@ final class ProxyBranch: @unchecked Sendable {
     var cancelPending = false
     var cancelSent = false
     var abandoned = false
-    var timer: Scheduled<Void>?
+    var timer: TimerToken?
 
     init(key: TransactionKey) { self.key = key }
 }

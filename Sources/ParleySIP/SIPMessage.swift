@@ -48,10 +48,12 @@ public enum SIPStartLine: Sendable, Equatable {
 /// A SIP request or response: start line, headers in order, and body bytes.
 public struct SIPMessage: Sendable, Equatable {
     public var startLine: SIPStartLine { didSet { rawStartLine = nil } }
-    public var headers: SIPHeaders
+    public var headers: SIPHeaders { didSet { parsed = nil } }
     public var body: [UInt8]
     /// The start line as received, written back as it was until the start line changes.
     var rawStartLine: ValueBytes?
+    /// Typed headers parsed by validation; dropped when the headers change.
+    var parsed: ParsedHeaders?
 
     public init(startLine: SIPStartLine, headers: SIPHeaders = SIPHeaders(), body: [UInt8] = []) {
         self.startLine = startLine
@@ -293,20 +295,34 @@ extension SIPMessage {
     }
 
     /// Every Via value, top first.
-    public func vias() throws(SIPParseError) -> [Via] { try typedList(.via) { b throws(SIPSyntaxError) in try Via.parseList(bytes: b) } }
+    public func vias() throws(SIPParseError) -> [Via] {
+        if let p = parsed { return p.vias }
+        return try typedList(.via) { b throws(SIPSyntaxError) in try Via.parseList(bytes: b) }
+    }
 
     /// The top Via.
     public func topVia() throws(SIPParseError) -> Via? {
-        try typed(.via) { b throws(SIPSyntaxError) in try Via.parseList(bytes: b).first }.flatMap { $0 }
+        if let p = parsed { return p.vias.first }
+        return try typed(.via) { b throws(SIPSyntaxError) in try Via.parseList(bytes: b).first }.flatMap { $0 }
     }
 
-    public func from() throws(SIPParseError) -> NameAddress? { try typed(.from) { b throws(SIPSyntaxError) in try NameAddress.parse(bytes: b) } }
-    public func to() throws(SIPParseError) -> NameAddress? { try typed(.to) { b throws(SIPSyntaxError) in try NameAddress.parse(bytes: b) } }
+    public func from() throws(SIPParseError) -> NameAddress? {
+        if let p = parsed { return p.from }
+        return try typed(.from) { b throws(SIPSyntaxError) in try NameAddress.parse(bytes: b) }
+    }
+    public func to() throws(SIPParseError) -> NameAddress? {
+        if let p = parsed { return p.to }
+        return try typed(.to) { b throws(SIPSyntaxError) in try NameAddress.parse(bytes: b) }
+    }
     public var callID: String? { headers.value(.callID) }
-    public func cseq() throws(SIPParseError) -> CSeq? { try typed(.cseq) { b throws(SIPSyntaxError) in try CSeq.parse(bytes: b) } }
+    public func cseq() throws(SIPParseError) -> CSeq? {
+        if let p = parsed { return p.cseq }
+        return try typed(.cseq) { b throws(SIPSyntaxError) in try CSeq.parse(bytes: b) }
+    }
 
     public func maxForwards() throws(SIPParseError) -> Int? {
-        try typed(.maxForwards) { v throws(SIPSyntaxError) in Int(try parseDecimal(bytes: v, max: 255, what: "value")) }
+        if let p = parsed { return p.maxForwards }
+        return try typed(.maxForwards) { v throws(SIPSyntaxError) in Int(try parseDecimal(bytes: v, max: 255, what: "value")) }
     }
 
     public func contentLength() throws(SIPParseError) -> Int? {
@@ -320,11 +336,18 @@ extension SIPMessage {
     public func contentType() throws(SIPParseError) -> MediaType? { try typed(.contentType) { b throws(SIPSyntaxError) in try MediaType.parse(bytes: b) } }
 
     public func contacts() throws(SIPParseError) -> [ContactValue] {
-        try typedList(.contact) { b throws(SIPSyntaxError) in try ContactValue.parseList(bytes: b) }
+        if let p = parsed { return p.contacts }
+        return try typedList(.contact) { b throws(SIPSyntaxError) in try ContactValue.parseList(bytes: b) }
     }
 
-    public func routes() throws(SIPParseError) -> [NameAddress] { try typedList(.route) { b throws(SIPSyntaxError) in try NameAddress.parseList(bytes: b) } }
-    public func recordRoutes() throws(SIPParseError) -> [NameAddress] { try typedList(.recordRoute) { b throws(SIPSyntaxError) in try NameAddress.parseList(bytes: b) } }
+    public func routes() throws(SIPParseError) -> [NameAddress] {
+        if let p = parsed { return p.routes }
+        return try typedList(.route) { b throws(SIPSyntaxError) in try NameAddress.parseList(bytes: b) }
+    }
+    public func recordRoutes() throws(SIPParseError) -> [NameAddress] {
+        if let p = parsed { return p.recordRoutes }
+        return try typedList(.recordRoute) { b throws(SIPSyntaxError) in try NameAddress.parseList(bytes: b) }
+    }
     public func paths() throws(SIPParseError) -> [NameAddress] { try typedList(.path) { b throws(SIPSyntaxError) in try NameAddress.parseList(bytes: b) } }
 
     /// Option tags of Require, Supported or Proxy-Require.

@@ -95,7 +95,7 @@ public enum SIPParser {
         if bodyLength > 0 {
             message.body = Array(UnsafeBufferPointer(rebasing: buf[headEnd.bodyStart..<(headEnd.bodyStart + bodyLength)]))
         }
-        if validate { try message.validate() }
+        if validate { try message.validateAndCache() }
         return message
     }
 

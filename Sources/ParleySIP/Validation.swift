@@ -7,7 +7,18 @@ extension SIPMessage {
     /// (version, mandatory headers, From/To/Call-ID/CSeq, then the rest), so the error reported
     /// for a message with several problems does not depend on header order.
     public func validate() throws(SIPParseError) {
+        _ = try validated()
+    }
+
+    /// Validates, and keeps the typed headers it parsed so later reads need not parse again
+    /// (until the headers change). The parser calls this.
+    public mutating func validateAndCache() throws(SIPParseError) {
+        parsed = try validated()
+    }
+
+    func validated() throws(SIPParseError) -> ParsedHeaders {
         let isRequest = self.isRequest
+        let cache = ParsedHeaders()
         let bad: SIPParseError.Disposition = isRequest ? .respond(400) : .drop
 
         // RFC 3261 section 8.2.2 (505) for requests; a response of another version is dropped.
@@ -31,8 +42,8 @@ extension SIPMessage {
             for k in [KnownHeader.from, .to, .callID, .cseq] where index.count(k) > 1 {
                 throw SIPParseError("appears more than once", header: k.canonicalName)
             }
-            try check(.from, index, lines) { v throws(SIPSyntaxError) in _ = try NameAddress.parse(bytes: v) }
-            try check(.to, index, lines) { v throws(SIPSyntaxError) in _ = try NameAddress.parse(bytes: v) }
+            try check(.from, index, lines) { v throws(SIPSyntaxError) in cache.from = try NameAddress.parse(bytes: v) }
+            try check(.to, index, lines) { v throws(SIPSyntaxError) in cache.to = try NameAddress.parse(bytes: v) }
             try check(.callID, index, lines) { v throws(SIPSyntaxError) in
                 // callid = word [ "@" word ]: no white space.
                 if v.isEmpty { throw SIPSyntaxError("empty value") }
@@ -42,16 +53,19 @@ extension SIPMessage {
             }
             try check(.cseq, index, lines) { v throws(SIPSyntaxError) in
                 let cseq = try CSeq.parse(bytes: v)
+                cache.cseq = cseq
                 if let m = method, cseq.method != m {
                     throw SIPSyntaxError("method \(cseq.method) does not match the request method \(m)")
                 }
             }
             try checkAll(.via, index, lines) { v throws(SIPSyntaxError) in
-                for via in try Via.parseList(bytes: v) where !asciiCaseInsensitiveEquals(via.protocolName, "SIP") || via.protocolVersion != "2.0" {
+                let list = try Via.parseList(bytes: v)
+                cache.vias += list
+                for via in list where !asciiCaseInsensitiveEquals(via.protocolName, "SIP") || via.protocolVersion != "2.0" {
                     throw SIPSyntaxError("unsupported protocol \(via.protocolName)/\(via.protocolVersion)")
                 }
             }
-            try check(.maxForwards, index, lines) { v throws(SIPSyntaxError) in _ = try parseDecimal(bytes: v, max: 255, what: "value") }
+            try check(.maxForwards, index, lines) { v throws(SIPSyntaxError) in cache.maxForwards = Int(try parseDecimal(bytes: v, max: 255, what: "value")) }
             if index.count(.contentLength) > 1 {
                 var seen: String?
                 for i in 0..<lines.count where lines[i].known == .contentLength {
@@ -66,7 +80,9 @@ extension SIPMessage {
             var wildcard = false
             var contactCount = 0
             try checkAll(.contact, index, lines) { v throws(SIPSyntaxError) in
-                for c in try ContactValue.parseList(bytes: v) {
+                let list = try ContactValue.parseList(bytes: v)
+                cache.contacts += list
+                for c in list {
                     contactCount += 1
                     guard let a = c.address else { wildcard = true; continue }
                     if let e = a.parameters.value("expires") { _ = try parseDecimal(e, max: UInt64(UInt32.max), what: "expires parameter") }
@@ -77,7 +93,14 @@ extension SIPMessage {
             }
             if wildcard && contactCount > 1 { throw SIPParseError("'*' must be the only Contact", header: "Contact") }
             for k in [KnownHeader.route, .recordRoute, .path] {
-                try checkAll(k, index, lines) { v throws(SIPSyntaxError) in _ = try NameAddress.parseList(bytes: v) }
+                try checkAll(k, index, lines) { v throws(SIPSyntaxError) in
+                    let list = try NameAddress.parseList(bytes: v)
+                    switch k {
+                    case .route: cache.routes += list
+                    case .recordRoute: cache.recordRoutes += list
+                    default: break
+                    }
+                }
             }
             try check(.contentType, index, lines) { v throws(SIPSyntaxError) in _ = try MediaType.parse(bytes: v) }
             if !body.isEmpty, index.first(.contentType) == nil, isRequest {
@@ -89,6 +112,7 @@ extension SIPMessage {
             e.disposition = bad
             throw e
         }
+        return cache
     }
 
     private func check(_ k: KnownHeader, _ index: HeaderIndex, _ lines: [SIPHeader],
@@ -104,6 +128,19 @@ extension SIPMessage {
             do { try lines[i].withValueBytes(body) } catch { throw SIPParseError(error.message, header: k.canonicalName) }
         }
     }
+}
+
+/// The typed headers validation parsed, kept with the message until its headers change.
+/// Filled once, during validation, and never changed after: safe to share.
+final class ParsedHeaders: @unchecked Sendable {
+    var vias: [Via] = []
+    var from: NameAddress?
+    var to: NameAddress?
+    var cseq: CSeq?
+    var maxForwards: Int?
+    var contacts: [ContactValue] = []
+    var routes: [NameAddress] = []
+    var recordRoutes: [NameAddress] = []
 }
 
 /// Where the known headers stand in a message: the first line of each and how many lines.

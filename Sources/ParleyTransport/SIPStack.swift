@@ -39,31 +39,61 @@ public final class SIPStack: @unchecked Sendable {
         case client(SIPDestination)
     }
 
-    struct TimerSlot: Hashable {
-        var key: TransactionKey
-        var timer: TransactionTimer
-    }
 
     public let transport: SIPTransport
     public weak var user: SIPTransactionUser?
     public var logger: Logger
     var table: TransactionTable<Context>
-    private var scheduled: [TimerSlot: Scheduled<Void>] = [:]
+    private var wheel: TimerWheel
+    private var ticker: RepeatedTask?
     private var branchCounter: UInt64 = 0
     private let branchSeed: UInt64
 
     public var loop: EventLoop { transport.loop }
     /// Live transactions (for tests and statistics).
     public var transactionCount: Int { table.count }
-    /// Scheduled timers (for tests: a finished stack holds none).
-    public var scheduledTimerCount: Int { scheduled.count }
+    /// Timers waiting in the wheel (stale ones included until their time comes).
+    public var scheduledTimerCount: Int { wheel.count }
 
     public init(transport: SIPTransport, timers: SIPTimers = SIPTimers(), logger: Logger = Logger(label: "parley.stack")) {
         self.transport = transport
         self.table = TransactionTable(timers: timers)
         self.logger = logger
         self.branchSeed = UInt64.random(in: 0...UInt64.max)
+        self.wheel = TimerWheel(now: .now())
         transport.onMessage = { [unowned self] message, source in self.received(message, from: source) }
+        let resolution = TimeAmount.milliseconds(wheel.resolutionMs)
+        ticker = transport.loop.scheduleRepeatedTask(initialDelay: resolution, delay: resolution) { [weak self] _ in
+            self?.tick()
+        }
+    }
+
+    deinit { ticker?.cancel() }
+
+    /// Stops the timer tick (the stack is being shut down).
+    public func stop() {
+        ticker?.cancel()
+        ticker = nil
+    }
+
+    /// Runs `body` on the loop after `delay` (10 ms resolution) unless the token is cancelled.
+    @discardableResult
+    public func schedule(after delay: Duration, _ body: @escaping () -> Void) -> TimerToken {
+        let token = TimerToken()
+        wheel.add(.closure(token, body), after: delay, now: .now())
+        return token
+    }
+
+    private func tick() {
+        let now = SIPInstant.now()
+        for entry in wheel.due(now: now) {
+            switch entry {
+            case .transaction(let key, let timer):
+                if let o = table.handle(.timerFired(timer), for: key, now: now) { perform(o) }
+            case .closure(let token, let body):
+                if !token.cancelled { body() }
+            }
+        }
     }
 
     // MARK: For the transaction user
@@ -198,20 +228,14 @@ public final class SIPStack: @unchecked Sendable {
             case .passToTU(let message):
                 deliverToUser(message, key: key, context: out.context)
             case .startTimer(let timer, let after):
-                let slot = TimerSlot(key: key, timer: timer)
-                scheduled[slot]?.cancel()
-                scheduled[slot] = loop.scheduleTask(in: after.timeAmount) { [self] in
-                    scheduled[slot] = nil
-                    if let o = table.handle(.timerFired(timer), for: key, now: .now()) { perform(o) }
-                }
-            case .cancelTimer(let timer):
-                scheduled.removeValue(forKey: TimerSlot(key: key, timer: timer))?.cancel()
+                wheel.add(.transaction(key, timer), after: after, now: .now())
+            case .cancelTimer:
+                break  // a timer that fires after being cancelled is ignored by its transaction
             case .timeout(let kind):
                 user?.stack(self, transaction: key, didFail: .timeout(kind))
             case .transportError:
                 user?.stack(self, transaction: key, didFail: .transportError)
             case .terminated:
-                for slot in scheduled.keys where slot.key == key { scheduled.removeValue(forKey: slot)?.cancel() }
                 user?.stack(self, didTerminate: key)
             }
         }

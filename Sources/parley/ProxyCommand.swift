@@ -115,7 +115,7 @@ struct ProxyCommand: ParsableCommand {
             FileHandle.standardError.write(Data(summary.utf8))
             if let statsFile { try? summary.write(toFile: statsFile, atomically: true, encoding: .utf8) }
         }
-        _ = try? loop.flatSubmit { proxy.stack.transport.close() }.wait()
+        _ = try? loop.flatSubmit { proxy.stack.stop(); return proxy.stack.transport.close() }.wait()
         try? group.syncShutdownGracefully()
     }
 }

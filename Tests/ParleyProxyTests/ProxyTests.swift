@@ -105,7 +105,7 @@ final class ProxyHarness: @unchecked Sendable {
 
     func shutdown() async throws {
         let p = proxy!
-        _ = try? await group.next().flatSubmit { p.stack.transport.close() }.get()
+        _ = try? await group.next().flatSubmit { p.stack.stop(); return p.stack.transport.close() }.get()
         try await group.shutdownGracefully()
     }
 }
