@@ -157,7 +157,7 @@ public final class SIPProxy: SIPTransactionUser, @unchecked Sendable {
             request.headers.append(HeaderName(.maxForwards), "70")
         }
         guard let destination = target.destination ?? nextHop(request) else {
-            call.record(SIPTransport.makeResponse(to: call.request, code: 502, reason: "Bad Gateway: no route to next hop"))
+            call.record(local(call, 502, "Bad Gateway: no route to next hop"), synthetic: true)
             return false
         }
         if call.recordRoute, let local = stack.transport.advertisedAddress(for: call.source.transport, toward: call.source.remote) {
@@ -245,7 +245,7 @@ public final class SIPProxy: SIPTransactionUser, @unchecked Sendable {
         branch.final = true
         branch.timer?.cancel()
         let code = failure == .transportError ? 503 : 408
-        call.record(SIPTransport.makeResponse(to: call.request, code: code, reason: code == 503 ? "Service Unavailable" : "Request Timeout"))
+        call.record(local(call, code, code == 503 ? "Service Unavailable" : "Request Timeout"), synthetic: true)
         if !call.finalSent, branch === call.current { tryNext(call) }
     }
 
@@ -266,7 +266,7 @@ public final class SIPProxy: SIPTransactionUser, @unchecked Sendable {
         branch.abandoned = true
         branch.final = true
         if branch.provisional { cancelBranch(branch) }
-        call.record(SIPTransport.makeResponse(to: call.request, code: 408, reason: "Request Timeout"))
+        call.record(local(call, 408, "Request Timeout"), synthetic: true)
         logger.debug("branch \(branch.key) gave no final answer in \(configuration.branchTimeout); trying the next target")
         if branch === call.current { tryNext(call) }
     }
@@ -278,12 +278,22 @@ public final class SIPProxy: SIPTransactionUser, @unchecked Sendable {
         stack.cancel(branch.key)
     }
 
+    /// A response the proxy makes itself for this call (8.2.6: the request's Via, From, To
+    /// with a new tag, Call-ID, CSeq).
+    private func local(_ call: ProxyCall, _ code: Int, _ reason: String) -> SIPMessage {
+        SIPTransport.makeResponse(to: call.request, code: code, reason: reason, toTag: stack.newTag())
+    }
+
     /// Sends the best response upstream (16.7 step 6), or `fallback` when there is none.
     private func finish(_ call: ProxyCall, fallback: Int) {
         guard !call.finalSent else { return }
         call.finalSent = true
         if let best = call.best {
-            forwardUpstream(best, call)
+            if call.bestIsLocal {
+                stack.respond(best, to: call.serverKey)
+            } else {
+                forwardUpstream(best, call)
+            }
         } else {
             stack.respond(fallback, to: call.serverKey)
         }
@@ -372,6 +382,8 @@ final class ProxyCall: @unchecked Sendable {
     var current: ProxyBranch?
     var liveBranches: [TransactionKey: ProxyBranch] = [:]
     var best: SIPMessage?
+    /// Whether `best` was made here (it has no Via of ours to remove).
+    var bestIsLocal = false
     var finalSent = false
     var cancelled = false
 
@@ -386,11 +398,14 @@ final class ProxyCall: @unchecked Sendable {
 
     /// Keeps the best final response so far (16.7 step 6): any 6xx wins; otherwise the lowest
     /// class, the first of it received.
-    func record(_ response: SIPMessage) {
+    func record(_ response: SIPMessage, synthetic: Bool = false) {
         guard let code = response.statusCode, code >= 300 else { return }
-        guard let current = best?.statusCode else { best = response; return }
-        if current >= 600 { return }
-        if code >= 600 || code / 100 < current / 100 { best = response }
+        if let current = best?.statusCode {
+            if current >= 600 { return }
+            guard code >= 600 || code / 100 < current / 100 else { return }
+        }
+        best = response
+        bestIsLocal = synthetic
     }
 }
 

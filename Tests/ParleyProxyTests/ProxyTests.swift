@@ -256,6 +256,25 @@ struct ProxyTests {
         try await group.shutdownGracefully()
     }
 
+    @Test("no answer: the last branch times out, is CANCELled, and the caller gets 408 with its own Via")
+    func noAnswer() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let caller = try await UDPPeer(group: group)
+        let agent = try await UDPPeer(group: group)
+        let agentAddress = agent.address
+        let h = try await ProxyHarness(targets: { [agentAddress] }, branchTimeout: .milliseconds(300))
+        try await caller.send(request(via: "SIP/2.0/UDP 127.0.0.1:\(caller.port);branch=z9hG4bKna", callID: "na1"), to: h.address)
+        let invite = try await agent.wait(for: "INVITE") { $0.method == .invite }
+        try await agent.send(SIPTransport.makeResponse(to: invite, code: 180, toTag: "t1"), to: h.address)
+        _ = try await agent.wait(for: "CANCEL") { $0.method == .cancel }
+        let final = try await caller.wait(for: "408") { ($0.statusCode ?? 0) >= 200 }
+        #expect(final.statusCode == 408)
+        #expect(try final.topVia()?.branch == "z9hG4bKna")
+        #expect(try final.to()?.tag != nil)
+        try await h.shutdown()
+        try await group.shutdownGracefully()
+    }
+
     @Test("RFC 3261 16.10: CANCEL before answer reaches the branch; the caller gets 487")
     func cancel() async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
