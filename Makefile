@@ -31,6 +31,7 @@ test: deps
 	$(SWIFT) test
 	.build/debug/parley test rules examples/rules
 	bash Tests/cli/sip-parse.sh
+	bash Tests/sipp/run.sh
 
 bench: release
 	bash bench/run-parser.sh
