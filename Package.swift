@@ -19,6 +19,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
         .target(name: "ParleySIP"),
@@ -43,9 +44,39 @@ let package = Package(
             name: "ParleyRules",
             dependencies: ["ParleySIP", "CLuaShim", .product(name: "Logging", package: "swift-log")]
         ),
+        // The call path (issue 5): distributor, buffer server, agents, handoff encodings.
+        .target(
+            name: "ParleyCallCenter",
+            dependencies: [
+                "ParleySIP", "ParleyTransaction", "ParleyTransport", "ParleyRules",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // Configuration (YAML) and the wiring of roles into one process.
+        .target(
+            name: "ParleyApp",
+            dependencies: [
+                "ParleyCallCenter", "ParleyTransport", "ParleyRules", "ParleySIP",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Yams", package: "Yams"),
+            ]
+        ),
+        .testTarget(
+            name: "ParleyCallCenterTests",
+            dependencies: ["ParleyCallCenter", "ParleyTransport", "ParleyRules", "ParleySIP",
+                           .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")]
+        ),
+        .testTarget(name: "ParleyAppTests", dependencies: ["ParleyApp", "ParleyCallCenter"]),
         .executableTarget(
             name: "parley",
             dependencies: [
+                "ParleyApp",
                 "ParleySIP",
                 "ParleyRules",
                 "ParleyTransport",

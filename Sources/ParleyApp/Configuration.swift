@@ -1,0 +1,349 @@
+import Foundation
+import ParleyCallCenter
+import ParleyRules
+import ParleySIP
+import ParleyTransport
+import Yams
+
+/// A role `parley serve` can run.
+public enum Role: String, Sendable, CaseIterable {
+    case distributor, buffer
+}
+
+/// One agent from the configuration.
+public struct AgentConfiguration: Sendable, Equatable {
+    public var id: String
+    public var skills: [String]
+    public var contact: URI
+    public var attributes: [String: AgentAttribute]
+    /// false: starts logged out.
+    public var available: Bool
+}
+
+/// `parley serve`'s configuration file (YAML), checked as a whole: every problem is reported
+/// with its line and the key it concerns, and a file with any problem does not start.
+///
+/// ```yaml
+/// rules: rules                    # the rule directory, relative to this file
+/// roles: [distributor, buffer]    # the roles this process runs
+/// listeners:
+///   distributor: 127.0.0.1:5060   # UDP and TCP
+///   buffer: 127.0.0.1:5070        # UDP and TCP
+///   tunnel: 127.0.0.1:5071        # WebSocket, for the tunnel encoding (buffer side)
+/// timers: {no_answer_timeout: 15s, wrap_up: 10s, max_no_answer: 3, break: 60s}
+/// skills: [sales, support]
+/// agents:
+///   - {id: alice, skills: [sales], contact: "sip:alice@127.0.0.1:5081", attributes: {language: en}}
+/// ```
+public struct ParleyConfiguration: Sendable {
+    public var path: String
+    public var rulesDirectory: String
+    public var roles: [Role]
+    public var distributorListen: String
+    public var bufferListen: String
+    public var tunnelListen: String?
+    public var skills: [String]
+    public var agents: [AgentConfiguration]
+    public var noAnswerTimeout: Duration = .seconds(15)
+    public var wrapUp: Duration = .seconds(10)
+    public var maxNoAnswer = 3
+    public var breakTime: Duration = .seconds(60)
+    public var queueTimeout: Duration = .seconds(60)
+    public var heartbeat: Duration = .seconds(5)
+    public var probe: Duration? = .seconds(30)
+    public var staleAfter: Duration = .seconds(15)
+    public var t1: Duration = .milliseconds(500)
+    public var logLevel = "info"
+
+    /// The buffer server's URI (handoffs go to it, the agent id appended).
+    public var bufferURI: SIPURI {
+        let (host, port) = Self.split(bufferListen)
+        return SIPURI(user: "buffer", host: (try? SIPHost.parse(host)) ?? .name(host), port: port)
+    }
+
+    public var distributorURI: SIPURI {
+        let (host, port) = Self.split(distributorListen)
+        return SIPURI(user: "distributor", host: (try? SIPHost.parse(host)) ?? .name(host), port: port)
+    }
+
+    static func split(_ listen: String) -> (String, Int) {
+        if let a = try? parseSocketAddress(listen) {
+            let ip = a.ipAddress ?? "127.0.0.1"
+            return (a.protocol == .inet6 ? "[\(ip)]" : ip, a.port ?? 5060)
+        }
+        return (listen, 5060)
+    }
+}
+
+/// A problem with a configuration file: where, which key, what.
+public struct ConfigurationError: Error, CustomStringConvertible, Sendable, Equatable {
+    public var file: String
+    public var line: Int?
+    public var key: String
+    public var message: String
+
+    public var description: String {
+        let place = line.map { "\(file):\($0)" } ?? file
+        return key.isEmpty ? "\(place): \(message)" : "\(place): \(key): \(message)"
+    }
+}
+
+/// Every problem found in one file.
+public struct ConfigurationErrors: Error, CustomStringConvertible, Sendable {
+    public var errors: [ConfigurationError]
+    public var description: String { errors.map(\.description).joined(separator: "\n") }
+}
+
+extension ParleyConfiguration {
+    /// Reads and checks a configuration file.
+    public static func load(path: String) throws(ConfigurationErrors) -> ParleyConfiguration {
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            throw ConfigurationErrors(errors: [ConfigurationError(file: path, line: nil, key: "", message: "cannot read the file: \(error.localizedDescription)")])
+        }
+        return try parse(text, path: path)
+    }
+
+    /// Parses configuration text (`path` names it in messages and anchors relative paths).
+    public static func parse(_ text: String, path: String) throws(ConfigurationErrors) -> ParleyConfiguration {
+        var r = Reader(file: path)
+        let root: Node?
+        do {
+            root = try Yams.compose(yaml: text)
+        } catch let e as YamlError {
+            throw ConfigurationErrors(errors: [Reader.yamlError(e, file: path)])
+        } catch {
+            throw ConfigurationErrors(errors: [ConfigurationError(file: path, line: nil, key: "", message: "\(error)")])
+        }
+        guard let root, let top = r.mapping(root, key: "") else {
+            throw ConfigurationErrors(errors: r.errors.isEmpty
+                ? [ConfigurationError(file: path, line: nil, key: "", message: "the file is empty; it needs at least listeners and agents")]
+                : r.errors)
+        }
+        let base = (path as NSString).deletingLastPathComponent
+        var c = ParleyConfiguration(path: path, rulesDirectory: "rules", roles: Role.allCases, distributorListen: "",
+                                    bufferListen: "", tunnelListen: nil, skills: [], agents: [])
+        r.allowOnly(top, ["rules", "roles", "listeners", "timers", "skills", "agents", "log_level"], prefix: "")
+
+        if let n = top["rules"], let s = r.string(n, key: "rules") {
+            c.rulesDirectory = s.hasPrefix("/") || base.isEmpty ? s : (base as NSString).appendingPathComponent(s)
+        }
+        if let n = top["log_level"], let s = r.string(n, key: "log_level") {
+            if ["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(s) { c.logLevel = s }
+            else { r.fail(n, "log_level", "'\(s)' is not a log level (trace, debug, info, notice, warning, error, critical)") }
+        }
+        if let n = top["roles"], let items = r.sequence(n, key: "roles") {
+            var roles: [Role] = []
+            for (i, item) in items.enumerated() {
+                guard let s = r.string(item, key: "roles[\(i)]") else { continue }
+                if let role = Role(rawValue: s) { roles.append(role) }
+                else { r.fail(item, "roles[\(i)]", "unknown role '\(s)' (distributor or buffer)") }
+            }
+            if roles.isEmpty, r.errors.isEmpty { r.fail(n, "roles", "names no role") }
+            c.roles = roles
+        }
+
+        if let n = top["listeners"], let m = r.mapping(n, key: "listeners") {
+            r.allowOnly(m, ["distributor", "buffer", "tunnel"], prefix: "listeners.")
+            c.distributorListen = r.address(m["distributor"], key: "listeners.distributor", required: true) ?? ""
+            c.bufferListen = r.address(m["buffer"], key: "listeners.buffer", required: true) ?? ""
+            c.tunnelListen = r.address(m["tunnel"], key: "listeners.tunnel", required: false)
+        } else if r.errors.isEmpty {
+            r.missing("listeners", "the addresses of the distributor and the buffer server")
+        }
+
+        if let n = top["timers"], let m = r.mapping(n, key: "timers") {
+            r.allowOnly(m, ["no_answer_timeout", "wrap_up", "max_no_answer", "break", "queue_timeout", "heartbeat", "probe",
+                            "stale_after", "t1"], prefix: "timers.")
+            if let d = r.duration(m["no_answer_timeout"], key: "timers.no_answer_timeout", positive: true) { c.noAnswerTimeout = d }
+            if let d = r.duration(m["wrap_up"], key: "timers.wrap_up", positive: false) { c.wrapUp = d }
+            if let v = m["max_no_answer"] {
+                if let i = v.int, i >= 0 { c.maxNoAnswer = i } else { r.fail(v, "timers.max_no_answer", "expected a whole number >= 0 (0: never), got '\(v.string ?? "?")'") }
+            }
+            if let d = r.duration(m["break"], key: "timers.break", positive: false) { c.breakTime = d }
+            if let d = r.duration(m["queue_timeout"], key: "timers.queue_timeout", positive: true) { c.queueTimeout = d }
+            if let d = r.duration(m["heartbeat"], key: "timers.heartbeat", positive: true) { c.heartbeat = d }
+            if let v = m["probe"] {
+                if v.string == "off" || v.bool == false { c.probe = nil }
+                else if let d = r.duration(v, key: "timers.probe", positive: true) { c.probe = d }
+            }
+            if let d = r.duration(m["stale_after"], key: "timers.stale_after", positive: true) { c.staleAfter = d }
+            if let d = r.duration(m["t1"], key: "timers.t1", positive: true) { c.t1 = d }
+        }
+
+        if let n = top["skills"], let items = r.sequence(n, key: "skills") {
+            for (i, item) in items.enumerated() {
+                guard let s = r.string(item, key: "skills[\(i)]") else { continue }
+                if c.skills.contains(s) { r.fail(item, "skills[\(i)]", "skill '\(s)' is listed twice") }
+                c.skills.append(s)
+            }
+        }
+
+        if let n = top["agents"], let items = r.sequence(n, key: "agents") {
+            var seen: Set<String> = []
+            for (i, item) in items.enumerated() {
+                let k = "agents[\(i)]"
+                guard let m = r.mapping(item, key: k) else { continue }
+                r.allowOnly(m, ["id", "skills", "contact", "attributes", "available"], prefix: k + ".")
+                guard let idNode = m["id"] else { r.fail(item, k + ".id", "missing: every agent needs an id"); continue }
+                guard let id = r.string(idNode, key: k + ".id") else { continue }
+                if !HandoffWire.isValidAgentID(id) {
+                    r.fail(idNode, k + ".id", "'\(id)' may hold only letters, digits, '-', '_' and '.'")
+                } else if !seen.insert(id).inserted {
+                    r.fail(idNode, k + ".id", "agent '\(id)' is configured twice")
+                }
+                var skills: [String] = []
+                if let s = m["skills"], let list = r.sequence(s, key: k + ".skills") {
+                    for (j, sk) in list.enumerated() {
+                        guard let name = r.string(sk, key: "\(k).skills[\(j)]") else { continue }
+                        if !c.skills.isEmpty, !c.skills.contains(name) {
+                            r.fail(sk, "\(k).skills[\(j)]", "'\(name)' is not one of the skills (\(c.skills.joined(separator: ", ")))")
+                        }
+                        skills.append(name)
+                    }
+                }
+                var contact: URI?
+                if let cn = m["contact"], let s = r.string(cn, key: k + ".contact") {
+                    if case .sip(let u)? = try? URI.parse(s), Resolver.destination(for: .sip(u)) != nil {
+                        contact = .sip(u)
+                    } else {
+                        r.fail(cn, k + ".contact", "'\(s)' is not a SIP URI with a reachable host (sip:user@host:port)")
+                    }
+                } else if m["contact"] == nil {
+                    r.fail(item, k + ".contact", "missing: where the agent's phone is (sip:user@host:port)")
+                }
+                var attrs: [String: AgentAttribute] = [:]
+                if let an = m["attributes"], let am = r.mapping(an, key: k + ".attributes") {
+                    for (kn, vn) in am {
+                        let name = kn.string ?? "?"
+                        switch vn {
+                        case .scalar(let sc):
+                            if sc.style == .plain, let b = vn.bool { attrs[name] = .bool(b) }
+                            else if sc.style == .plain, let d = vn.float, vn.int != nil || sc.string.contains(".") { attrs[name] = .number(d) }
+                            else { attrs[name] = .string(sc.string) }
+                        default:
+                            r.fail(vn, "\(k).attributes.\(name)", "expected a string, number or boolean")
+                        }
+                    }
+                }
+                var available = true
+                if let av = m["available"] {
+                    if let b = av.bool { available = b } else { r.fail(av, k + ".available", "expected true or false") }
+                }
+                if let contact {
+                    c.agents.append(AgentConfiguration(id: id, skills: skills, contact: contact, attributes: attrs, available: available))
+                }
+            }
+        } else if r.errors.isEmpty {
+            r.missing("agents", "at least one agent (id, skills, contact)")
+        }
+
+        if !r.errors.isEmpty { throw ConfigurationErrors(errors: r.errors) }
+        return c
+    }
+
+    /// The agents as state machines (for the distributor).
+    public func agentMachines(now: Int64) -> [AgentStateMachine] {
+        let timers = AgentTimers(wrapUpMs: wrapUp.ms, maxNoAnswer: maxNoAnswer, breakMs: breakTime.ms, staleMs: staleAfter.ms)
+        return agents.map {
+            AgentStateMachine(id: $0.id, skills: $0.skills, contact: $0.contact.description, attrs: $0.attributes,
+                              timers: timers, available: $0.available, now: now)
+        }
+    }
+}
+
+extension Duration {
+    var ms: Int64 {
+        let c = components
+        return c.seconds * 1000 + c.attoseconds / 1_000_000_000_000_000
+    }
+}
+
+/// Walks the YAML tree collecting problems (it does not stop at the first).
+struct Reader {
+    let file: String
+    var errors: [ConfigurationError] = []
+
+    init(file: String) { self.file = file }
+
+    mutating func fail(_ node: Node?, _ key: String, _ message: String) {
+        errors.append(ConfigurationError(file: file, line: node?.mark?.line, key: key, message: message))
+    }
+
+    mutating func missing(_ key: String, _ what: String) {
+        errors.append(ConfigurationError(file: file, line: nil, key: key, message: "missing: \(what)"))
+    }
+
+    static func yamlError(_ e: YamlError, file: String) -> ConfigurationError {
+        switch e {
+        case .scanner(_, let problem, let mark, _), .parser(_, let problem, let mark, _), .composer(_, let problem, let mark, _):
+            return ConfigurationError(file: file, line: mark.line, key: "", message: "not valid YAML: \(problem)")
+        default:
+            return ConfigurationError(file: file, line: nil, key: "", message: "not valid YAML: \(e)")
+        }
+    }
+
+    mutating func mapping(_ node: Node, key: String) -> Node.Mapping? {
+        if case .mapping(let m) = node { return m }
+        fail(node, key, "expected a mapping (key: value lines)")
+        return nil
+    }
+
+    mutating func sequence(_ node: Node, key: String) -> [Node]? {
+        if case .sequence(let s) = node { return Array(s) }
+        fail(node, key, "expected a list")
+        return nil
+    }
+
+    mutating func string(_ node: Node, key: String) -> String? {
+        if case .scalar(let s) = node, !s.string.isEmpty { return s.string }
+        fail(node, key, "expected a non-empty string")
+        return nil
+    }
+
+    mutating func allowOnly(_ m: Node.Mapping, _ names: Set<String>, prefix: String) {
+        for (k, _) in m {
+            let name = k.string ?? "?"
+            if !names.contains(name) {
+                fail(k, prefix + name, "unknown key (expected one of: \(names.sorted().joined(separator: ", ")))")
+            }
+        }
+    }
+
+    mutating func address(_ node: Node?, key: String, required: Bool) -> String? {
+        guard let node else {
+            if required { missing(key, "an address, IP:PORT or [IPv6]:PORT") }
+            return nil
+        }
+        guard let s = string(node, key: key) else { return nil }
+        do {
+            _ = try parseSocketAddress(s)
+            return s
+        } catch {
+            fail(node, key, "'\(s)' is not an address IP:PORT or [IPv6]:PORT (\(error))")
+            return nil
+        }
+    }
+
+    /// A duration: a number of seconds, or a string with a unit (`500ms`, `15s`, `2m`).
+    mutating func duration(_ node: Node?, key: String, positive: Bool) -> Duration? {
+        guard let node else { return nil }
+        let text = node.string ?? ""
+        var value: Double?
+        if let d = Double(text) {
+            value = d
+        } else {
+            for (suffix, scale) in [("ms", 0.001), ("s", 1.0), ("m", 60.0)] where text.hasSuffix(suffix) {
+                if let d = Double(text.dropLast(suffix.count).trimmingCharacters(in: .whitespaces)) { value = d * scale }
+                break
+            }
+        }
+        guard let v = value, v >= 0, v.isFinite, !(positive && v == 0) else {
+            fail(node, key, "expected a duration such as 15, 15s, 500ms or 2m\(positive ? " (more than 0)" : ""), got '\(text)'")
+            return nil
+        }
+        return .milliseconds(Int64((v * 1000).rounded()))
+    }
+}

@@ -1,0 +1,154 @@
+import Dispatch
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import ParleyCallCenter
+import ParleyRules
+import ParleySIP
+import ParleyTransaction
+import ParleyTransport
+
+/// The roles of one `parley serve` process, wired together: each role on its own event loop,
+/// with its own transport and stack; the distributor with the rule store; the buffer server
+/// sending its call events to the distributor's address (the same way whether the distributor
+/// is in this process or another).
+public final class ParleyServer: @unchecked Sendable {
+    public let configuration: ParleyConfiguration
+    public let roles: [Role]
+    public let group: MultiThreadedEventLoopGroup
+    public private(set) var distributor: Distributor?
+    public private(set) var buffer: BufferServer?
+    public private(set) var store: RuleStore?
+    private var tunnelServer: TunnelServer?
+    private var tunnelClient: TunnelClient?
+    private var watcher: RuleWatcher?
+    private var sighup: DispatchSourceSignal?
+    private let logger = Logger(label: "parley.serve")
+
+    public init(configuration: ParleyConfiguration, roles: [Role]? = nil) {
+        self.configuration = configuration
+        self.roles = roles ?? configuration.roles
+        group = MultiThreadedEventLoopGroup(numberOfThreads: min(2, max(1, self.roles.count)))
+    }
+
+    /// Binds every listener of the roles this process runs and starts them.
+    public func start() throws {
+        let c = configuration
+        let timers = SIPTimers(t1: c.t1)
+        if roles.contains(.buffer) {
+            let loop = group.next()
+            let bufferAddress = try parseSocketAddress(c.bufferListen)
+            let distributorAddress = try parseSocketAddress(c.distributorListen)
+            var bc = BufferServerConfiguration()
+            bc.agentContacts = Dictionary(uniqueKeysWithValues: c.agents.map { ($0.id, $0.contact) })
+            bc.eventTarget = SIPDestination(transport: .udp, address: distributorAddress)
+            bc.eventURI = .sip(c.distributorURI)
+            bc.heartbeatInterval = c.heartbeat
+            bc.probeInterval = c.probe
+            bc.ackTimeout = timers.timerH
+            let config = bc
+            let tunnelListen = try c.tunnelListen.map { try parseSocketAddress($0) }
+            buffer = try loop.flatSubmit { () -> EventLoopFuture<BufferServer> in
+                let transport = SIPTransport(loop: loop, logger: Logger(label: "parley.buffer.transport"))
+                let stack = SIPStack(transport: transport, timers: timers, logger: Logger(label: "parley.buffer.stack"))
+                let server = BufferServer(stack: stack, configuration: config)
+                return transport.listen(.udp, on: bufferAddress)
+                    .flatMap { _ in transport.listen(.tcp, on: bufferAddress) }
+                    .map { _ in server.start(); return server }
+            }.wait()
+            if let tunnelListen, let buffer {
+                let ts = TunnelServer(buffer: buffer)
+                try ts.listen(on: tunnelListen).wait()
+                tunnelServer = ts
+            }
+        }
+        if roles.contains(.distributor) {
+            let store = RuleStore(directory: c.rulesDirectory)
+            switch store.reload() {
+            case .failed(let problems):
+                throw ServeError("the rules in \(c.rulesDirectory) do not load:\n" + problems.map(\.description).joined(separator: "\n"))
+            default: break
+            }
+            self.store = store
+            watcher = store.watch(interval: 1.0)
+            sighup = store.reloadOnSIGHUP()
+            let loop = group.next()
+            let address = try parseSocketAddress(c.distributorListen)
+            let bufferAddress = try parseSocketAddress(c.bufferListen)
+            var dc = DistributorConfiguration(bufferURI: c.bufferURI, bufferDestination: SIPDestination(transport: .udp, address: bufferAddress))
+            dc.skills = Set(c.skills)
+            dc.noAnswerTimeout = c.noAnswerTimeout
+            dc.queueTimeout = c.queueTimeout
+            dc.reconcileInterval = c.heartbeat
+            dc.heartbeatTimeout = c.heartbeat * 4
+            let config = dc
+            let clock = RuleClock.system
+            let agents = c.agentMachines(now: clock.nowMs())
+            let tunnelAddress = try c.tunnelListen.map { try parseSocketAddress($0) }
+            distributor = try loop.flatSubmit { () -> EventLoopFuture<Distributor> in
+                let transport = SIPTransport(loop: loop, logger: Logger(label: "parley.distributor.transport"))
+                let stack = SIPStack(transport: transport, timers: timers, logger: Logger(label: "parley.distributor.stack"))
+                let d = Distributor(stack: stack, configuration: config, store: store, agents: agents, clock: clock.nowMs)
+                d.links[.message] = d.makeMessageLink()
+                return transport.listen(.udp, on: address)
+                    .flatMap { _ in transport.listen(.tcp, on: address) }
+                    .map { _ in d.start(); return d }
+            }.wait()
+            if let tunnelAddress, let distributor {
+                let client = TunnelClient(distributor: distributor, server: tunnelAddress, uri: c.bufferURI)
+                tunnelClient = client
+                try loop.submit { distributor.links[.tunnel] = client }.wait()
+                client.connect()
+            }
+        }
+        logger.info("parley serve: \(roles.map(\.rawValue).joined(separator: " and ")) running")
+    }
+
+    /// Counters and table sizes of every role, one `key=value` per line.
+    public func statistics() -> String {
+        var lines: [String] = []
+        if let d = distributor {
+            if let s = try? d.stack.loop.submit({ () -> String in
+                let c = d.counters
+                let states = d.agents.stateCounts
+                return "distributor calls=\(c.calls) answered=\(c.answered) failed=\(c.failed) cancelled=\(c.cancelled) no_answers=\(c.noAnswers) queued=\(c.queued) rule_failures=\(c.ruleFailures) events=\(c.eventsReceived) reconciled=\(c.reconciled) handoffs_uri=\(c.handoffs["uri"] ?? 0) handoffs_message=\(c.handoffs["message"] ?? 0) handoffs_tunnel=\(c.handoffs["tunnel"] ?? 0)\n"
+                    + "distributor_table \(d.tableSizes) transactions=\(d.stack.transactionCount)\n"
+                    + "agents " + AgentState.allCases.map { "\($0.rawValue)=\(states[$0] ?? 0)" }.joined(separator: " ") + "\n"
+                    + d.agents.all.map { "agent \($0.id) state=\($0.ruleState.rawValue) calls_handled=\($0.callsHandled) no_answers=\($0.consecutiveNoAnswers)" }.joined(separator: "\n")
+            }).wait() { lines.append(s) }
+            if let store {
+                let m = store.metrics
+                lines.append("rules version=\(store.version?.prefix(12) ?? "none") failures=\(m.totalFailures) reloads=\(m.reloads) failed_reloads=\(m.failedReloads)")
+            }
+        }
+        if let b = buffer {
+            if let s = try? b.stack.loop.submit({ () -> String in
+                let c = b.counters
+                return "buffer handoffs_uri=\(c.handoffs["uri"] ?? 0) handoffs_message=\(c.handoffs["message"] ?? 0) handoffs_tunnel=\(c.handoffs["tunnel"] ?? 0) answered=\(c.answered) failed=\(c.failed) cancelled=\(c.cancelled) ended=\(c.ended) relayed_in_dialog=\(c.relayedInDialog) refused=\(c.refused) probes_failed=\(c.probesFailed) events_sent=\(c.eventsSent)\n"
+                    + "buffer_table \(b.tableSizes) transactions=\(b.stack.transactionCount)"
+            }).wait() { lines.append(s) }
+        }
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// Stops every role and closes every listener.
+    public func stop() {
+        watcher?.stop()
+        sighup?.cancel()
+        tunnelClient?.close()
+        try? tunnelServer?.close().wait()
+        if let d = distributor {
+            _ = try? d.stack.loop.flatSubmit { d.stop(); d.stack.stop(); return d.stack.transport.close() }.wait()
+        }
+        if let b = buffer {
+            _ = try? b.stack.loop.flatSubmit { b.stop(); b.stack.stop(); return b.stack.transport.close() }.wait()
+        }
+        try? group.syncShutdownGracefully()
+    }
+}
+
+public struct ServeError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ d: String) { description = d }
+}

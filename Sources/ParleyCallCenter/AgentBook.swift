@@ -1,0 +1,85 @@
+import ParleyRules
+import ParleyTransport
+
+/// The agents of one distributor: their state machines, kept in step with the rule engine's
+/// resident agent tables (`AgentDirectory`), with wrap-up and break deadlines scheduled on the
+/// distributor's loop. Confined to that loop.
+public final class AgentBook: @unchecked Sendable {
+    private var machines: [String: AgentStateMachine] = [:]
+    /// Configuration order, for stable listings.
+    public private(set) var order: [String] = []
+    private let directory: AgentDirectory
+    private let now: () -> Int64
+    private var wakeups: [String: TimerToken] = [:]
+    /// Schedules `body` after `ms` milliseconds (the distributor's stack timer wheel).
+    var schedule: ((Int64, @escaping () -> Void) -> TimerToken)?
+    /// Called when an agent becomes available (queued calls may now be served).
+    var onAvailable: ((String) -> Void)?
+
+    public init(agents: [AgentStateMachine], directory: AgentDirectory, now: @escaping () -> Int64) {
+        self.directory = directory
+        self.now = now
+        for a in agents {
+            machines[a.id] = a
+            order.append(a.id)
+            directory.update(a.info)
+        }
+    }
+
+    public func agent(_ id: String) -> AgentStateMachine? { machines[id] }
+    public var all: [AgentStateMachine] { order.compactMap { machines[$0] } }
+
+    /// Agents that can take a call of `type`: holding it as a skill, or every agent when no
+    /// configured skill has that name (the default type "default", a type a rule made up).
+    public func serving(type: String, knownSkills: Set<String>) -> [AgentStateMachine] {
+        let any = !knownSkills.contains(type)
+        return all.filter { any || $0.skills.contains(type) }
+    }
+
+    /// Applies an event to one agent; publishes the change and schedules its next deadline.
+    @discardableResult
+    func apply(_ id: String, _ event: (inout AgentStateMachine, Int64) -> Bool) -> Bool {
+        guard var m = machines[id] else { return false }
+        let t = now()
+        let before = m
+        let changed = event(&m, t)
+        machines[id] = m
+        if m != before { directory.update(m.info) }
+        if changed {
+            reschedule(id)
+            if m.isAvailable, !before.isAvailable { onAvailable?(id) }
+        }
+        return changed
+    }
+
+    private func reschedule(_ id: String) {
+        wakeups.removeValue(forKey: id)?.cancel()
+        guard let deadline = machines[id]?.nextDeadline, let schedule else { return }
+        wakeups[id] = schedule(max(0, deadline - now())) { [weak self] in
+            self?.wakeups[id] = nil
+            self?.apply(id) { m, t in m.tick(now: t) }
+        }
+    }
+
+    public func offer(_ id: String, call: String) -> Bool { apply(id) { m, t in m.offer(call: call, now: t) } }
+    public func answered(_ id: String, call: String) { apply(id) { m, t in m.answered(call: call, now: t) } }
+    public func noAnswer(_ id: String, call: String) { apply(id) { m, t in m.noAnswer(call: call, now: t) } }
+    public func rejected(_ id: String, call: String) { apply(id) { m, t in m.rejected(call: call, now: t) } }
+    public func callEnded(_ id: String, call: String) { apply(id) { m, t in m.callEnded(call: call, now: t) } }
+    public func confirm(_ id: String, call: String) { apply(id) { m, t in m.confirm(call: call, now: t); return false } }
+
+    /// Reconciles every agent against what the buffer server says is up and what the distributor
+    /// still waits on.
+    public func reconcile(liveCalls: Set<String>, pendingOffers: Set<String>) {
+        for id in order {
+            apply(id) { m, t in m.reconcile(liveCalls: liveCalls, pendingOffers: pendingOffers, now: t) }
+        }
+    }
+
+    /// Counts by state, for statistics.
+    public var stateCounts: [AgentState: Int] {
+        var c: [AgentState: Int] = [:]
+        for m in machines.values { c[m.ruleState, default: 0] += 1 }
+        return c
+    }
+}

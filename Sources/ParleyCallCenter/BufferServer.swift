@@ -1,0 +1,803 @@
+import Logging
+import NIOCore
+import ParleyRules
+import ParleySIP
+import ParleyTransaction
+import ParleyTransport
+
+/// Where a handed-off INVITE's responses go back to when it did not arrive as a plain INVITE
+/// transaction (the `message` and `tunnel` encodings).
+public protocol HandoffReplyPath: AnyObject {
+    /// Sends a response (or any message of the handed-off INVITE transaction) back to the distributor.
+    func send(_ message: SIPMessage)
+}
+
+/// What the buffer server needs to know.
+public struct BufferServerConfiguration: Sendable {
+    /// The agents' contacts by id (from configuration; registrations later).
+    public var agentContacts: [String: URI]
+    /// Where call events (ended, live) go: the distributor. nil: nowhere.
+    public var eventTarget: SIPDestination?
+    /// The distributor's URI, for the Request-URI of event MESSAGEs.
+    public var eventURI: URI?
+    /// How often the list of live calls is sent to the distributor (reconciliation).
+    public var heartbeatInterval: Duration
+    /// How often each answered leg is probed with an in-dialog OPTIONS (a leg that answers 481
+    /// or not at all ends the call: a lost BYE or a crashed phone). nil: no probing.
+    public var probeInterval: Duration?
+    /// How long to wait for the caller's ACK to a 2xx before giving the call up (64*T1).
+    public var ackTimeout: Duration
+
+    public init(agentContacts: [String: URI] = [:], eventTarget: SIPDestination? = nil, eventURI: URI? = nil,
+                heartbeatInterval: Duration = .seconds(5), probeInterval: Duration? = .seconds(30),
+                ackTimeout: Duration = .seconds(32)) {
+        self.agentContacts = agentContacts
+        self.eventTarget = eventTarget
+        self.eventURI = eventURI
+        self.heartbeatInterval = heartbeatInterval
+        self.probeInterval = probeInterval
+        self.ackTimeout = ackTimeout
+    }
+}
+
+/// The buffer server: a back-to-back user agent. It takes calls the distributor hands it (in any
+/// of the three encodings), enters each in its routing table as a pair of legs, calls the agent,
+/// and re-addresses every message between caller leg and agent leg in both directions: each leg
+/// has its own Call-ID, tags, CSeq, Via, Contact and route set; SDP passes through.
+///
+/// Confined to its stack's event loop.
+public final class BufferServer: SIPTransactionUser, @unchecked Sendable {
+    public struct Counters: Sendable, Equatable {
+        public var handoffs: [String: Int] = [:]
+        public var answered = 0
+        public var failed = 0
+        public var cancelled = 0
+        public var ended = 0
+        public var relayedInDialog = 0
+        public var refused = 0
+        public var probesFailed = 0
+        public var eventsSent = 0
+    }
+
+    /// Sizes of every table the buffer server keeps: all zero when no call is up (no leak).
+    public struct TableSizes: Sendable, Equatable, CustomStringConvertible {
+        public var calls = 0
+        public var dialogs = 0
+        public var inviteTransactions = 0
+        public var linkBranches = 0
+        public var clientTransactions = 0
+        public var total: Int { calls + dialogs + inviteTransactions + linkBranches + clientTransactions }
+        public var description: String {
+            "calls=\(calls) dialogs=\(dialogs) invite_transactions=\(inviteTransactions) link_branches=\(linkBranches) client_transactions=\(clientTransactions)"
+        }
+    }
+
+    public let stack: SIPStack
+    public var configuration: BufferServerConfiguration
+    public var logger: Logger
+    public private(set) var counters = Counters()
+
+    // The routing table: each call once, and the indexes that find it.
+    private var calls: [String: B2BCall] = [:]
+    private var dialogs: [DialogKey: (B2BCall, Side)] = [:]
+    private var byInviteTransaction: [TransactionKey: B2BCall] = [:]
+    private var byLinkBranch: [String: B2BCall] = [:]
+    private var clientTransactions: [TransactionKey: ClientPurpose] = [:]
+    private var heartbeat: TimerToken?
+    private var probe: TimerToken?
+    private var eventCSeq: UInt32 = 0
+    private let eventCallID: String
+
+    public init(stack: SIPStack, configuration: BufferServerConfiguration, logger: Logger = Logger(label: "parley.buffer")) {
+        self.stack = stack
+        self.configuration = configuration
+        self.logger = logger
+        self.eventCallID = "events-" + stack.newTag() + "@parley-buffer"
+        stack.user = self
+    }
+
+    /// Starts the heartbeat and probing timers.
+    public func start() {
+        scheduleHeartbeat()
+        scheduleProbe()
+    }
+
+    public func stop() {
+        heartbeat?.cancel()
+        probe?.cancel()
+    }
+
+    /// Calls in the routing table.
+    public var activeCalls: Int { calls.count }
+
+    public var tableSizes: TableSizes {
+        TableSizes(calls: calls.count, dialogs: dialogs.count, inviteTransactions: byInviteTransaction.count,
+                   linkBranches: byLinkBranch.count, clientTransactions: clientTransactions.count)
+    }
+
+    /// The distributor references of the calls up now.
+    public var liveCallReferences: [String] { calls.values.filter { !$0.over }.map(\.reference) }
+
+    // MARK: Handoffs arriving
+
+    public func stack(_ stack: SIPStack, didReceiveRequest request: SIPMessage, transaction: TransactionKey?, from source: SIPSource) {
+        guard let key = transaction else {
+            receivedACK(request)
+            return
+        }
+        let ids = request.dialogIDs
+        if let ids, ids.toTag != nil {
+            inDialog(request, key: key, ids: ids)
+            return
+        }
+        switch request.method {
+        case .invite?:
+            guard let agent = HandoffWire.agentID(in: request.requestURI) else {
+                counters.refused += 1
+                stack.respond(404, "Not Found: no agent in the Request-URI", to: key)
+                return
+            }
+            startCall(request, agent: agent, encoding: .uri, ingress: .transaction(key))
+        case .message?:
+            receivedLinkMessage(request, key: key, source: source)
+        case .options?:
+            stack.respond(200, to: key, extraHeaders: [("Allow", Self.allow)])
+        default:
+            stack.respond(405, to: key, extraHeaders: [("Allow", Self.allow)])
+        }
+    }
+
+    static let allow = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, MESSAGE"
+
+    /// A `message` handoff: the MESSAGE is answered at once; what it carries is handled as if it
+    /// had come as itself, and what goes back is carried in MESSAGEs the other way.
+    private func receivedLinkMessage(_ message: SIPMessage, key: TransactionKey, source: SIPSource) {
+        guard let inner = HandoffWire.unwrap(message) else {
+            stack.respond(415, "Unsupported Media Type", to: key, extraHeaders: [("Accept", HandoffWire.messageSIP)])
+            return
+        }
+        stack.respond(200, to: key)
+        let reply = Resolver.destination(for: message.contactURI ?? .sip(SIPURI(host: .name("invalid"))))
+            ?? SIPDestination(transport: source.transport, address: source.remote)
+        let fromURI = ((try? message.from()) ?? nil)?.uri
+        let from = ((try? message.to()) ?? nil)?.uri.description ?? "sip:buffer"
+        let to = fromURI?.description ?? "sip:distributor"
+        let path = MessageReplyPath(server: self, destination: reply, requestURI: fromURI ?? .sip(SIPURI(host: .name("invalid"))),
+                                    from: "<\(from)>;tag=\(stack.newTag())", to: "<\(to)>", callID: "h-" + stack.newTag() + "@parley-buffer")
+        handoffReceived(inner, path: path, encoding: .message)
+    }
+
+    /// A handed-off message that came through a link (`message` or `tunnel`): an INVITE starts
+    /// a call; a CANCEL cancels it; an ACK (for a non-2xx) is absorbed.
+    public func handoffReceived(_ inner: SIPMessage, path: HandoffReplyPath, encoding: HandoffEncoding) {
+        guard inner.isRequest, let branch = (try? inner.topVia())??.branch else {
+            logger.info("handoff over \(encoding) without a request or a Via branch dropped")
+            return
+        }
+        switch inner.method {
+        case .invite?:
+            if byLinkBranch[branch] != nil { return }  // a retransmission
+            guard let agent = HandoffWire.agentID(in: inner.requestURI) else {
+                counters.refused += 1
+                path.send(SIPTransport.makeResponse(to: inner, code: 404, reason: "Not Found: no agent in the Request-URI", toTag: stack.newTag()))
+                return
+            }
+            startCall(inner, agent: agent, encoding: encoding, ingress: .link(path, branch: branch))
+        case .cancel?:
+            path.send(SIPTransport.makeResponse(to: inner, code: byLinkBranch[branch] == nil ? 481 : 200))
+            if let call = byLinkBranch[branch] { callerCancelled(call) }
+        case .ack?:
+            break
+        default:
+            path.send(SIPTransport.makeResponse(to: inner, code: 405, toTag: stack.newTag()))
+        }
+    }
+
+    /// Enters a call in the routing table and calls the agent.
+    private func startCall(_ invite: SIPMessage, agent: String, encoding: HandoffEncoding, ingress: CallerIngress) {
+        counters.handoffs[encoding.rawValue, default: 0] += 1
+        let refuse: (Int, String) -> Void = { [self] code, reason in
+            counters.refused += 1
+            let r = SIPTransport.makeResponse(to: invite, code: code, reason: reason, toTag: stack.newTag())
+            switch ingress {
+            case .transaction(let key): stack.respond(r, to: key)
+            case .link(let path, _): path.send(r)
+            }
+        }
+        guard let contact = configuration.agentContacts[agent], let agentHop = Resolver.destination(for: contact) else {
+            return refuse(404, "Not Found: unknown agent \(agent)")
+        }
+        guard let callerFrom = (try? invite.from()) ?? nil, let callerTo = (try? invite.to()) ?? nil, let fromTag = callerFrom.tag,
+              let callID = invite.callID, let cseq = (try? invite.cseq()) ?? nil else {
+            return refuse(400, "Bad Request")
+        }
+        let mf = ((try? invite.maxForwards()) ?? nil) ?? 70
+        guard mf > 0 else { return refuse(483, "Too Many Hops") }
+
+        // Caller leg: we are the UAS (12.1.1). Its route set is the INVITE's Record-Route, in order.
+        var callerLocal = callerTo
+        callerLocal.parameters.remove("tag")
+        var callerRemote = callerFrom
+        callerRemote.parameters.remove("tag")
+        let callerTransport: SIPTransportKind = invite.contactURI?.sipURI?.transportParameter.flatMap(SIPTransportKind.init(token:)) ?? .udp
+        let callerLeg = DialogLeg(callID: callID, localTag: stack.newTag(), remoteTag: fromTag, local: callerLocal, remote: callerRemote,
+                                  localCSeq: 0, remoteCSeq: cseq.sequence, remoteTarget: invite.contactURI,
+                                  routeSet: invite.headers.elements(HeaderName(.recordRoute)), transport: callerTransport)
+
+        // Agent leg: we are the UAC, with a Call-ID, tag and From of our own. The agent sees the
+        // caller's user part and display name (caller ID) at our host, never the caller's host.
+        guard let local = stack.transport.advertisedAddress(for: agentHop.transport, toward: agentHop.address) else {
+            return refuse(500, "Server Internal Error: no listener toward the agent")
+        }
+        var fromURI = SIPURI(host: SIPHost.from(address: local), port: local.port)
+        fromURI.user = callerFrom.uri.user.map { Self.safeUser($0) }
+        let agentLocal = NameAddress(displayName: callerFrom.displayName, uri: .sip(fromURI))
+        var agentLeg = DialogLeg(callID: "b2b-" + stack.newTag() + stack.newTag() + "@" + hostPort(local), localTag: stack.newTag(),
+                                 remoteTag: nil, local: agentLocal, remote: NameAddress(uri: contact), localCSeq: 0,
+                                 remoteCSeq: nil, remoteTarget: contact, routeSet: [], transport: agentHop.transport)
+        var agentInvite = agentLeg.makeRequest(.invite, contact: contactHeader(toward: agentHop), payload: invite)
+        agentInvite.headers.set(HeaderName(.maxForwards), String(min(70, mf - 1)))
+
+        let reference = invite.headers[HandoffWire.callHeader] ?? ("local-" + stack.newTag())
+        let call = B2BCall(id: stack.newTag(), reference: reference, agentID: agent, encoding: encoding, callerInvite: invite,
+                           ingress: ingress, caller: callerLeg, agent: agentLeg)
+        call.callerContact = contactHeader(toward: callerLeg.nextHop() ?? agentHop)
+        call.agentContact = contactHeader(toward: agentHop)
+        calls[call.id] = call
+        switch ingress {
+        case .transaction(let key): byInviteTransaction[key] = call
+        case .link(_, let branch): byLinkBranch[branch] = call
+        }
+        dialogs[DialogKey(callID: callerLeg.callID, localTag: callerLeg.localTag)] = (call, .caller)
+        dialogs[DialogKey(callID: agentLeg.callID, localTag: agentLeg.localTag)] = (call, .agent)
+
+        guard let key = stack.sendRequest(agentInvite, to: agentHop) else {
+            failCall(call, code: 503, reason: "Service Unavailable: cannot reach the agent")
+            return
+        }
+        call.agentInviteKey = key
+        clientTransactions[key] = .agentInvite(call)
+        logger.debug("call \(call.id) (\(reference)) from \(callID) to agent \(agent) via \(encoding)")
+    }
+
+    /// A user part with nothing that could smuggle an address.
+    static func safeUser(_ user: String) -> String {
+        String(user.prefix { $0 != "@" && $0 != ";" && $0 != ":" })
+    }
+
+    private func contactHeader(toward destination: SIPDestination) -> String {
+        guard let local = stack.transport.advertisedAddress(for: destination.transport, toward: destination.address) else {
+            return "<sip:invalid>"
+        }
+        return Resolver.contact(for: local, transport: destination.transport)
+    }
+
+    // MARK: The caller leg's INVITE transaction
+
+    public func stack(_ stack: SIPStack, didReceiveCancel cancel: SIPMessage, forInvite invite: TransactionKey) {
+        if let call = byInviteTransaction[invite] { callerCancelled(call) }
+    }
+
+    /// CANCEL from the caller's side before an answer (9.2): 487 to the caller at once, and the
+    /// agent leg cancelled (after its first provisional, 9.1).
+    private func callerCancelled(_ call: B2BCall) {
+        guard !call.callerFinalSent else { return }
+        counters.cancelled += 1
+        sendToCaller(call, SIPTransport.makeResponse(to: call.callerInvite, code: 487, toTag: call.caller.localTag), final: true)
+        cancelAgent(call)
+        finishIfDone(call)
+    }
+
+    private func cancelAgent(_ call: B2BCall) {
+        guard !call.agentFinal, !call.cancelSent, let key = call.agentInviteKey else { return }
+        if call.agentProvisional {
+            call.cancelSent = true
+            stack.cancel(key)
+        } else {
+            call.cancelPending = true
+        }
+    }
+
+    private func sendToCaller(_ call: B2BCall, _ response: SIPMessage, final: Bool) {
+        if final {
+            call.callerFinalSent = true
+            call.callerAnswered = (200..<300).contains(response.statusCode ?? 0)
+        }
+        switch call.ingress {
+        case .transaction(let key): stack.respond(response, to: key)
+        case .link(let path, _): path.send(response)
+        }
+    }
+
+    /// A response of the agent's INVITE, re-addressed for the caller leg.
+    private func callerResponse(_ call: B2BCall, from agentResponse: SIPMessage) -> SIPMessage {
+        let code = agentResponse.statusCode ?? 500
+        var r = SIPTransport.makeResponse(to: call.callerInvite, code: code, reason: agentResponse.reasonPhrase, toTag: call.caller.localTag)
+        if code < 300 {
+            for rr in call.callerInvite.headers.values(HeaderName(.recordRoute)) { r.headers.append(HeaderName(.recordRoute), rr) }
+            r.headers.append(HeaderName(.contact), call.callerContact)
+        }
+        HeaderPolicy.copyPayload(from: agentResponse, into: &r)
+        return r
+    }
+
+    private func agentInviteResponse(_ call: B2BCall, _ response: SIPMessage) {
+        guard let code = response.statusCode else { return }
+        switch code {
+        case 100:
+            return
+        case 101...199:
+            call.agentProvisional = true
+            if call.cancelPending, let key = call.agentInviteKey {
+                call.cancelPending = false
+                call.cancelSent = true
+                stack.cancel(key)
+                return
+            }
+            if call.agent.remoteTag == nil, let tag = (try? response.to())??.tag { call.agent.remoteTag = tag }
+            if !call.callerFinalSent { sendToCaller(call, callerResponse(call, from: response), final: false) }
+        case 200...299:
+            if call.agentFinal {
+                // A retransmission: the agent has not had our ACK (or it was lost).
+                if let ack = call.ackToAgent, let hop = call.agent.nextHop() { stack.sendStateless(ack, to: hop) }
+                else if !call.callerAcked, !call.over { sendToCaller(call, callerResponse(call, from: response), final: false) }
+                return
+            }
+            call.agentFinal = true
+            call.agentAnswered = true
+            call.agentProvisional = true
+            // The agent leg's dialog (12.1.2): remote tag, target, route set reversed.
+            call.agent.remoteTag = (try? response.to())??.tag
+            call.agent.remoteTarget = response.contactURI ?? call.agent.remoteTarget
+            call.agent.routeSet = response.headers.elements(HeaderName(.recordRoute)).reversed()
+            call.agentInviteCSeq = (try? response.cseq())??.sequence ?? 1
+            if call.callerFinalSent {
+                // The caller is gone (cancelled or failed meanwhile): ACK and hang up the agent.
+                ackAgent(call, payload: nil)
+                hangUp(call, side: .agent)
+                return
+            }
+            counters.answered += 1
+            sendToCaller(call, callerResponse(call, from: response), final: true)
+            call.ackTimer = stack.schedule(after: configuration.ackTimeout) { [weak self, weak call] in
+                guard let self, let call, !call.callerAcked, !call.over else { return }
+                self.logger.info("call \(call.id): no ACK from the caller; hanging up both legs")
+                self.endCall(call, reason: "no ACK")
+            }
+        default:
+            call.agentFinal = true
+            if !call.callerFinalSent {
+                counters.failed += 1
+                sendToCaller(call, callerResponse(call, from: response), final: true)
+            }
+            finishIfDone(call)
+        }
+    }
+
+    private func failCall(_ call: B2BCall, code: Int, reason: String) {
+        call.agentFinal = true
+        if !call.callerFinalSent {
+            counters.failed += 1
+            sendToCaller(call, SIPTransport.makeResponse(to: call.callerInvite, code: code, reason: reason, toTag: call.caller.localTag), final: true)
+        }
+        finishIfDone(call)
+    }
+
+    // MARK: ACK
+
+    private func receivedACK(_ ack: SIPMessage) {
+        guard let ids = ack.dialogIDs, let toTag = ids.toTag,
+              let (call, side) = dialogs[DialogKey(callID: ids.callID, localTag: toTag)] else { return }
+        let number = ((try? ack.cseq()) ?? nil)?.sequence
+        if side == .caller, number == call.caller.remoteCSeq, call.callerAnswered, !call.callerAcked {
+            // The ACK for the answer: on to the agent (with the SDP answer, if the offer was late).
+            call.callerAcked = true
+            call.ackTimer?.cancel()
+            if !call.over { ackAgent(call, payload: ack) }
+            return
+        }
+        // The ACK for a relayed re-INVITE's 2xx.
+        if let pending = call.pendingAck[side], pending.incoming == number {
+            call.pendingAck[side] = nil
+            var other = call.leg(side.other)
+            var a = other.makeRequest(.ack, contact: "", payload: ack, cseq: pending.outgoing)
+            call.setLeg(side.other, other)
+            guard let hop = other.nextHop() else { return }
+            a.headers.prepend(HeaderName(.via), stack.makeVia(for: hop, branch: stack.newBranch()))
+            call.lastRelayedAck[side.other] = a
+            stack.sendStateless(a, to: hop)
+        }
+    }
+
+    private func ackAgent(_ call: B2BCall, payload: SIPMessage?) {
+        guard let hop = call.agent.nextHop() else { return }
+        var a = call.agent.makeRequest(.ack, contact: "", payload: payload, cseq: call.agentInviteCSeq)
+        a.headers.prepend(HeaderName(.via), stack.makeVia(for: hop, branch: stack.newBranch()))
+        call.ackToAgent = a
+        stack.sendStateless(a, to: hop)
+    }
+
+    // MARK: In-dialog requests, either side
+
+    private func inDialog(_ request: SIPMessage, key: TransactionKey, ids: (callID: String, fromTag: String?, toTag: String?)) {
+        guard let toTag = ids.toTag, let (call, side) = dialogs[DialogKey(callID: ids.callID, localTag: toTag)] else {
+            stack.respond(481, to: key)
+            return
+        }
+        var leg = call.leg(side)
+        let number = ((try? request.cseq()) ?? nil)?.sequence ?? 0
+        if let last = leg.remoteCSeq, number < last, request.method != .ack {
+            stack.respond(500, "Server Internal Error: CSeq out of order", to: key)
+            return
+        }
+        leg.remoteCSeq = number
+        if request.method == .invite || request.method == .update, let target = request.contactURI {
+            leg.remoteTarget = target  // a target refresh (12.2.2)
+        }
+        call.setLeg(side, leg)
+        switch request.method {
+        case .bye?:
+            stack.respond(200, to: key)
+            if !call.callerFinalSent {
+                // A BYE in an early dialog: from the caller it is a CANCEL; from the agent, a refusal.
+                if side == .caller {
+                    callerCancelled(call)
+                } else {
+                    failCall(call, code: 480, reason: "Temporarily Unavailable")
+                }
+            }
+            hangUp(call, side: side.other)
+        case .cancel?:
+            stack.respond(481, to: key)
+        default:
+            guard !call.over, call.callerAnswered, call.agent.remoteTag != nil else {
+                stack.respond(call.over ? 481 : 491, to: key)
+                return
+            }
+            relay(request, key: key, call: call, from: side)
+        }
+    }
+
+    /// Sends the same request on the other leg, re-addressed; its responses come back to `key`.
+    private func relay(_ request: SIPMessage, key: TransactionKey, call: B2BCall, from side: Side) {
+        guard let method = request.method else { return }
+        var other = call.leg(side.other)
+        let contact = side.other == .caller ? call.callerContact : call.agentContact
+        let out = other.makeRequest(method, contact: contact, payload: request)
+        call.setLeg(side.other, other)
+        guard let hop = other.nextHop(), let client = stack.sendRequest(out, to: hop) else {
+            stack.respond(503, to: key)
+            return
+        }
+        counters.relayedInDialog += 1
+        if method == .invite {
+            call.pendingAck[side] = (incoming: ((try? request.cseq()) ?? nil)?.sequence ?? 0, outgoing: other.localCSeq)
+        }
+        clientTransactions[client] = .relay(call, server: key, request: request, from: side)
+    }
+
+    private func relayResponse(_ response: SIPMessage, server: TransactionKey, request: SIPMessage, call: B2BCall, from side: Side) {
+        guard let code = response.statusCode, code > 100 else { return }
+        var r = SIPTransport.makeResponse(to: request, code: code, reason: response.reasonPhrase)
+        if code < 300, request.method == .invite || request.method == .update || request.method == .subscribe {
+            r.headers.append(HeaderName(.contact), side == .caller ? call.callerContact : call.agentContact)
+        }
+        HeaderPolicy.copyPayload(from: response, into: &r)
+        if code >= 200, request.method == .invite {
+            if code >= 300 { call.pendingAck[side] = nil }
+            if code < 300, let ack = call.lastRelayedAck[side.other], call.pendingAck[side] == nil,
+               let hop = call.leg(side.other).nextHop(), ((try? ack.cseq()) ?? nil)?.sequence == ((try? response.cseq()) ?? nil)?.sequence {
+                // A retransmitted 2xx that we have ACKed already.
+                stack.sendStateless(ack, to: hop)
+                return
+            }
+        }
+        stack.respond(r, to: server)
+    }
+
+    // MARK: Ending
+
+    /// Whether `side` has a confirmed dialog to hang up.
+    private func established(_ call: B2BCall, _ side: Side) -> Bool {
+        side == .caller ? call.callerAnswered : call.agentAnswered
+    }
+
+    private func sendBye(_ call: B2BCall, _ side: Side) {
+        guard !call.byeSent[side], established(call, side) else { return }
+        call.byeSent[side] = true
+        var leg = call.leg(side)
+        let bye = leg.makeRequest(.bye, contact: "", payload: nil)
+        call.setLeg(side, leg)
+        if let hop = leg.nextHop(), let key = stack.sendRequest(bye, to: hop) {
+            clientTransactions[key] = .bye(call)
+            call.outstanding += 1
+        }
+    }
+
+    /// The other side hung up (or is gone): BYE on `side`, the call is over, the distributor told.
+    private func hangUp(_ call: B2BCall, side: Side) {
+        call.over = true
+        call.ackTimer?.cancel()
+        sendBye(call, side)
+        if call.callerAnswered, !call.endedReported {
+            call.endedReported = true
+            counters.ended += 1
+            sendEvent(.ended(call: call.reference, agent: call.agentID))
+        }
+        finishIfDone(call)
+    }
+
+    /// Ends an answered call from here: BYE on both legs.
+    private func endCall(_ call: B2BCall, reason: String) {
+        logger.debug("call \(call.id) ended here: \(reason)")
+        sendBye(call, .caller)
+        hangUp(call, side: .agent)
+    }
+
+    /// Removes a call from the routing table once nothing of it is left: the caller has its final
+    /// answer and, for an answered call, both legs are hung up and their BYEs done.
+    private func finishIfDone(_ call: B2BCall) {
+        guard calls[call.id] != nil, call.callerFinalSent, call.agentFinal || call.agentGone, call.outstanding == 0 else { return }
+        if call.callerAnswered && !call.over { return }
+        calls[call.id] = nil
+        dialogs[DialogKey(callID: call.caller.callID, localTag: call.caller.localTag)] = nil
+        dialogs[DialogKey(callID: call.agent.callID, localTag: call.agent.localTag)] = nil
+        switch call.ingress {
+        case .transaction(let key): byInviteTransaction[key] = nil
+        case .link(_, let branch): byLinkBranch[branch] = nil
+        }
+        call.ackTimer?.cancel()
+        logger.debug("call \(call.id) left the routing table")
+    }
+
+    // MARK: Responses and transaction ends
+
+    public func stack(_ stack: SIPStack, didReceiveResponse response: SIPMessage, transaction: TransactionKey) {
+        guard let purpose = clientTransactions[transaction] else { return }
+        switch purpose {
+        case .agentInvite(let call):
+            if transaction.method == .invite { agentInviteResponse(call, response) }
+        case .relay(let call, let server, let request, let side):
+            relayResponse(response, server: server, request: request, call: call, from: side)
+        case .bye(let call):
+            if (response.statusCode ?? 0) >= 200 { byeDone(call, transaction) }
+        case .probe(let call, let side):
+            if let code = response.statusCode, code == 481 || code == 408 { probeFailed(call, side) }
+        case .event:
+            break
+        }
+    }
+
+    public func stack(_ stack: SIPStack, transaction: TransactionKey, didFail failure: TransactionFailure) {
+        guard let purpose = clientTransactions[transaction] else { return }
+        switch purpose {
+        case .agentInvite(let call):
+            guard !call.agentFinal else { return }
+            call.agentGone = true
+            let (code, reason) = failure == .transportError ? (503, "Service Unavailable") : (408, "Request Timeout")
+            failCall(call, code: code, reason: reason)
+        case .relay(let call, let server, let request, let side):
+            let code = failure == .transportError ? 503 : 408
+            relayResponse(SIPTransport.makeResponse(to: request, code: code), server: server, request: request, call: call, from: side)
+        case .bye(let call):
+            byeDone(call, transaction)
+        case .probe(let call, let side):
+            probeFailed(call, side)
+        case .event:
+            break
+        }
+    }
+
+    public func stack(_ stack: SIPStack, didTerminate transaction: TransactionKey) {
+        guard let purpose = clientTransactions.removeValue(forKey: transaction) else { return }
+        switch purpose {
+        case .agentInvite(let call):
+            if !call.agentFinal {
+                call.agentGone = true
+                failCall(call, code: 408, reason: "Request Timeout")
+            }
+            finishIfDone(call)
+        case .bye(let call):
+            byeDone(call, transaction)
+        default:
+            break
+        }
+    }
+
+    private func byeDone(_ call: B2BCall, _ key: TransactionKey) {
+        guard call.finishedByes.insert(key).inserted else { return }
+        call.outstanding -= 1
+        finishIfDone(call)
+    }
+
+    // MARK: Reconciliation: probes and heartbeats
+
+    private func scheduleProbe() {
+        guard let interval = configuration.probeInterval else { return }
+        probe = stack.schedule(after: interval) { [weak self] in
+            guard let self else { return }
+            for call in self.calls.values where call.callerAcked && !call.over {
+                for side in [Side.caller, .agent] { self.sendProbe(call, side) }
+            }
+            self.scheduleProbe()
+        }
+    }
+
+    private func sendProbe(_ call: B2BCall, _ side: Side) {
+        var leg = call.leg(side)
+        let options = leg.makeRequest(.options, contact: side == .caller ? call.callerContact : call.agentContact, payload: nil)
+        call.setLeg(side, leg)
+        if let hop = leg.nextHop(), let key = stack.sendRequest(options, to: hop) {
+            clientTransactions[key] = .probe(call, side)
+        }
+    }
+
+    private func probeFailed(_ call: B2BCall, _ side: Side) {
+        guard !call.over else { return }
+        counters.probesFailed += 1
+        logger.info("call \(call.id): the \(side) leg is gone (probe failed); hanging up the other")
+        call.byeSent[side] = true  // nobody there to hang up
+        hangUp(call, side: side.other)
+    }
+
+    private func scheduleHeartbeat() {
+        guard configuration.eventTarget != nil else { return }
+        heartbeat = stack.schedule(after: configuration.heartbeatInterval) { [weak self] in
+            guard let self else { return }
+            self.sendEvent(.live(calls: self.liveCallReferences))
+            self.scheduleHeartbeat()
+        }
+    }
+
+    /// Sends a call event to the distributor in a MESSAGE.
+    public func sendEvent(_ event: CallEvent) {
+        guard let target = configuration.eventTarget else { return }
+        eventCSeq += 1
+        let uri = configuration.eventURI ?? .sip(SIPURI(user: "distributor", host: SIPHost.from(address: target.address), port: target.address.port))
+        let local = stack.transport.advertisedAddress(for: target.transport, toward: target.address)
+        var h = SIPHeaders()
+        h.append(HeaderName(.maxForwards), "70")
+        h.append(HeaderName(.from), "<sip:buffer@\(local.map(hostPort) ?? "invalid")>;tag=\(eventCallID.prefix(12))")
+        h.append(HeaderName(.to), "<\(uri)>")
+        h.append(HeaderName(.callID), eventCallID)
+        h.append(HeaderName(.cseq), "\(eventCSeq) MESSAGE")
+        h.append(HeaderName(.contentType), HandoffWire.eventType)
+        var m = SIPMessage.request(.message, uri, headers: h, body: Array(event.body.utf8))
+        m.updateContentLength()
+        if let key = stack.sendRequest(m, to: target) {
+            clientTransactions[key] = .event
+            counters.eventsSent += 1
+        }
+    }
+
+    /// Sends a MESSAGE for a reply path (the `message` encoding).
+    func sendLinkMessage(_ message: SIPMessage, to destination: SIPDestination) {
+        if let key = stack.sendRequest(message, to: destination) { clientTransactions[key] = .event }
+    }
+}
+
+// MARK: - The routing table's entries
+
+enum Side: Sendable, CustomStringConvertible {
+    case caller, agent
+    var other: Side { self == .caller ? .agent : .caller }
+    var description: String { self == .caller ? "caller" : "agent" }
+}
+
+struct DialogKey: Hashable {
+    var callID: String
+    var localTag: String
+}
+
+enum CallerIngress {
+    /// `uri`: a real INVITE server transaction.
+    case transaction(TransactionKey)
+    /// `message` or `tunnel`: responses go back through the link; `branch` is the handoff Via's.
+    case link(HandoffReplyPath, branch: String)
+}
+
+enum ClientPurpose {
+    case agentInvite(B2BCall)
+    case relay(B2BCall, server: TransactionKey, request: SIPMessage, from: Side)
+    case bye(B2BCall)
+    case probe(B2BCall, Side)
+    case event
+}
+
+struct PerSide<T> {
+    var caller: T
+    var agent: T
+    subscript(side: Side) -> T {
+        get { side == .caller ? caller : agent }
+        set { if side == .caller { caller = newValue } else { agent = newValue } }
+    }
+}
+
+/// One entry of the routing table: the caller leg and the agent leg of one call.
+final class B2BCall {
+    let id: String
+    /// The distributor's reference (`X-Parley-Call`).
+    let reference: String
+    let agentID: String
+    let encoding: HandoffEncoding
+    /// The handed-off INVITE as received (responses to the caller leg are built from it).
+    let callerInvite: SIPMessage
+    let ingress: CallerIngress
+    var caller: DialogLeg
+    var agent: DialogLeg
+    var callerContact = ""
+    var agentContact = ""
+    var agentInviteKey: TransactionKey?
+    var agentInviteCSeq: UInt32 = 1
+    var agentProvisional = false
+    var agentFinal = false
+    var agentGone = false
+    var agentAnswered = false
+    var cancelPending = false
+    var cancelSent = false
+    var ackToAgent: SIPMessage?
+    var callerFinalSent = false
+    var callerAnswered = false
+    var callerAcked = false
+    var over = false
+    var endedReported = false
+    var byeSent = PerSide(caller: false, agent: false)
+    var outstanding = 0
+    var finishedByes: Set<TransactionKey> = []
+    var ackTimer: TimerToken?
+    /// Per side that sent a re-INVITE: its CSeq and the CSeq of the one we sent on the other leg.
+    var pendingAck = PerSide<(incoming: UInt32, outgoing: UInt32)?>(caller: nil, agent: nil)
+    var lastRelayedAck = PerSide<SIPMessage?>(caller: nil, agent: nil)
+
+    init(id: String, reference: String, agentID: String, encoding: HandoffEncoding, callerInvite: SIPMessage,
+         ingress: CallerIngress, caller: DialogLeg, agent: DialogLeg) {
+        self.id = id
+        self.reference = reference
+        self.agentID = agentID
+        self.encoding = encoding
+        self.callerInvite = callerInvite
+        self.ingress = ingress
+        self.caller = caller
+        self.agent = agent
+    }
+
+    func leg(_ side: Side) -> DialogLeg { side == .caller ? caller : agent }
+    func setLeg(_ side: Side, _ leg: DialogLeg) {
+        if side == .caller { caller = leg } else { agent = leg }
+    }
+}
+
+/// `message` encoding: what goes back to the distributor goes in MESSAGEs.
+final class MessageReplyPath: HandoffReplyPath {
+    weak var server: BufferServer?
+    let destination: SIPDestination
+    let requestURI: URI
+    let from: String
+    let to: String
+    let callID: String
+    var cseq: UInt32 = 0
+
+    init(server: BufferServer, destination: SIPDestination, requestURI: URI, from: String, to: String, callID: String) {
+        self.server = server
+        self.destination = destination
+        self.requestURI = requestURI
+        self.from = from
+        self.to = to
+        self.callID = callID
+    }
+
+    func send(_ message: SIPMessage) {
+        cseq += 1
+        let m = HandoffWire.wrap(message, requestURI: requestURI, from: from, to: to, callID: callID, cseq: cseq)
+        server?.sendLinkMessage(m, to: destination)
+    }
+}
+
+extension SIPHost {
+    /// The host of a socket address.
+    static func from(address: SocketAddress) -> SIPHost {
+        let ip = address.ipAddress ?? "invalid"
+        if case .v6 = address { return .ipv6(ip) }
+        return .ipv4(ip)
+    }
+}

@@ -1,0 +1,108 @@
+import ParleyRules
+import ParleySIP
+
+/// The handoff between distributor and buffer server, as it looks on the wire (docs/call-path.md
+/// draws each one):
+///
+/// - `uri`: the caller's INVITE, forwarded, with the agent's id appended to the buffer server's
+///   URI as a parameter: `INVITE sip:buffer@10.0.0.2:5070;agent=alice SIP/2.0`.
+/// - `message`: the same INVITE (distributor's Via on top) carried as the body of a SIP MESSAGE
+///   (RFC 3428) to that same URI, `Content-Type: message/sip`. Everything else of that INVITE
+///   transaction between the two (responses, CANCEL) travels the same way.
+/// - `tunnel`: the same INVITE sent as one WebSocket message on a connection between distributor
+///   and buffer server (SIP over WebSocket, RFC 7118, subprotocol `sip`), responses and CANCEL on
+///   the same connection.
+///
+/// In every encoding the INVITE carries `X-Parley-Call`, the distributor's reference for the call,
+/// which the buffer server quotes in its call events. Neither header nor parameter reaches the
+/// agent or the caller.
+public enum HandoffWire {
+    /// The Request-URI parameter that names the agent.
+    public static let agentParameter = "agent"
+    /// The distributor's call reference, on the handoff hop only.
+    public static let callHeader = HeaderName("X-Parley-Call")
+    /// The encoding used, on the handoff hop only (for logs and counters).
+    public static let encodingHeader = HeaderName("X-Parley-Handoff")
+    /// MIME type of an encapsulated SIP message (RFC 3261 section 27.5).
+    public static let messageSIP = "message/sip"
+    /// Buffer server -> distributor call events.
+    public static let eventType = "application/vnd.parley.call-event"
+
+    /// The buffer server's URI with the agent id appended (`;agent=ID`).
+    public static func target(buffer: SIPURI, agent: String) -> URI {
+        var u = buffer
+        u.parameters.set(agentParameter, agent)
+        return .sip(u)
+    }
+
+    /// The agent id a handoff's Request-URI names.
+    public static func agentID(in uri: URI?) -> String? {
+        guard case .sip(let u)? = uri, let id = u.parameters.value(agentParameter), !id.isEmpty else { return nil }
+        return id
+    }
+
+    /// Whether an agent id can be carried in a URI parameter as it is.
+    public static func isValidAgentID(_ id: String) -> Bool {
+        !id.isEmpty && id.utf8.allSatisfy { c in
+            (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A)
+                || c == UInt8(ascii: "-") || c == UInt8(ascii: "_") || c == UInt8(ascii: ".")
+        }
+    }
+
+    /// A MESSAGE carrying `inner` (RFC 3428; body `message/sip`).
+    public static func wrap(_ inner: SIPMessage, requestURI: URI, from: String, to: String, callID: String,
+                            cseq: UInt32, contact: String? = nil) -> SIPMessage {
+        var h = SIPHeaders()
+        h.append(HeaderName(.maxForwards), "70")
+        h.append(HeaderName(.from), from)
+        h.append(HeaderName(.to), to)
+        h.append(HeaderName(.callID), callID)
+        h.append(HeaderName(.cseq), "\(cseq) MESSAGE")
+        if let contact { h.append(HeaderName(.contact), contact) }
+        h.append(HeaderName(.contentType), messageSIP)
+        var m = SIPMessage.request(.message, requestURI, headers: h, body: inner.serialized())
+        m.updateContentLength()
+        return m
+    }
+
+    /// The SIP message a MESSAGE carries, if its body is `message/sip` and parses.
+    public static func unwrap(_ message: SIPMessage) -> SIPMessage? {
+        guard message.method == .message, let ct = (try? message.contentType()) ?? nil, ct.essence == messageSIP else { return nil }
+        return try? SIPParser.parse(message.body, framing: .datagram)
+    }
+}
+
+/// What the buffer server tells the distributor about calls (agent state depends on it).
+public enum CallEvent: Sendable, Equatable {
+    /// The call the distributor handed off as `call` has ended (BYE, or a leg failed).
+    case ended(call: String, agent: String)
+    /// Heartbeat: every call the buffer server holds right now. A busy agent whose call is
+    /// missing from consecutive heartbeats is reconciled.
+    case live(calls: [String])
+
+    /// The body of the MESSAGE that carries the event.
+    public var body: String {
+        switch self {
+        case .ended(let c, let a): "event=ended\ncall=\(c)\nagent=\(a)\n"
+        case .live(let calls): "event=live\ncalls=\(calls.joined(separator: ","))\n"
+        }
+    }
+
+    public init?(body: String) {
+        var fields: [String: String] = [:]
+        for line in body.split(whereSeparator: { $0 == "\n" || $0 == "\r" }) {
+            guard let eq = line.firstIndex(of: "=") else { continue }
+            fields[String(line[..<eq])] = String(line[line.index(after: eq)...])
+        }
+        switch fields["event"] {
+        case "ended":
+            guard let c = fields["call"], let a = fields["agent"] else { return nil }
+            self = .ended(call: c, agent: a)
+        case "live":
+            let list = fields["calls"] ?? ""
+            self = .live(calls: list.split(separator: ",").map(String.init))
+        default:
+            return nil
+        }
+    }
+}

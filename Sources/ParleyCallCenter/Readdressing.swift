@@ -1,0 +1,165 @@
+import NIOCore
+import ParleySIP
+import ParleyTransport
+
+/// What crosses the buffer server from one leg to the other, and what never does.
+///
+/// The buffer server re-addresses every message: the headers that name a leg (Via, From, To,
+/// Call-ID, CSeq, Contact, Route, Record-Route) are written per leg, and of the rest only the
+/// headers listed here cross, so neither side ever sees the other's Call-ID, tags, hosts or
+/// ports in a header. The body (SDP) passes through untouched.
+public enum HeaderPolicy {
+    /// Known headers that describe the session or the request and carry no addresses.
+    static let crossingKnown: Set<KnownHeader> = [
+        .contentType, .contentEncoding, .contentDisposition, .contentLanguage, .mimeVersion,
+        .supported, .require, .unsupported, .allow, .accept, .acceptEncoding, .acceptLanguage,
+        .subject, .event, .allowEvents, .sessionExpires, .retryAfter, .priority, .organization,
+        .recvInfo, .expires, .date,
+    ]
+    /// Unknown (extension) headers that cross, lower-cased.
+    static let crossingOther: Set<String> = ["info-package", "min-se", "reason", "privacy"]
+    /// Option tags removed from Supported and Require: the buffer server does not relay
+    /// reliable provisionals (PRACK), so neither leg may ask for them.
+    static let droppedOptionTags: Set<String> = ["100rel", "precondition"]
+
+    /// Whether a header line may be copied to the other leg.
+    public static func crosses(_ header: SIPHeader) -> Bool {
+        if let k = header.known { return crossingKnown.contains(k) }
+        let name = header.name.lowercased()
+        if name.hasPrefix("x-parley-") { return false }
+        return name.hasPrefix("x-") || crossingOther.contains(name)
+    }
+
+    /// Copies the crossing headers of `source` and its body into `target` (Content-Length set).
+    public static func copyPayload(from source: SIPMessage, into target: inout SIPMessage) {
+        for line in source.headers where crosses(line) {
+            if line.known == .supported || line.known == .require {
+                let kept = line.elements.filter { !droppedOptionTags.contains($0.lowercased()) }
+                if kept.isEmpty { continue }
+                target.headers.append(HeaderName(line.known!), kept.joined(separator: ", "))
+            } else {
+                target.headers.append(line)
+            }
+        }
+        target.body = source.body
+        target.updateContentLength()
+    }
+}
+
+/// One side of a back-to-back call: the dialog state RFC 3261 section 12 keeps, for the caller
+/// leg (where the buffer server is the UAS) or the agent leg (where it is the UAC).
+public struct DialogLeg: Sendable {
+    public var callID: String
+    /// Our tag (To tag on the caller leg, From tag on the agent leg).
+    public var localTag: String
+    public var remoteTag: String?
+    /// Our address-of-record in this dialog (From when we send requests), without tag.
+    public var local: NameAddress
+    /// Theirs (To when we send requests), without tag.
+    public var remote: NameAddress
+    public var localCSeq: UInt32
+    public var remoteCSeq: UInt32?
+    /// Where in-dialog requests go (the peer's Contact).
+    public var remoteTarget: URI?
+    /// The route set, in the order Route headers are written.
+    public var routeSet: [String]
+    /// The transport the leg's requests use when a URI does not say.
+    public var transport: SIPTransportKind
+
+    public init(callID: String, localTag: String, remoteTag: String?, local: NameAddress, remote: NameAddress,
+                localCSeq: UInt32, remoteCSeq: UInt32?, remoteTarget: URI?, routeSet: [String], transport: SIPTransportKind) {
+        self.callID = callID
+        self.localTag = localTag
+        self.remoteTag = remoteTag
+        self.local = local
+        self.remote = remote
+        self.localCSeq = localCSeq
+        self.remoteCSeq = remoteCSeq
+        self.remoteTarget = remoteTarget
+        self.routeSet = routeSet
+        self.transport = transport
+    }
+
+    /// A new in-dialog request (12.2.1.1): Request-URI the remote target, Route the route set,
+    /// From/To/Call-ID of this leg, the next CSeq (not for ACK and CANCEL, which reuse one), our
+    /// Contact. The body and crossing headers are copied from `payload` when given.
+    public mutating func makeRequest(_ method: SIPMethod, contact: String, payload: SIPMessage?, cseq: UInt32? = nil) -> SIPMessage {
+        let number: UInt32
+        if let cseq {
+            number = cseq
+        } else {
+            localCSeq += 1
+            number = localCSeq
+        }
+        var h = SIPHeaders()
+        for r in routeSet { h.append(HeaderName(.route), r) }
+        h.append(HeaderName(.maxForwards), "70")
+        var from = local
+        from.parameters.set("tag", localTag)
+        h.append(HeaderName(.from), from.description)
+        var to = remote
+        if let remoteTag { to.parameters.set("tag", remoteTag) }
+        h.append(HeaderName(.to), to.description)
+        h.append(HeaderName(.callID), callID)
+        h.append(HeaderName(.cseq), "\(number) \(method.rawValue)")
+        if method != .ack && method != .cancel && method != .bye {
+            h.append(HeaderName(.contact), contact)
+        }
+        var m = SIPMessage.request(method, remoteTarget ?? .sip(SIPURI(host: .name("invalid"))), headers: h)
+        if let payload {
+            HeaderPolicy.copyPayload(from: payload, into: &m)
+        } else {
+            m.updateContentLength()
+        }
+        return m
+    }
+
+    /// Where this leg's requests go: the first Route, else the remote target.
+    public func nextHop() -> SIPDestination? {
+        if let first = routeSet.first, let na = try? NameAddress.parse(first) {
+            return Resolver.destination(for: na.uri, defaultTransport: transport)
+        }
+        return remoteTarget.flatMap { Resolver.destination(for: $0, defaultTransport: transport) }
+    }
+
+    /// Whether a request belongs to this leg's dialog (Call-ID and both tags).
+    public func matches(callID: String, fromTag: String?, toTag: String?) -> Bool {
+        callID == self.callID && toTag == localTag && (remoteTag == nil || fromTag == remoteTag)
+    }
+}
+
+/// Turns URIs into destinations.
+public enum Resolver {
+    /// A SIP URI as a destination: maddr or host, port (5060 by default), `transport` param.
+    public static func destination(for uri: URI, defaultTransport: SIPTransportKind = .udp) -> SIPDestination? {
+        guard case .sip(let u) = uri else { return nil }
+        let host = u.maddr ?? u.host.address
+        let port = u.port ?? 5060
+        let kind = u.transportParameter.flatMap(SIPTransportKind.init(token:)) ?? defaultTransport
+        guard let address = (try? SocketAddress(ipAddress: host, port: port))
+            ?? (try? SocketAddress.makeAddressResolvingHost(host, port: port)) else { return nil }
+        return SIPDestination(transport: kind, address: address)
+    }
+
+    /// `<sip:HOST:PORT>` for one of our addresses (a Contact), with `;transport=tcp` for TCP.
+    public static func contact(for address: SocketAddress, transport: SIPTransportKind = .udp, user: String? = nil) -> String {
+        let userPart = user.map { $0 + "@" } ?? ""
+        let t = transport == .tcp ? ";transport=tcp" : ""
+        return "<sip:\(userPart)\(hostPort(address))\(t)>"
+    }
+}
+
+extension SIPMessage {
+    /// From tag, To tag and Call-ID, for dialog matching.
+    var dialogIDs: (callID: String, fromTag: String?, toTag: String?)? {
+        guard let callID else { return nil }
+        let f = (try? from())??.tag
+        let t = (try? to())??.tag
+        return (callID, f, t)
+    }
+
+    /// The first Contact's URI.
+    var contactURI: URI? {
+        ((try? contacts()) ?? []).first?.address?.uri
+    }
+}

@@ -1,0 +1,291 @@
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import NIOWebSocket
+import ParleySIP
+import ParleyTransport
+
+// The `tunnel` encoding: SIP over WebSocket (RFC 7118) between distributor and buffer server.
+//
+// Why WebSocket: it is a standard tunnel for SIP (RFC 7118, subprotocol "sip", one SIP message
+// per WebSocket message), it crosses HTTP-only paths and proxies between sites, and SwiftNIO
+// ships it (NIOWebSocket, swift-nio 2.101), so no new dependency comes in. The distributor
+// keeps one connection open to the buffer server and reconnects when it drops; each handoff's
+// INVITE, CANCEL and ACK go one way and its responses the other, on that connection.
+// The tunnel carries only the handoff hop: once answered, the caller's dialog with the buffer
+// server is plain SIP over UDP/TCP, as with the other encodings.
+
+/// The buffer server's end: accepts WebSocket connections (subprotocol `sip`) and hands what
+/// arrives to the buffer server. Runs on the buffer server's event loop.
+public final class TunnelServer: @unchecked Sendable {
+    let buffer: BufferServer
+    private var channel: Channel?
+    public private(set) var localAddress: SocketAddress?
+
+    public init(buffer: BufferServer) { self.buffer = buffer }
+
+    public func listen(on address: SocketAddress) -> EventLoopFuture<Void> {
+        let loop = buffer.stack.loop
+        let buffer = self.buffer
+        return ServerBootstrap(group: loop)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelInitializer { channel in
+                let upgrader = NIOWebSocketServerUpgrader(
+                    maxFrameSize: 1 << 20,
+                    shouldUpgrade: { channel, head in
+                        // RFC 7118 section 4: the client must offer "sip"; we answer with it.
+                        let offered = head.headers[canonicalForm: "Sec-WebSocket-Protocol"].map { $0.lowercased() }
+                        guard offered.contains("sip") else { return channel.eventLoop.makeSucceededFuture(nil) }
+                        return channel.eventLoop.makeSucceededFuture(HTTPHeaders([("Sec-WebSocket-Protocol", "sip")]))
+                    },
+                    upgradePipelineHandler: { channel, _ in
+                        channel.eventLoop.makeCompletedFuture {
+                            try channel.pipeline.syncOperations.addHandler(TunnelFrameHandler(role: .server(buffer)))
+                        }
+                    })
+                return channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(
+                        withServerUpgrade: (upgraders: [upgrader], completionHandler: { _ in }))
+                }
+            }
+            .bind(to: address)
+            .map { [self] ch in
+                channel = ch
+                localAddress = ch.localAddress
+                buffer.logger.info("tunnel (SIP over WebSocket) listening on \(ch.localAddress.map(hostPort) ?? "?")")
+            }
+    }
+
+    public func close() -> EventLoopFuture<Void> {
+        channel?.close() ?? buffer.stack.loop.makeSucceededFuture(())
+    }
+}
+
+/// The distributor's end: one WebSocket connection to the buffer server, opened at start and
+/// again whenever it drops. Confined to the distributor's event loop.
+public final class TunnelClient: HandoffLink, @unchecked Sendable {
+    weak var distributor: Distributor?
+    let loop: EventLoop
+    let server: SocketAddress
+    let host: String
+    private var channel: Channel?
+    private var connecting = false
+    private var closed = false
+    private var pending: [(SIPMessage, () -> Void)] = []
+    private var retry: TimerToken?
+    /// A random host for our Via (RFC 7118 section 5: a WebSocket client has no address to give).
+    private let viaHost: String
+    public private(set) var connections = 0
+
+    public init(distributor: Distributor, server: SocketAddress, uri: SIPURI) {
+        self.distributor = distributor
+        self.loop = distributor.stack.loop
+        self.server = server
+        self.host = hostPort(server)
+        self.viaHost = distributor.stack.newTag() + ".invalid"
+    }
+
+    public func via(branch: String) -> String { "SIP/2.0/WS \(viaHost);branch=\(branch)" }
+
+    public func send(_ message: SIPMessage, failed: @escaping () -> Void) {
+        loop.preconditionInEventLoop()
+        if let channel, channel.isActive {
+            write(message, on: channel, failed: failed)
+        } else {
+            pending.append((message, failed))
+            connect()
+        }
+    }
+
+    private func write(_ message: SIPMessage, on channel: Channel, failed: @escaping () -> Void) {
+        let data = channel.allocator.buffer(bytes: message.serialized())
+        let frame = WebSocketFrame(fin: true, opcode: .text, maskKey: .random(), data: data)
+        channel.writeAndFlush(frame).whenFailure { _ in failed() }
+    }
+
+    /// Opens the connection (if it is not open or opening).
+    public func connect() {
+        if !loop.inEventLoop {
+            loop.execute { self.connect() }
+            return
+        }
+        guard !closed, !connecting, channel?.isActive != true else { return }
+        connecting = true
+        let host = self.host
+        let upgraded = loop.makePromise(of: Channel.self)
+        let upgrader = NIOWebSocketClientUpgrader(maxFrameSize: 1 << 20) { [weak self] channel, _ in
+            channel.eventLoop.makeCompletedFuture {
+                guard let self else { return }
+                try channel.pipeline.syncOperations.addHandler(TunnelFrameHandler(role: .client(self)))
+                upgraded.succeed(channel)
+            }
+        }
+        ClientBootstrap(group: loop)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .connectTimeout(.seconds(3))
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHTTPClientHandlers(
+                        withClientUpgrade: (upgraders: [upgrader], completionHandler: { _ in }))
+                    try channel.pipeline.syncOperations.addHandler(UpgradeRequestHandler(host: host))
+                }
+            }
+            .connect(to: server)
+            .whenComplete { [self] result in
+                switch result {
+                case .failure(let error):
+                    upgraded.fail(error)
+                case .success(let ch):
+                    // The upgrade must finish soon; a server that refuses leaves us with HTTP.
+                    loop.scheduleTask(in: .seconds(3)) { upgraded.fail(TunnelError.upgradeRefused) }
+                    ch.closeFuture.whenComplete { _ in upgraded.fail(TunnelError.upgradeRefused) }
+                }
+            }
+        upgraded.futureResult.whenComplete { [self] result in
+            connecting = false
+            switch result {
+            case .success(let ch):
+                channel = ch
+                connections += 1
+                distributor?.logger.info("tunnel to the buffer server at \(host) open (SIP over WebSocket)")
+                let queued = pending
+                pending = []
+                for (m, f) in queued { write(m, on: ch, failed: f) }
+                ch.closeFuture.whenComplete { [weak self] _ in
+                    guard let self else { return }
+                    self.channel = nil
+                    self.scheduleReconnect()
+                }
+            case .failure(let error):
+                distributor?.logger.warning("tunnel to the buffer server at \(host): \(error)")
+                let queued = pending
+                pending = []
+                for (_, f) in queued { f() }
+                scheduleReconnect()
+            }
+        }
+    }
+
+    private func scheduleReconnect() {
+        guard !closed, retry == nil, let d = distributor else { return }
+        retry = d.stack.schedule(after: .seconds(1)) { [weak self] in
+            self?.retry = nil
+            self?.connect()
+        }
+    }
+
+    func received(_ message: SIPMessage) { distributor?.linkReceived(message) }
+
+    public func close() {
+        loop.execute { [self] in
+            closed = true
+            retry?.cancel()
+            channel?.close(promise: nil)
+        }
+    }
+}
+
+enum TunnelError: Error, CustomStringConvertible {
+    case upgradeRefused
+    var description: String { "the WebSocket upgrade (subprotocol sip) was refused or did not finish" }
+}
+
+/// Sends the HTTP upgrade request once connected (the upgrade handler adds the WebSocket headers).
+final class UpgradeRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPClientResponsePart
+    typealias OutboundOut = HTTPClientRequestPart
+    let host: String
+    init(host: String) { self.host = host }
+
+    func channelActive(context: ChannelHandlerContext) {
+        var headers = HTTPHeaders()
+        headers.add(name: "Host", value: host)
+        headers.add(name: "Content-Length", value: "0")
+        headers.add(name: "Sec-WebSocket-Protocol", value: "sip")
+        let head = HTTPRequestHead(version: .http1_1, method: .GET, uri: "/", headers: headers)
+        context.write(wrapOutboundOut(.head(head)), promise: nil)
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        context.fireChannelActive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        // A response that is not an upgrade: the server refused.
+        if case .head(let h) = unwrapInboundIn(data), h.status != .switchingProtocols { context.close(promise: nil) }
+    }
+}
+
+/// One SIP message per WebSocket message (RFC 7118 section 5), both ends.
+final class TunnelFrameHandler: ChannelInboundHandler {
+    typealias InboundIn = WebSocketFrame
+    typealias OutboundOut = WebSocketFrame
+
+    enum Role {
+        case server(BufferServer)
+        case client(TunnelClient)
+    }
+
+    let role: Role
+    private var fragments: ByteBuffer?
+
+    init(role: Role) { self.role = role }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = unwrapInboundIn(data)
+        switch frame.opcode {
+        case .text, .binary:
+            if frame.fin {
+                deliver(frame.unmaskedData, context: context)
+            } else {
+                fragments = frame.unmaskedData
+            }
+        case .continuation:
+            var data = frame.unmaskedData
+            fragments?.writeBuffer(&data)
+            if frame.fin, let whole = fragments {
+                fragments = nil
+                deliver(whole, context: context)
+            }
+        case .ping:
+            let pong = WebSocketFrame(fin: true, opcode: .pong, maskKey: maskKey, data: frame.unmaskedData)
+            context.writeAndFlush(wrapOutboundOut(pong), promise: nil)
+        case .connectionClose:
+            let close = WebSocketFrame(fin: true, opcode: .connectionClose, maskKey: maskKey, data: context.channel.allocator.buffer(capacity: 0))
+            context.writeAndFlush(wrapOutboundOut(close)).whenComplete { _ in context.close(promise: nil) }
+        default:
+            break
+        }
+    }
+
+    private var maskKey: WebSocketMaskingKey? {
+        if case .client = role { return .random() }
+        return nil
+    }
+
+    private func deliver(_ buffer: ByteBuffer, context: ChannelHandlerContext) {
+        let bytes = Array(buffer.readableBytesView)
+        guard let message = try? SIPParser.parse(bytes, framing: .datagram) else { return }
+        switch role {
+        case .server(let buffer):
+            buffer.handoffReceived(message, path: TunnelReplyPath(channel: context.channel), encoding: .tunnel)
+        case .client(let client):
+            client.received(message)
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        context.close(promise: nil)
+    }
+}
+
+/// The buffer server's replies on the connection the handoff came on.
+final class TunnelReplyPath: HandoffReplyPath {
+    let channel: Channel
+    init(channel: Channel) { self.channel = channel }
+
+    func send(_ message: SIPMessage) {
+        let data = channel.allocator.buffer(bytes: message.serialized())
+        channel.writeAndFlush(WebSocketFrame(fin: true, opcode: .text, data: data), promise: nil)
+    }
+}
