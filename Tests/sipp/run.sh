@@ -73,6 +73,29 @@ on_exit() {
 trap on_exit EXIT
 trap 'exit 130' INT TERM
 
+# spawn LOG EXITFILE CMD...: start CMD in its own session, output to LOG; sets SPAWN_PID. A
+# watcher subshell writes CMD's exit status to EXITFILE when it ends (143 when we stop it), so a
+# crash is told apart from a stop, and the shell's "Segmentation fault" note lands in LOG.
+spawn() {
+  local log=$1 ex=$2 pf; shift 2
+  pf="$LOGROOT/.spawn.$$.$RANDOM"
+  rm -f "$ex" "$pf"
+  ( setsid "$@" >>"$log" 2>&1 &
+    echo $! >"$pf"
+    wait $!
+    echo $? >"$ex" ) 2>>"$log" &
+  while [ ! -s "$pf" ]; do sleep 0.02; done
+  SPAWN_PID=$(cat "$pf"); rm -f "$pf"
+  BG_PIDS+=("$SPAWN_PID")
+}
+proxy_died() { # DIR -> true when the proxy ended before the runner stopped it
+  [ -s "$1/proxy.exit" ]
+}
+describe_exit() { # STATUS
+  local st=$1
+  if [ "$st" -gt 128 ] 2>/dev/null; then echo "status $st (signal $(kill -l $((st - 128)) 2>/dev/null || echo $((st - 128))))"; else echo "status $st"; fi
+}
+
 # ---------------------------------------------------------------- ports
 # A block of 10 consecutive ports in 15060..15999 that nothing listens on (UDP or TCP), starting
 # from a random block so that parallel runs rarely meet; blocks are never reused within a run.
@@ -122,9 +145,8 @@ start_proxy() {
     done
     [ -n "$bt" ] && args+=(-A "BRANCH_TIMEOUT_MS=$((bt * 1000))")
     # -DD: stay in the foreground; -E: log to stderr; 2 workers per listener (2-core box).
-    setsid kamailio -f "$KAMCFG" -DD -E -n 2 -m 64 -M 8 -u root -g root \
-      -P "$dir/kamailio.pid" -l "udp:$IP:$port" -l "tcp:$IP:$port" "${args[@]}" \
-      >"$dir/proxy.log" 2>&1 &
+    spawn "$dir/proxy.log" "$dir/proxy.exit" kamailio -f "$KAMCFG" -DD -E -n 2 -m 64 -M 8 \
+      -u root -g root -P "$dir/kamailio.pid" -l "udp:$IP:$port" -l "tcp:$IP:$port" "${args[@]}"
   else
     if [ ! -x "$PARLEY" ]; then
       REASON="parley binary not found at $PARLEY (swift build, or --parley PATH)"
@@ -132,11 +154,10 @@ start_proxy() {
     fi
     for t in "$@"; do args+=(--to "$IP:$t"); done
     [ -n "$bt" ] && args+=(--branch-timeout "$bt")
-    setsid "$PARLEY" proxy --listen "$IP:$port" "${args[@]}" --transport "$transport" \
-      >"$dir/proxy.log" 2>&1 &
+    spawn "$dir/proxy.log" "$dir/proxy.exit" "$PARLEY" proxy --listen "$IP:$port" "${args[@]}" \
+      --transport "$transport"
   fi
-  PROXY_PID=$!
-  BG_PIDS+=("$PROXY_PID")
+  PROXY_PID=$SPAWN_PID
   echo "$PROXY (pid $PROXY_PID) on $IP:$port/$transport -> $* branch-timeout=${bt:-default}" >"$dir/proxy.info"
   wait_listening "$port" "$transport" "$PROXY_PID" 10
   case $? in
@@ -313,8 +334,14 @@ for name in $CASES; do
   rm -rf "$dir"; mkdir -p "$dir"
   REASON=""
   started=$(date +%s)
+  PROXY_PID=""
   "CASE_${name//-/_}" "$dir"
   rc=$?
+  if [ -n "$PROXY_PID" ] && proxy_died "$dir"; then
+    # whatever else happened, a proxy that ended on its own during the case is a failure
+    REASON="proxy exited during the case with $(describe_exit "$(cat "$dir/proxy.exit")") (proxy.log)${REASON:+; then $REASON}"
+    rc=1
+  fi
   stop_all
   took=$(( $(date +%s) - started ))
   echo "$name: rc=$rc ${took}s ${REASON:-}" >>"$LOGROOT/timings.txt"
