@@ -43,7 +43,8 @@ fi
 
 LOGROOT=${SIPP_LOG_DIR:-$(mktemp -d /tmp/parley-sipp.XXXXXX)}
 mkdir -p "$LOGROOT"
-IP=127.0.0.1
+IP=127.0.0.1   # a case may override it with `local IP=::1`
+hp() { case "$1" in *:*) echo "[$1]:$2" ;; *) echo "$1:$2" ;; esac; }   # IP PORT -> host:port
 
 # ---------------------------------------------------------------- processes and cleanup
 # Every process is started in its own session (setsid), so it and its children (Kamailio's
@@ -137,33 +138,33 @@ start_proxy() {
   if [ "$PROXY" = kamailio ]; then
     for t in "$@"; do
       if [ "$transport" = tcp ]; then
-        args+=(-A "TO$i=\"sip:$IP:$t;transport=tcp\"")
+        args+=(-A "TO$i=\"sip:$(hp "$IP" "$t");transport=tcp\"")
       else
-        args+=(-A "TO$i=\"sip:$IP:$t\"")
+        args+=(-A "TO$i=\"sip:$(hp "$IP" "$t")\"")
       fi
       i=$((i + 1))
     done
     [ -n "$bt" ] && args+=(-A "BRANCH_TIMEOUT_MS=$((bt * 1000))")
     # -DD: stay in the foreground; -E: log to stderr; 2 workers per listener (2-core box).
     spawn "$dir/proxy.log" "$dir/proxy.exit" kamailio -f "$KAMCFG" -DD -E -n 2 -m 64 -M 8 \
-      -u root -g root -P "$dir/kamailio.pid" -l "udp:$IP:$port" -l "tcp:$IP:$port" "${args[@]}"
+      -u root -g root -P "$dir/kamailio.pid" -l "udp:$(hp "$IP" "$port")" -l "tcp:$(hp "$IP" "$port")" "${args[@]}"
   else
     if [ ! -x "$PARLEY" ]; then
       REASON="parley binary not found at $PARLEY (swift build, or --parley PATH)"
       return 1
     fi
-    for t in "$@"; do args+=(--to "$IP:$t"); done
+    for t in "$@"; do args+=(--to "$(hp "$IP" "$t")"); done
     [ -n "$bt" ] && args+=(--branch-timeout "$bt")
-    spawn "$dir/proxy.log" "$dir/proxy.exit" "$PARLEY" proxy --listen "$IP:$port" "${args[@]}" \
+    spawn "$dir/proxy.log" "$dir/proxy.exit" "$PARLEY" proxy --listen "$(hp "$IP" "$port")" "${args[@]}" \
       --transport "$transport"
   fi
   PROXY_PID=$SPAWN_PID
-  echo "$PROXY (pid $PROXY_PID) on $IP:$port/$transport -> $* branch-timeout=${bt:-default}" >"$dir/proxy.info"
+  echo "$PROXY (pid $PROXY_PID) on $(hp "$IP" "$port")/$transport -> $* branch-timeout=${bt:-default}" >"$dir/proxy.info"
   wait_listening "$port" "$transport" "$PROXY_PID" 10
   case $? in
     0) return 0 ;;
     2) REASON="proxy exited at start (see proxy.log: $(tail -n 3 "$dir/proxy.log" | tr '\n' ' ' | cut -c1-200))"; return 1 ;;
-    *) REASON="proxy not listening on $IP:$port/$transport after 10 s"; return 1 ;;
+    *) REASON="proxy not listening on $(hp "$IP" "$port")/$transport after 10 s"; return 1 ;;
   esac
 }
 
@@ -190,7 +191,7 @@ start_uas() {
 # run_uac DIR NAME XML PROXY_PORT LOCAL_PORT CALLS RATE SECONDS [extra sipp args...]  -> exit code
 run_uac() {
   local dir=$1 name=$2 xml=$3 pport=$4 lport=$5 calls=$6 rate=$7 secs=$8; shift 8
-  (cd "$dir" && exec timeout -k 5 $((secs + 15)) sipp "$IP:$pport" -sf "$HERE/$xml" -p "$lport" \
+  (cd "$dir" && exec timeout -k 5 $((secs + 15)) sipp "$(hp "$IP" "$pport")" -sf "$HERE/$xml" -p "$lport" \
       -m "$calls" -r "$rate" -rp 1000 -timeout "${secs}s" -timeout_error -recv_timeout 15000 \
       -key uas caller $(sipp_common "$dir" "$name") "$@" >"$dir/$name.out" 2>&1)
 }
@@ -239,9 +240,9 @@ check_side() {
 # ---------------------------------------------------------------- cases
 # Each case: CASE_<name> DIR; returns 0 or sets REASON and returns 1.
 if [ "$QUICK" = 1 ]; then
-  N_BASIC=300; N_LOSS=100; N_SMALL=5
+  N_BASIC=300; N_LOSS=100; N_SMALL=5; N_V6=50
 else
-  N_BASIC=2000; N_LOSS=300; N_SMALL=20
+  N_BASIC=2000; N_LOSS=300; N_SMALL=20; N_V6=200
 fi
 
 basic_call() { # DIR TRANSPORT CALLS RATE LOSS
@@ -262,6 +263,7 @@ basic_call() { # DIR TRANSPORT CALLS RATE LOSS
 CASE_udp_uac_expect_200() { basic_call "$1" udp "$N_BASIC" 200 0; }
 CASE_tcp_uac_expect_200() { basic_call "$1" tcp "$N_BASIC" 200 0; }
 CASE_udp_loss_uac_expect_200() { basic_call "$1" udp "$N_LOSS" 50 3; }
+CASE_udp6_uac_expect_200() { local IP=::1; basic_call "$1" udp "$N_V6" 100 0; }
 
 # two-party case with one callee scenario: DIR UAC_XML UAS_XML CALLS RATE BRANCH_TIMEOUT
 two_party() {
@@ -319,7 +321,8 @@ CASE_uac_fork_third_answers() {
 }
 
 CASES="udp-uac-expect-200 tcp-uac-expect-200 udp-loss-uac-expect-200 uac-cancel-expect-487
-uac-expect-486 uac-expect-408-no-answer uac-max-forwards-0-expect-483 uac-fork-third-answers"
+uac-expect-486 uac-expect-408-no-answer uac-max-forwards-0-expect-483 uac-fork-third-answers
+udp6-uac-expect-200"
 
 # ---------------------------------------------------------------- main
 PASSED=0
