@@ -13,13 +13,13 @@ final class UDPPeer: @unchecked Sendable {
     private let lock = NSLock()
     private var received: [SIPMessage] = []
 
-    init(group: EventLoopGroup) async throws {
+    init(group: EventLoopGroup, host: String = "127.0.0.1") async throws {
         let box = Box()
         channel = try await DatagramBootstrap(group: group)
             .channelInitializer { ch in
                 ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(Collector(box: box)) }
             }
-            .bind(host: "127.0.0.1", port: 0).get()
+            .bind(host: host, port: 0).get()
         box.peer = self
     }
 
@@ -81,7 +81,8 @@ final class ProxyHarness: @unchecked Sendable {
     var proxy: SIPProxy!
     var address: SocketAddress!
 
-    init(targets: @escaping @Sendable () -> [SocketAddress], branchTimeout: Duration = .seconds(32), timers: SIPTimers = SIPTimers()) async throws {
+    init(targets: @escaping @Sendable () -> [SocketAddress], branchTimeout: Duration = .seconds(32), timers: SIPTimers = SIPTimers(),
+         host: String = "127.0.0.1", tcp: Bool = false) async throws {
         let loop = group.next()
         var config = ProxyConfiguration()
         config.branchTimeout = branchTimeout
@@ -92,7 +93,9 @@ final class ProxyHarness: @unchecked Sendable {
             let proxy = SIPProxy(stack: stack, configuration: c) { _, _ in
                 targets().map { ProxyTarget(destination: SIPDestination(transport: .udp, address: $0)) }
             }
-            return transport.listen(.udp, on: try! SocketAddress(ipAddress: "127.0.0.1", port: 0)).map { _ in proxy }
+            let udp = transport.listen(.udp, on: try! SocketAddress(ipAddress: host, port: 0))
+            guard tcp else { return udp.map { _ in proxy } }
+            return udp.flatMap { l in transport.listen(.tcp, on: l.local) }.map { _ in proxy }
         }.get()
         proxy = p
         address = try await loop.submit { p.stack.transport.listeners[0].local }.get()
@@ -301,3 +304,70 @@ struct ProxyTests {
 }
 
 final class AddressBox: @unchecked Sendable { var address: SocketAddress? }
+
+@Suite("Transports: IPv6 and the UDP size limit (RFC 3261 18.1.1)", .serialized)
+struct TransportTests {
+    @Test("IPv6: a request over [::1] is forwarded with an IPv6 Via and its answer comes back")
+    func ipv6() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let caller = try await UDPPeer(group: group, host: "::1")
+        let agent = try await UDPPeer(group: group, host: "::1")
+        let agentAddress = agent.address
+        let h = try await ProxyHarness(targets: { [agentAddress] }, host: "::1")
+        try await caller.send(request("OPTIONS", via: "SIP/2.0/UDP [::1]:\(caller.port);branch=z9hG4bKv6", callID: "v6"), to: h.address)
+        let options = try await agent.wait(for: "OPTIONS over IPv6") { $0.method == .options }
+        let top = try #require(try options.topVia())
+        #expect(top.host == .ipv6("::1"))
+        #expect(top.port == h.address.port)
+        try await agent.send(SIPTransport.makeResponse(to: options, code: 200, toTag: "v6"), to: h.address)
+        let ok = try await caller.wait(for: "200 over IPv6") { $0.statusCode == 200 }
+        #expect(try ok.vias().count == 1)
+        try await h.shutdown()
+        try await group.shutdownGracefully()
+    }
+
+    @Test("RFC 3261 18.1.1: a request larger than the UDP limit is sent over TCP")
+    func largeRequestGoesOverTCP() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let caller = try await UDPPeer(group: group)
+        // The agent listens on UDP and TCP at the same port.
+        let agentUDP = try await UDPPeer(group: group)
+        let tcpBox = TCPBox()
+        let server = try await ServerBootstrap(group: group)
+            .childChannelInitializer { ch in
+                ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(TCPCollector(box: tcpBox)) }
+            }
+            .bind(host: "127.0.0.1", port: agentUDP.port).get()
+        let agentAddress = agentUDP.address
+        let h = try await ProxyHarness(targets: { [agentAddress] }, tcp: true)
+        let big = String(repeating: "x", count: 1500)
+        try await caller.send(request("OPTIONS", via: "SIP/2.0/UDP 127.0.0.1:\(caller.port);branch=z9hG4bKbig", callID: "big1",
+                                      extra: "X-Padding: \(big)\n"), to: h.address)
+        let deadline = Date().addingTimeInterval(5)
+        while Date() < deadline, !tcpBox.text.contains("\r\n\r\n") { try await Task.sleep(nanoseconds: 10_000_000) }
+        let received = try SIPParser.parse(Array(tcpBox.text.utf8), framing: .stream, validate: false)
+        #expect(received.method == .options)
+        #expect(try received.topVia()?.transport == "TCP")
+        #expect(agentUDP.messages.isEmpty)
+        try await server.close()
+        try await h.shutdown()
+        try await group.shutdownGracefully()
+    }
+}
+
+final class TCPBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var bytes: [UInt8] = []
+    func append(_ b: [UInt8]) { lock.lock(); bytes += b; lock.unlock() }
+    var text: String { lock.lock(); defer { lock.unlock() }; return String(decoding: bytes, as: UTF8.self) }
+}
+
+final class TCPCollector: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    let box: TCPBox
+    init(box: TCPBox) { self.box = box }
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var b = unwrapInboundIn(data)
+        box.append(b.readBytes(length: b.readableBytes) ?? [])
+    }
+}
