@@ -52,8 +52,8 @@ hp() { case "$1" in *:*) echo "[$1]:$2" ;; *) echo "$1:$2" ;; esac; }   # IP POR
 BG_PIDS=()
 stop_pid() {
   local pid=$1 i
-  kill -0 "$pid" 2>/dev/null || return 0
-  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null
+  # the whole group (a leader that died may leave workers behind), else the process alone
+  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || return 0
   for i in 1 2 3 4 5 6 7 8 9 10; do
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.2
@@ -189,11 +189,22 @@ start_uas() {
   wait_listening "$port" "$UAS_PROTO" "$pid" 5 || true
 }
 # run_uac DIR NAME XML PROXY_PORT LOCAL_PORT CALLS RATE SECONDS [extra sipp args...]  -> exit code
+# If the proxy dies meanwhile, the caller is stopped 2 s later rather than left to time out.
 run_uac() {
-  local dir=$1 name=$2 xml=$3 pport=$4 lport=$5 calls=$6 rate=$7 secs=$8; shift 8
-  (cd "$dir" && exec timeout -k 5 $((secs + 15)) sipp "$(hp "$IP" "$pport")" -sf "$HERE/$xml" -p "$lport" \
+  local dir=$1 name=$2 xml=$3 pport=$4 lport=$5 calls=$6 rate=$7 secs=$8 pid n=0; shift 8
+  (cd "$dir" && exec setsid timeout -k 5 $((secs + 15)) sipp "$(hp "$IP" "$pport")" -sf "$HERE/$xml" -p "$lport" \
       -m "$calls" -r "$rate" -rp 1000 -timeout "${secs}s" -timeout_error -recv_timeout 15000 \
-      -key uas caller $(sipp_common "$dir" "$name") "$@" >"$dir/$name.out" 2>&1)
+      -key uas caller $(sipp_common "$dir" "$name") "$@" >"$dir/$name.out" 2>&1) &
+  pid=$!
+  BG_PIDS+=("$pid")
+  while kill -0 "$pid" 2>/dev/null; do
+    if proxy_died "$dir"; then
+      n=$((n + 1))
+      [ $n -ge 10 ] && { stop_pid "$pid"; return 124; }
+    fi
+    sleep 0.2
+  done
+  wait "$pid"
 }
 # wait_uas NAME SECONDS -> exit code of that SIPp (124 if it had to be stopped)
 wait_uas() {
@@ -201,6 +212,7 @@ wait_uas() {
   pid=${!pidvar}
   for i in $(seq $((secs * 10))); do
     kill -0 "$pid" 2>/dev/null || break
+    [ -n "${CASE_DIR:-}" ] && proxy_died "$CASE_DIR" && break   # no point waiting
     sleep 0.1
   done
   if kill -0 "$pid" 2>/dev/null; then stop_pid "$pid"; return 124; fi
@@ -338,6 +350,7 @@ for name in $CASES; do
   REASON=""
   started=$(date +%s)
   PROXY_PID=""
+  CASE_DIR=$dir
   "CASE_${name//-/_}" "$dir"
   rc=$?
   if [ -n "$PROXY_PID" ] && proxy_died "$dir"; then
