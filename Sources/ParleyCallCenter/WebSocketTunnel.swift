@@ -194,7 +194,7 @@ enum TunnelError: Error, CustomStringConvertible {
 
 /// Sends the HTTP upgrade request once connected (the upgrade handler adds the WebSocket headers).
 final class UpgradeRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
-    typealias InboundIn = HTTPClientResponsePart
+    typealias InboundIn = NIOAny
     typealias OutboundOut = HTTPClientRequestPart
     let host: String
     init(host: String) { self.host = host }
@@ -210,10 +210,8 @@ final class UpgradeRequestHandler: ChannelInboundHandler, RemovableChannelHandle
         context.fireChannelActive()
     }
 
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        // A response that is not an upgrade: the server refused.
-        if case .head(let h) = unwrapInboundIn(data), h.status != .switchingProtocols { context.close(promise: nil) }
-    }
+    // Reads pass through untouched: after the upgrade this handler sees WebSocket bytes, not
+    // HTTP. A refused upgrade is caught by the upgrade handler and the connect timeout.
 }
 
 /// One SIP message per WebSocket message (RFC 7118 section 5), both ends.

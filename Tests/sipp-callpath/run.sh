@@ -106,11 +106,12 @@ wait_listening() { # PORT PROTO(udp|tcp) PID SECONDS
 }
 
 # ---------------------------------------------------------------- parley serve
-# write_config DIR BLOCK [timers...] -> DIR/parley.yaml with agents a1 (rank 1), a2 (rank 2), a3 (rank 3)
+# write_config DIR BLOCK [TIMERS] [AGENTS] -> DIR/parley.yaml with AGENTS (default 3) of
+# a1 (rank 1), a2 (rank 2), a3 (rank 3)
 write_config() {
-  local dir=$1 b=$2; shift 2
+  local dir=$1 b=$2 agents=${4:-3}
   local timers="no_answer_timeout: 1500ms, wrap_up: 0, heartbeat: 1s, stale_after: 3s, probe: off"
-  [ $# -gt 0 ] && timers=$1
+  [ -n "${3:-}" ] && timers=$3
   cat >"$dir/parley.yaml" <<EOF
 rules: $RULES
 roles: [distributor, buffer]
@@ -123,6 +124,9 @@ agents:
   - {id: a2, skills: [sales], contact: "sip:a2@$IP:$((b + 4))", attributes: {rank: 2}}
   - {id: a3, skills: [sales], contact: "sip:a3@$IP:$((b + 5))", attributes: {rank: 3}}
 EOF
+  if [ "$agents" -lt 3 ]; then
+    awk -v n="$agents" '/^  - [{]id: a[0-9]/ { k++; if (k > n) next } { print }' "$dir/parley.yaml" >"$dir/parley.yaml.tmp" && mv "$dir/parley.yaml.tmp" "$dir/parley.yaml"
+  fi
 }
 
 # start_serve DIR BLOCK [separate]   (separate: the buffer server and the distributor in two processes)
@@ -224,11 +228,11 @@ no_port_leak() {
 # ---------------------------------------------------------------- cases
 if [ "$QUICK" = 1 ]; then N=3; else N=10; fi
 
-# answered DIR ENCODING CALLER_XML AGENT_XML [separate] [raise]
+# answered DIR ENCODING CALLER_XML AGENT_XML [separate] [raise]: one agent, a1, takes every call
 answered() {
   local dir=$1 enc=$2 cxml=$3 axml=$4 mode=${5:-together} raise=${6:-none} b rc rca
   b=$(alloc_block) || { REASON="no free ports"; return 1; }
-  write_config "$dir" "$b"
+  write_config "$dir" "$b" "" 1
   start_serve "$dir" "$b" "$mode" || return 1
   start_agent "$dir" a1 "$axml" $((b + 3)) "$N" 90 -d 300
   run_caller "$dir" caller "$cxml" "$b" $((b + 9)) "$N" 90 "$enc" "$raise" -d 300

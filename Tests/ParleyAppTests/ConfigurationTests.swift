@@ -1,0 +1,107 @@
+import Foundation
+import ParleyCallCenter
+import ParleyRules
+import Testing
+
+@testable import ParleyApp
+
+/// `parley serve`'s configuration: the shipped example loads; a bad file is refused with the key,
+/// the line and the problem, every problem at once.
+@Suite struct ConfigurationTests {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    static let good = """
+        rules: rules
+        roles: [distributor, buffer]
+        listeners:
+          distributor: 127.0.0.1:5060
+          buffer: 127.0.0.1:5070
+          tunnel: "[::1]:5071"
+        timers: {no_answer_timeout: 12s, wrap_up: 500ms, max_no_answer: 2, break: 2m, probe: off, t1: 250}
+        skills: [sales, support]
+        agents:
+          - id: alice
+            skills: [sales]
+            contact: sip:alice@127.0.0.1:5081
+            attributes: {language: fr, seniority: 3, vip: true, note: "3.0"}
+          - {id: bob, skills: [support], contact: "sip:bob@[::1]:5082", available: false}
+        """
+
+    func problems(_ text: String) -> [ConfigurationError] {
+        do {
+            _ = try ParleyConfiguration.parse(text, path: "/etc/parley/parley.yaml")
+            return []
+        } catch {
+            return error.errors
+        }
+    }
+
+    @Test func theShippedExampleLoads() throws {
+        let path = Self.root.appendingPathComponent("examples/parley.yaml").path
+        let c = try ParleyConfiguration.load(path: path)
+        #expect(c.roles == [.distributor, .buffer])
+        #expect(c.agents.count == 4)
+        #expect(c.tunnelListen != nil)
+        #expect(FileManager.default.fileExists(atPath: c.rulesDirectory + "/init.lua"))
+    }
+
+    @Test func everyKeyIsRead() throws {
+        let c = try ParleyConfiguration.parse(Self.good, path: "/etc/parley/parley.yaml")
+        #expect(c.rulesDirectory == "/etc/parley/rules")
+        #expect(c.distributorListen == "127.0.0.1:5060")
+        #expect(c.tunnelListen == "[::1]:5071")
+        #expect(c.noAnswerTimeout == .seconds(12))
+        #expect(c.wrapUp == .milliseconds(500))
+        #expect(c.maxNoAnswer == 2)
+        #expect(c.breakTime == .seconds(120))
+        #expect(c.probe == nil)
+        #expect(c.t1 == .milliseconds(250_000))
+        #expect(c.skills == ["sales", "support"])
+        #expect(c.agents[0].attributes == ["language": .string("fr"), "seniority": .number(3), "vip": .bool(true), "note": .string("3.0")])
+        #expect(c.agents[1].available == false)
+        #expect(c.bufferURI.description == "sip:buffer@127.0.0.1:5070")
+        let machines = c.agentMachines(now: 0)
+        #expect(machines[0].timers.wrapUpMs == 500)
+        #expect(machines[1].ruleState == .offline)
+    }
+
+    @Test func aBadFileNamesTheKeyAndLine() {
+        let p = problems("""
+            listeners:
+              distributor: 127.0.0.1:5060
+              bufer: 127.0.0.1:5070
+            timers: {wrap_up: soon}
+            agents:
+              - {id: alice, contact: "sip:alice@127.0.0.1"}
+              - {id: alice, contact: "mailto:bob@example.com"}
+            """)
+        let text = p.map(\.description)
+        #expect(text.contains("/etc/parley/parley.yaml:3: listeners.bufer: unknown key (expected one of: buffer, distributor, tunnel)"))
+        #expect(text.contains("/etc/parley/parley.yaml: listeners.buffer: missing: an address, IP:PORT or [IPv6]:PORT"))
+        #expect(text.contains { $0.hasPrefix("/etc/parley/parley.yaml:4: timers.wrap_up: expected a duration") })
+        #expect(text.contains("/etc/parley/parley.yaml:7: agents[1].id: agent 'alice' is configured twice"))
+        #expect(text.contains { $0.hasPrefix("/etc/parley/parley.yaml:7: agents[1].contact: 'mailto:bob@example.com' is not a SIP URI") })
+        #expect(p.count == 5)
+    }
+
+    @Test func skillsMustBeConfiguredOnes() {
+        let p = problems("""
+            listeners: {distributor: 127.0.0.1:5060, buffer: 127.0.0.1:5070}
+            skills: [sales]
+            agents:
+              - {id: a, skills: [sails], contact: "sip:a@127.0.0.1:5081"}
+            """)
+        #expect(p.map(\.description) == ["/etc/parley/parley.yaml:4: agents[0].skills[0]: 'sails' is not one of the skills (sales)"])
+    }
+
+    @Test func missingSectionsAndBrokenYAMLAreReported() {
+        #expect(problems("").map(\.message) == ["the file is empty; it needs at least listeners and agents"])
+        #expect(problems("listeners: {distributor: 127.0.0.1:5060, buffer: 127.0.0.1:5070}").map(\.description)
+            == ["/etc/parley/parley.yaml: agents: missing: at least one agent (id, skills, contact)"])
+        let broken = problems("listeners: {distributor: 127.0.0.1:5060\nagents: [")
+        #expect(broken.count == 1)
+        #expect(broken.first?.message.hasPrefix("not valid YAML") == true)
+        #expect(problems("roles: [switchboard]\nlisteners: {distributor: 1.2.3.4:1, buffer: 1.2.3.4:2}\nagents: []").map(\.key) == ["roles[0]"])
+        #expect(problems("listeners: {distributor: 'here', buffer: 1.2.3.4:2}\nagents: []").map(\.key) == ["listeners.distributor"])
+    }
+}

@@ -1,0 +1,121 @@
+import ParleySIP
+import ParleyTransport
+import Testing
+
+@testable import ParleyCallCenter
+
+/// What crosses from one leg to the other, and how each leg's requests are written.
+@Suite struct ReaddressingTests {
+    static let invite = """
+        INVITE sip:buffer@10.0.0.2:5070;agent=alice SIP/2.0\r
+        Via: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKdist\r
+        Via: SIP/2.0/UDP 198.51.100.7:5062;branch=z9hG4bKcaller;received=198.51.100.7\r
+        Max-Forwards: 69\r
+        From: "Ann" <sip:+15550001@198.51.100.7:5062>;tag=ann1\r
+        To: <sip:sales@cc.example.com>\r
+        Call-ID: secret-call-id@198.51.100.7\r
+        CSeq: 7 INVITE\r
+        Contact: <sip:ann@198.51.100.7:5062>\r
+        Record-Route: <sip:198.51.100.9;lr>\r
+        Route: <sip:10.0.0.2:5070;lr>\r
+        User-Agent: AnnPhone 1.0\r
+        P-Asserted-Identity: <sip:+15550001@198.51.100.7>\r
+        Supported: replaces, 100rel, timer\r
+        Subject: my invoice\r
+        X-Customer: 42\r
+        X-Parley-Call: c123\r
+        Content-Type: application/sdp\r
+        Content-Length: 10\r
+        \r
+        v=0\r
+        s=-\r\n
+        """
+
+    func parsed() throws -> SIPMessage { try SIPParser.parse(Self.invite) }
+
+    @Test func onlySessionHeadersAndTheBodyCross() throws {
+        let source = try parsed()
+        var out = SIPMessage.request(.invite, try URI.parse("sip:alice@192.0.2.5"))
+        HeaderPolicy.copyPayload(from: source, into: &out)
+        let text = String(decoding: out.serialized(), as: UTF8.self)
+        for leak in ["198.51.100", "10.0.0", "secret-call-id", "ann1", "AnnPhone", "X-Parley", "agent="] {
+            #expect(!text.contains(leak), "\(leak) crossed: \(text)")
+        }
+        #expect(out.headers.value(.subject) == "my invoice")
+        #expect(out.headers[HeaderName("X-Customer")] == "42")
+        #expect(out.headers.value(.supported) == "replaces, timer")
+        #expect(out.body == source.body)
+        #expect(out.headers.value(.contentLength) == String(source.body.count))
+    }
+
+    @Test func inDialogRequestsCarryTheLegsOwnIdentifiersAndNextCSeq() throws {
+        var leg = DialogLeg(callID: "b2b-1@192.0.2.2", localTag: "mine", remoteTag: "theirs",
+                            local: try NameAddress.parse("<sip:ann@192.0.2.2:5070>"), remote: try NameAddress.parse("<sip:alice@192.0.2.5>"),
+                            localCSeq: 1, remoteCSeq: 1, remoteTarget: try URI.parse("sip:alice@192.0.2.5:5090"),
+                            routeSet: ["<sip:192.0.2.9;lr>"], transport: .udp)
+        let bye = leg.makeRequest(.bye, contact: "<sip:192.0.2.2:5070>", payload: nil)
+        #expect(bye.requestURI?.description == "sip:alice@192.0.2.5:5090")
+        #expect(bye.callID == "b2b-1@192.0.2.2")
+        #expect(((try? bye.from()) ?? nil)?.tag == "mine")
+        #expect(((try? bye.to()) ?? nil)?.tag == "theirs")
+        #expect(((try? bye.cseq()) ?? nil) == CSeq(2, .bye))
+        #expect(bye.headers.value(.route) == "<sip:192.0.2.9;lr>")
+        #expect(bye.headers.value(.contact) == nil)
+        #expect(leg.nextHop()?.address.port == 5060)  // the first Route, not the target
+        let reinvite = leg.makeRequest(.invite, contact: "<sip:192.0.2.2:5070>", payload: try parsed())
+        #expect(((try? reinvite.cseq()) ?? nil)?.sequence == 3)
+        #expect(reinvite.headers.value(.contact) == "<sip:192.0.2.2:5070>")
+        #expect(reinvite.callID == "b2b-1@192.0.2.2")
+        let ack = leg.makeRequest(.ack, contact: "", payload: nil, cseq: 3)
+        #expect(((try? ack.cseq()) ?? nil) == CSeq(3, .ack))
+        #expect(leg.localCSeq == 3)
+    }
+
+    @Test func dialogMatchingNeedsCallIDAndBothTags() {
+        let leg = DialogLeg(callID: "x", localTag: "a", remoteTag: "b", local: NameAddress(uri: .sip(SIPURI(host: .name("h")))),
+                            remote: NameAddress(uri: .sip(SIPURI(host: .name("h")))), localCSeq: 0, remoteCSeq: nil,
+                            remoteTarget: nil, routeSet: [], transport: .udp)
+        #expect(leg.matches(callID: "x", fromTag: "b", toTag: "a"))
+        #expect(!leg.matches(callID: "x", fromTag: "c", toTag: "a"))
+        #expect(!leg.matches(callID: "y", fromTag: "b", toTag: "a"))
+    }
+}
+
+/// The handoff encodings on the wire.
+@Suite struct HandoffWireTests {
+    @Test func theAgentIDIsAppendedToTheBufferServersURI() throws {
+        let buffer = try SIPURI.parse("sip:buffer@10.0.0.2:5070")
+        let target = HandoffWire.target(buffer: buffer, agent: "alice")
+        #expect(target.description == "sip:buffer@10.0.0.2:5070;agent=alice")
+        #expect(HandoffWire.agentID(in: target) == "alice")
+        #expect(HandoffWire.agentID(in: .sip(buffer)) == nil)
+    }
+
+    @Test func aMessageCarriesTheInviteAsMessageSIP() throws {
+        let invite = try SIPParser.parse(ReaddressingTests.invite)
+        let m = HandoffWire.wrap(invite, requestURI: try URI.parse("sip:buffer@10.0.0.2:5070;agent=alice"), from: "<sip:d@10.0.0.1>;tag=1",
+                                 to: "<sip:buffer@10.0.0.2:5070>", callID: "h-1", cseq: 1)
+        #expect(m.method == .message)
+        #expect(m.headers.value(.contentType) == "message/sip")
+        var sent = m
+        sent.headers.prepend(HeaderName(.via), "SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKm1")  // the stack adds it
+        let reparsed = try SIPParser.parse(sent.serialized())
+        let inner = try #require(HandoffWire.unwrap(reparsed))
+        #expect(inner == invite)
+        #expect(HandoffWire.unwrap(invite) == nil)
+    }
+
+    @Test func callEventsRoundTrip() {
+        for e in [CallEvent.ended(call: "c1", agent: "alice"), .live(calls: ["c1", "c2"]), .live(calls: [])] {
+            #expect(CallEvent(body: e.body) == e)
+        }
+        #expect(CallEvent(body: "event=nonsense") == nil)
+    }
+
+    @Test func agentIDsThatCannotBeCarriedAreRefused() {
+        #expect(HandoffWire.isValidAgentID("alice.b-2_x"))
+        #expect(!HandoffWire.isValidAgentID("a b"))
+        #expect(!HandoffWire.isValidAgentID("a;b"))
+        #expect(!HandoffWire.isValidAgentID(""))
+    }
+}
