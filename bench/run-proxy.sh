@@ -132,6 +132,7 @@ bench_proxy() {
   sid=$ppid   # started by setsid: its pid is the session id
   printf '%-8s %6s %6s %6s %6s %6s %7s %7s | %-28s | %s\n' "$name" rate calls ok failed unexp retrans rcvbuf "CPU s: proxy uac uas other" "CPU s per 1,000 calls: proxy uac uas"
   t_start=$(date +%s)
+  OTHER_TICKS=0
   for rate in $RATES; do
     if [ $(( $(date +%s) - t_start + STEP_S + 15 )) -gt "$BUDGET" ]; then stopped="time budget reached before $rate calls/s"; break; fi
     calls=$(( rate * STEP_S ))
@@ -161,6 +162,7 @@ bench_proxy() {
     # other: CPU the rest of the machine used meanwhile (approximate: the uac's figure covers
     # its whole run, the machine's only the window between the proxy readings)
     local to=$(( m1 - m0 - tp - tu - ts )); [ "$to" -lt 0 ] && to=0
+    OTHER_TICKS=$(( OTHER_TICKS + to ))
     printf '%-8s %6s %6s %6s %6s %6s %7s %7s | %6s %6s %6s %6s | %s %s %s\n' "" "$rate" "$calls" "$ok" "$((failed + uasfail))" "$unexp" "$retrans" "$((e1 - e0))" \
       "$(secs "$tp")" "$(secs "$tu")" "$(secs "$ts")" "$(secs "$to")" "$(per_k "$tp" "$calls")" "$(per_k "$tu" "$calls")" "$(per_k "$ts" "$calls")"
     # a step passes with every call successful on both sides, no unexpected message, and
@@ -185,6 +187,13 @@ bench_proxy() {
   eval "BEST_$name=$best"
   echo "$name: highest rate with zero failures: $best calls/s ($stopped)"
   [ -n "$bestline" ] && echo "$name: CPU per 1,000 calls at $best calls/s: $bestline"
+  # other processes on the box during this proxy's steps, as a share of the 2 cores' time
+  local wall=$(( $(date +%s) - t_start )) share
+  share=$(awk -v t="$OTHER_TICKS" -v hz="$HZ" -v w="$wall" -v c="$(nproc)" 'BEGIN { if (w > 0) printf "%d", 100 * t / hz / (w * c); else print 0 }')
+  eval "OTHER_$name=$share"
+  if [ "$share" -ge 5 ]; then
+    echo "$name: WARNING: other processes used ${share}% of the machine during these steps: not comparable"
+  fi
   echo
 }
 
@@ -210,5 +219,8 @@ fi
 
 if [ "$PARLEY_RAN" = 1 ] && [ "${BEST_kamailio:-0}" -gt 0 ]; then
   echo "parley / kamailio (highest rate with zero failures): $BEST_parley / $BEST_kamailio = $(awk -v p="$BEST_parley" -v k="$BEST_kamailio" 'BEGIN { printf "%.2f", p / k }')"
+  if [ "${OTHER_kamailio:-0}" -ge 5 ] || [ "${OTHER_parley:-0}" -ge 5 ]; then
+    echo "WARNING: the machine was not idle (other processes: ${OTHER_kamailio:-0}% during Kamailio, ${OTHER_parley:-0}% during Parley): the ratio is not reliable; run again on an idle machine"
+  fi
 fi
 echo "total time: $(( $(date +%s) - T0 )) s"
