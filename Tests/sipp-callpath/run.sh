@@ -291,6 +291,7 @@ for enc in uri message tunnel; do
   eval "CASE_${enc}_agent_486_next_agent_answers() { next_agent \"\$1\" $enc agent-busy-486.xml; }"
   eval "CASE_${enc}_agent_no_answer_next_agent_answers() { next_agent \"\$1\" $enc agent-rings-expect-cancel.xml; }"
   eval "CASE_${enc}_hold_resume_info_options() { answered \"\$1\" $enc caller-hold-resume.xml agent-answers-hold-resume.xml; }"
+  eval "CASE_${enc}_agent_holds_resumes() { answered \"\$1\" $enc caller-held-by-agent.xml agent-holds-resumes.xml; }"
   eval "CASE_${enc}_separate_processes() { answered \"\$1\" $enc caller-answered-hangs-up.xml agent-answers.xml separate; }"
 done
 
@@ -374,11 +375,50 @@ CASE_separate_buffer_crash_frees_agent() {
   grep -q 'reconciled=[1-9]' "$dir/stats-distributor.txt" || { REASON="no reconciliation counted"; return 1; }
 }
 
+# A lost BYE: the caller answers and vanishes. The buffer server's in-dialog OPTIONS probe of the
+# caller leg goes unanswered, so it hangs up the agent (who gets a BYE), reports the call ended,
+# and the agent is free again. T1 is 100 ms here so that the probe times out (64*T1) quickly.
+CASE_lost_bye_probe_hangs_up_agent() {
+  local dir=$1 b rc r1 n
+  b=$(alloc_block) || { REASON="no free ports"; return 1; }
+  write_config "$dir" "$b" "no_answer_timeout: 2s, wrap_up: 0, heartbeat: 1s, stale_after: 30s, probe: 1s, t1: 100ms" 1
+  start_serve "$dir" "$b" || return 1
+  start_agent "$dir" a1 agent-answers-probes.xml $((b + 3)) 1 40
+  run_caller "$dir" caller caller-answered-vanishes.xml "$b" $((b + 9)) 1 20 uri none
+  rc=$?
+  wait_agent a1 30; r1=$?
+  check_side "$dir" caller "$rc" 1 || return 1
+  check_side "$dir" a1 "$r1" 1 || return 1
+  wait_drained "$dir" 10 || return 1
+  n=$(stat "$dir" buffer probes_failed)
+  [ "${n:-0}" -ge 1 ] || { REASON="buffer probes_failed=$n, want >= 1"; return 1; }
+}
+
+# A bad configuration file stops start-up: exit status 2, every problem with its line and key.
+CASE_config_bad_file_refused() {
+  local dir=$1 rc
+  cat >"$dir/bad.yaml" <<'YAML'
+listeners:
+  distributor: 127.0.0.1:5060
+  bufer: 127.0.0.1:5070
+timers: {wrap_up: soon}
+agents:
+  - {id: a1, contact: "mailto:a1@example.com"}
+YAML
+  "$PARLEY" serve --config "$dir/bad.yaml" >"$dir/out.txt" 2>&1
+  rc=$?
+  [ "$rc" = 2 ] || { REASON="exit status $rc, want 2 (out.txt)"; return 1; }
+  for want in "bad.yaml:3: listeners.bufer: unknown key" "bad.yaml: listeners.buffer: missing" \
+              "bad.yaml:4: timers.wrap_up: expected a duration" "bad.yaml:6: agents[0].contact: 'mailto:a1@example.com' is not a SIP URI"; do
+    grep -qF "$want" "$dir/out.txt" || { REASON="no '$want' in the output (out.txt)"; return 1; }
+  done
+}
+
 CASES=""
 for enc in uri message tunnel; do
-  CASES="$CASES $enc-answered-caller-hangs-up $enc-answered-agent-hangs-up $enc-caller-cancel-expect-487 $enc-agent-486-next-agent-answers $enc-agent-no-answer-next-agent-answers $enc-hold-resume-info-options $enc-separate-processes"
+  CASES="$CASES $enc-answered-caller-hangs-up $enc-answered-agent-hangs-up $enc-caller-cancel-expect-487 $enc-agent-486-next-agent-answers $enc-agent-no-answer-next-agent-answers $enc-hold-resume-info-options $enc-agent-holds-resumes $enc-separate-processes"
 done
-CASES="$CASES rule-classify-raises-call-connects rule-select-agent-raises-call-connects rule-handoff-raises-call-connects agent-no-answers-go-on-break agent-wrap-up-sends-next-call-elsewhere separate-buffer-crash-frees-agent"
+CASES="$CASES config-bad-file-refused lost-bye-probe-hangs-up-agent rule-classify-raises-call-connects rule-select-agent-raises-call-connects rule-handoff-raises-call-connects agent-no-answers-go-on-break agent-wrap-up-sends-next-call-elsewhere separate-buffer-crash-frees-agent"
 
 # ---------------------------------------------------------------- main
 PASSED=0
