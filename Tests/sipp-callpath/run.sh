@@ -290,7 +290,7 @@ for enc in uri message tunnel; do
   eval "CASE_${enc}_caller_cancel_expect_487() { cancel_case \"\$1\" $enc; }"
   eval "CASE_${enc}_agent_486_next_agent_answers() { next_agent \"\$1\" $enc agent-busy-486.xml; }"
   eval "CASE_${enc}_agent_no_answer_next_agent_answers() { next_agent \"\$1\" $enc agent-rings-expect-cancel.xml; }"
-  eval "CASE_${enc}_hold_resume_info_options() { answered \"\$1\" $enc caller-hold-resume.xml agent-answers-hold-resume.xml; }"
+  eval "CASE_${enc}_hold_resume_info_options_update() { answered \"\$1\" $enc caller-hold-resume.xml agent-answers-hold-resume.xml; }"
   eval "CASE_${enc}_agent_holds_resumes() { answered \"\$1\" $enc caller-held-by-agent.xml agent-holds-resumes.xml; }"
   eval "CASE_${enc}_separate_processes() { answered \"\$1\" $enc caller-answered-hangs-up.xml agent-answers.xml separate; }"
 done
@@ -416,7 +416,7 @@ YAML
 
 CASES=""
 for enc in uri message tunnel; do
-  CASES="$CASES $enc-answered-caller-hangs-up $enc-answered-agent-hangs-up $enc-caller-cancel-expect-487 $enc-agent-486-next-agent-answers $enc-agent-no-answer-next-agent-answers $enc-hold-resume-info-options $enc-agent-holds-resumes $enc-separate-processes"
+  CASES="$CASES $enc-answered-caller-hangs-up $enc-answered-agent-hangs-up $enc-caller-cancel-expect-487 $enc-agent-486-next-agent-answers $enc-agent-no-answer-next-agent-answers $enc-hold-resume-info-options-update $enc-agent-holds-resumes $enc-separate-processes"
 done
 CASES="$CASES config-bad-file-refused lost-bye-probe-hangs-up-agent rule-classify-raises-call-connects rule-select-agent-raises-call-connects rule-handoff-raises-call-connects agent-no-answers-go-on-break agent-wrap-up-sends-next-call-elsewhere separate-buffer-crash-frees-agent"
 
