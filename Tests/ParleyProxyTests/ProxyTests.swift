@@ -82,13 +82,14 @@ final class ProxyHarness: @unchecked Sendable {
     var address: SocketAddress!
 
     init(targets: @escaping @Sendable () -> [SocketAddress], branchTimeout: Duration = .seconds(32), timers: SIPTimers = SIPTimers(),
-         host: String = "127.0.0.1", tcp: Bool = false) async throws {
+         host: String = "127.0.0.1", tcp: Bool = false, idleTimeout: TimeAmount? = nil) async throws {
         let loop = group.next()
         var config = ProxyConfiguration()
         config.branchTimeout = branchTimeout
         let c = config
         let p = try await loop.flatSubmit { () -> EventLoopFuture<SIPProxy> in
             let transport = SIPTransport(loop: loop)
+            if let idleTimeout { transport.idleTimeout = idleTimeout }
             let stack = SIPStack(transport: transport, timers: timers)
             let proxy = SIPProxy(stack: stack, configuration: c) { _, _ in
                 targets().map { ProxyTarget(destination: SIPDestination(transport: .udp, address: $0)) }
@@ -326,7 +327,7 @@ struct TransportTests {
         try await group.shutdownGracefully()
     }
 
-    @Test("RFC 3261 18.1.1: a request larger than the UDP limit is sent over TCP")
+    @Test("RFC 3261 18.1.1: a request larger than the UDP limit is sent over TCP; the idle connection is closed")
     func largeRequestGoesOverTCP() async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let caller = try await UDPPeer(group: group)
@@ -339,7 +340,7 @@ struct TransportTests {
             }
             .bind(host: "127.0.0.1", port: agentUDP.port).get()
         let agentAddress = agentUDP.address
-        let h = try await ProxyHarness(targets: { [agentAddress] }, tcp: true)
+        let h = try await ProxyHarness(targets: { [agentAddress] }, tcp: true, idleTimeout: .milliseconds(400))
         let big = String(repeating: "x", count: 1500)
         try await caller.send(request("OPTIONS", via: "SIP/2.0/UDP 127.0.0.1:\(caller.port);branch=z9hG4bKbig", callID: "big1",
                                       extra: "X-Padding: \(big)\n"), to: h.address)
@@ -349,6 +350,11 @@ struct TransportTests {
         #expect(received.method == .options)
         #expect(try received.topVia()?.transport == "TCP")
         #expect(agentUDP.messages.isEmpty)
+        // The outgoing connection is closed once idle.
+        #expect(!tcpBox.closed)
+        let closeDeadline = Date().addingTimeInterval(5)
+        while Date() < closeDeadline, !tcpBox.closed { try await Task.sleep(nanoseconds: 20_000_000) }
+        #expect(tcpBox.closed)
         try await server.close()
         try await h.shutdown()
         try await group.shutdownGracefully()
@@ -358,6 +364,9 @@ struct TransportTests {
 final class TCPBox: @unchecked Sendable {
     private let lock = NSLock()
     private var bytes: [UInt8] = []
+    private var closedFlag = false
+    var closed: Bool { lock.lock(); defer { lock.unlock() }; return closedFlag }
+    func markClosed() { lock.lock(); closedFlag = true; lock.unlock() }
     func append(_ b: [UInt8]) { lock.lock(); bytes += b; lock.unlock() }
     var text: String { lock.lock(); defer { lock.unlock() }; return String(decoding: bytes, as: UTF8.self) }
 }
@@ -369,5 +378,9 @@ final class TCPCollector: ChannelInboundHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var b = unwrapInboundIn(data)
         box.append(b.readBytes(length: b.readableBytes) ?? [])
+    }
+    func channelInactive(context: ChannelHandlerContext) {
+        box.markClosed()
+        context.fireChannelInactive()
     }
 }
