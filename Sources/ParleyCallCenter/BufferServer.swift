@@ -182,6 +182,9 @@ public final class BufferServer: SIPTransactionUser, @unchecked Sendable {
                 path.send(SIPTransport.makeResponse(to: inner, code: 404, reason: "Not Found: no agent in the Request-URI", toTag: stack.newTag()))
                 return
             }
+            // 100 Trying at once through the link (as the INVITE server transaction does for
+            // `uri`): the distributor may CANCEL only after a provisional (9.1).
+            path.send(inner.makeTrying())
             startCall(inner, agent: agent, encoding: encoding, ingress: .link(path, branch: branch))
         case .cancel?:
             path.send(SIPTransport.makeResponse(to: inner, code: byLinkBranch[branch] == nil ? 481 : 200))

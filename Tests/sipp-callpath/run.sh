@@ -366,6 +366,7 @@ CASE_separate_buffer_crash_frees_agent() {
   done
   grep -q '^agent a1 state=busy' "$dir/stats-distributor.txt" || { REASON="agent a1 never busy"; return 1; }
   kill -KILL -- "-$SERVE_BUFFER_PID" 2>/dev/null
+  wait "$SERVE_BUFFER_PID" 2>/dev/null  # reap it quietly (bash would print "Killed")
   for i in $(seq 80); do
     state=$(awk '$1 == "agent" && $2 == "a1" { print $3 }' "$dir/stats-distributor.txt")
     [ "$state" = "state=available" ] && break
