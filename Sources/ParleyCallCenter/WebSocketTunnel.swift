@@ -102,7 +102,7 @@ public final class TunnelClient: HandoffLink, @unchecked Sendable {
     private func write(_ message: SIPMessage, on channel: Channel, failed: @escaping () -> Void) {
         let data = channel.allocator.buffer(bytes: message.serialized())
         let frame = WebSocketFrame(fin: true, opcode: .text, maskKey: .random(), data: data)
-        channel.writeAndFlush(frame).whenFailure { _ in failed() }
+        channel.writeAndFlush(frame).assumeIsolated().whenFailure { _ in failed() }
     }
 
     /// Opens the connection (if it is not open or opening).
@@ -250,7 +250,8 @@ final class TunnelFrameHandler: ChannelInboundHandler {
             context.writeAndFlush(wrapOutboundOut(pong), promise: nil)
         case .connectionClose:
             let close = WebSocketFrame(fin: true, opcode: .connectionClose, maskKey: maskKey, data: context.channel.allocator.buffer(capacity: 0))
-            context.writeAndFlush(wrapOutboundOut(close)).whenComplete { _ in context.close(promise: nil) }
+            context.writeAndFlush(wrapOutboundOut(close), promise: nil)
+            context.close(promise: nil)
         default:
             break
         }
