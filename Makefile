@@ -2,9 +2,9 @@
 SHELL := /bin/bash
 SWIFT ?= swift
 APT_PACKAGES := liblua5.4-dev pkg-config sip-tester
-CONFIG ?= examples/parley.toml
+CONFIG ?= examples/parley.yaml
 
-.PHONY: deps build release run test test-unit test-rules bench clean
+.PHONY: deps build release run test bench clean
 
 # Install the Debian packages that are missing (apt-get update only when something is).
 deps:
@@ -21,10 +21,11 @@ build: deps
 release: deps
 	$(SWIFT) build -c release
 
-# Until `parley serve` exists this shows the command's help and parses a sample message.
+# Starts the distributor and buffer server with the shipped example configuration and rules
+# (foreground; Ctrl-C stops it). README.md says how to place a call with SIPp.
 run: release
-	.build/release/parley --help
-	.build/release/parley sip parse examples/sip/invite.sip
+	.build/release/parley rules check rules
+	.build/release/parley serve --config $(CONFIG)
 
 test: deps
 	$(SWIFT) build --build-tests
@@ -32,6 +33,7 @@ test: deps
 	.build/debug/parley test rules examples/rules
 	bash Tests/cli/sip-parse.sh
 	bash Tests/sipp/run.sh
+	bash Tests/sipp-callpath/run.sh --quick
 
 bench: release
 	bash bench/run-parser.sh
