@@ -96,16 +96,7 @@ struct ProxyCommand: ParsableCommand {
             throw ValidationError("cannot listen on \(listen): \(error)")
         }
 
-        let done = DispatchSemaphore(value: 0)
-        var sources: [DispatchSourceSignal] = []
-        for sig in [SIGINT, SIGTERM] {
-            signal(sig, SIG_IGN)
-            let s = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-            s.setEventHandler { done.signal() }
-            s.resume()
-            sources.append(s)
-        }
-        done.wait()
+        waitForTerminationSignal()
         let summary = try? loop.submit { () -> String in
             let c = proxy.counters
             let t = proxy.stack.transport.counters

@@ -71,15 +71,6 @@ struct ServeCommand: ParsableCommand {
             throw ExitCode(1)
         }
 
-        let done = DispatchSemaphore(value: 0)
-        var sources: [DispatchSourceSignal] = []
-        for sig in [SIGINT, SIGTERM] {
-            signal(sig, SIG_IGN)
-            let s = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-            s.setEventHandler { done.signal() }
-            s.resume()
-            sources.append(s)
-        }
         var statsTimer: DispatchSourceTimer?
         if let statsFile {
             let t = DispatchSource.makeTimerSource(queue: .global())
@@ -88,7 +79,7 @@ struct ServeCommand: ParsableCommand {
             t.resume()
             statsTimer = t
         }
-        done.wait()
+        waitForTerminationSignal()
         statsTimer?.cancel()
         let summary = server.statistics()
         FileHandle.standardError.write(Data(summary.utf8))
