@@ -49,61 +49,16 @@ RULES="$HERE/rules"
 
 # ---------------------------------------------------------------- processes and cleanup
 BG_PIDS=()
-stop_pid() {
-  local pid=$1 i
-  kill -0 "$pid" 2>/dev/null || return 0
-  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null
-  for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15; do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.2
-  done
-  kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null
-  wait "$pid" 2>/dev/null
-  return 0
-}
-stop_all() {
-  local pid
-  for pid in "${BG_PIDS[@]}"; do stop_pid "$pid"; done
-  BG_PIDS=()
-}
-on_exit() {
-  stop_all
-  if [ "$KEEP" = 0 ] && [ "${FAILED:-1}" = 0 ] && [ -z "${SIPP_LOG_DIR:-}" ]; then rm -rf "$LOGROOT"; fi
-}
+PORT_BASE=17060
+# shellcheck source=../lib/sipp-common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/sipp-common.sh"
 trap on_exit EXIT
 trap 'exit 130' INT TERM
 
 # ---------------------------------------------------------------- ports
-# A block of 10 consecutive ports in 17060..17999 that nothing listens on, from a random start.
+# alloc_block (Tests/lib/sipp-common.sh) hands out free blocks of 10 ports in 17060..17999:
 #   b: distributor  b+1: buffer server  b+2: tunnel (WebSocket)  b+3..b+5: agents  b+9: caller
-USED_BLOCKS=" "
-port_busy() { [ -n "$(ss -Hlnut "sport = :$1" 2>/dev/null)" ]; }
-alloc_block() {
-  local start=$(( (RANDOM % 94) )) i b p ok
-  for i in $(seq 0 93); do
-    b=$(( 17060 + ((start + i) % 94) * 10 ))
-    case "$USED_BLOCKS" in *" $b "*) continue ;; esac
-    ok=1
-    for p in $(seq "$b" $((b + 9))); do
-      if port_busy "$p"; then ok=0; break; fi
-    done
-    if [ $ok = 1 ]; then USED_BLOCKS="$USED_BLOCKS$b "; echo "$b"; return 0; fi
-  done
-  echo "no free port block in 17060-17999" >&2
-  return 1
-}
 
-wait_listening() { # PORT PROTO(udp|tcp) PID SECONDS
-  local port=$1 proto=$2 pid=$3 tries=$(( $4 * 10 )) flag
-  [ "$proto" = tcp ] && flag=-Hlnt || flag=-Hlnu
-  while [ $tries -gt 0 ]; do
-    kill -0 "$pid" 2>/dev/null || return 2
-    [ -n "$(ss $flag "sport = :$port" 2>/dev/null)" ] && return 0
-    sleep 0.1
-    tries=$((tries - 1))
-  done
-  return 1
-}
 
 # ---------------------------------------------------------------- parley serve
 # write_config DIR BLOCK [TIMERS] [AGENTS] -> DIR/parley.yaml with AGENTS (default 3) of
@@ -196,11 +151,6 @@ wait_agent() { # NAME SECONDS -> rc (124 if it had to be stopped)
   for i in $(seq $(( $2 * 10 ))); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
   if kill -0 "$pid" 2>/dev/null; then stop_pid "$pid"; return 124; fi
   wait "$pid"
-}
-csv() {
-  local f=$1 name=$2
-  [ -f "$f" ] || { echo "?"; return; }
-  awk -F';' -v n="$name" 'NR==1 { for (i = 1; i <= NF; i++) if ($i == n) c = i } END { if (c) print $c; else print "?" }' "$f"
 }
 check_side() { # DIR NAME RC EXPECTED_CALLS
   local dir=$1 name=$2 rc=$3 want=$4 f="$1/$2.csv" ok failed unexp

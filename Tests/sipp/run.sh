@@ -50,27 +50,9 @@ hp() { case "$1" in *:*) echo "[$1]:$2" ;; *) echo "$1:$2" ;; esac; }   # IP POR
 # Every process is started in its own session (setsid), so it and its children (Kamailio's
 # workers) are stopped by process-group id; nothing is ever killed by name.
 BG_PIDS=()
-stop_pid() {
-  local pid=$1 i
-  # the whole group (a leader that died may leave workers behind), else the process alone
-  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || return 0
-  for i in 1 2 3 4 5 6 7 8 9 10; do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.2
-  done
-  kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null
-  wait "$pid" 2>/dev/null
-  return 0
-}
-stop_all() {
-  local pid
-  for pid in "${BG_PIDS[@]}"; do stop_pid "$pid"; done
-  BG_PIDS=()
-}
-on_exit() {
-  stop_all
-  if [ "$KEEP" = 0 ] && [ "${FAILED:-1}" = 0 ] && [ -z "${SIPP_LOG_DIR:-}" ]; then rm -rf "$LOGROOT"; fi
-}
+PORT_BASE=15060
+# shellcheck source=../lib/sipp-common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/sipp-common.sh"
 trap on_exit EXIT
 trap 'exit 130' INT TERM
 
@@ -98,36 +80,8 @@ describe_exit() { # STATUS
 }
 
 # ---------------------------------------------------------------- ports
-# A block of 10 consecutive ports in 15060..15999 that nothing listens on (UDP or TCP), starting
-# from a random block so that parallel runs rarely meet; blocks are never reused within a run.
-USED_BLOCKS=" "
-port_busy() { [ -n "$(ss -Hlnut "sport = :$1" 2>/dev/null)" ]; }
-alloc_block() {
-  local start=$(( (RANDOM % 94) )) i b p ok
-  for i in $(seq 0 93); do
-    b=$(( 15060 + ((start + i) % 94) * 10 ))
-    case "$USED_BLOCKS" in *" $b "*) continue ;; esac
-    ok=1
-    for p in $(seq "$b" $((b + 9))); do
-      if port_busy "$p"; then ok=0; break; fi
-    done
-    if [ $ok = 1 ]; then USED_BLOCKS="$USED_BLOCKS$b "; echo "$b"; return 0; fi
-  done
-  echo "no free port block in 15060-15999" >&2
-  return 1
-}
+# alloc_block (Tests/lib/sipp-common.sh) hands out free blocks of 10 ports in 15060..15999.
 
-wait_listening() { # PORT PROTO(udp|tcp) PID SECONDS
-  local port=$1 proto=$2 pid=$3 tries=$(( $4 * 10 )) flag
-  [ "$proto" = tcp ] && flag=-Hlnt || flag=-Hlnu
-  while [ $tries -gt 0 ]; do
-    kill -0 "$pid" 2>/dev/null || return 2
-    [ -n "$(ss $flag "sport = :$port" 2>/dev/null)" ] && return 0
-    sleep 0.1
-    tries=$((tries - 1))
-  done
-  return 1
-}
 
 # ---------------------------------------------------------------- the proxy under test
 # start_proxy DIR PORT TRANSPORT BRANCH_TIMEOUT_S TARGET_PORT...   (BRANCH_TIMEOUT_S "" = default)
@@ -220,11 +174,6 @@ wait_uas() {
 }
 
 # csv FILE FIELD -> the field's value in the last line of a SIPp -trace_stat CSV
-csv() {
-  local f=$1 name=$2
-  [ -f "$f" ] || { echo "?"; return; }
-  awk -F';' -v n="$name" 'NR==1 { for (i = 1; i <= NF; i++) if ($i == n) c = i } END { if (c) print $c; else print "?" }' "$f"
-}
 
 # check_side DIR NAME RC EXPECTED_CALLS STRICT -> sets REASON, returns 1 when the side failed.
 # STRICT=1 also demands zero unexpected, out-of-call and dead-call messages.
