@@ -20,6 +20,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
     ],
     targets: [
         .target(name: "ParleySIP"),
@@ -44,6 +45,9 @@ let package = Package(
             name: "ParleyRules",
             dependencies: ["ParleySIP", "CLuaShim", .product(name: "Logging", package: "swift-log")]
         ),
+        // Call records and the queue log (issue 6), in SQLite through GRDB; depends on nothing of ours.
+        .target(name: "ParleyRecords", dependencies: [.product(name: "GRDB", package: "GRDB.swift")]),
+        .testTarget(name: "ParleyRecordsTests", dependencies: ["ParleyRecords"]),
         // The call path (issue 5): distributor, buffer server, agents, handoff encodings.
         .target(
             name: "ParleyCallCenter",

@@ -1,0 +1,359 @@
+import Foundation
+import GRDB
+
+/// What happened to a call, as the distributor saw it. Each event updates the call's record and
+/// appends one line to the queue log, stamped with the rules version the call was pinned to.
+public enum CallEvent: Sendable, Equatable {
+    /// A new call entered the queue for its type (`ENTERQUEUE`).
+    case arrived(call: String, sipCallID: String, caller: String, queue: String, priority: Int, rulesVersion: String, at: Int64)
+    /// The call was offered to an agent (`OFFER`).
+    case offered(call: String, agent: String, at: Int64)
+    /// The agent did not take it: no answer in time (`code` nil) or a failure response (`RINGNOANSWER`).
+    case notAnswered(call: String, agent: String, code: Int?, at: Int64)
+    /// The agent answered (`CONNECT`).
+    case connected(call: String, agent: String, at: Int64)
+    /// The caller hung up (CANCEL) before an agent answered (`ABANDON`).
+    case abandoned(call: String, at: Int64)
+    /// The answered call ended (`COMPLETE`).
+    case completed(call: String, agent: String, at: Int64)
+    /// The caller was given a final failure: no agent in time (`timedOut`, `EXITWITHTIMEOUT`) or
+    /// no agent who could take it (`FAILED`).
+    case failed(call: String, code: Int, timedOut: Bool, at: Int64)
+
+    public var call: String {
+        switch self {
+        case .arrived(let c, _, _, _, _, _, _), .offered(let c, _, _), .notAnswered(let c, _, _, _), .connected(let c, _, _),
+             .abandoned(let c, _), .completed(let c, _, _), .failed(let c, _, _, _):
+            return c
+        }
+    }
+}
+
+/// A queue-log event name (after Asterisk's queue_log).
+public enum QueueLogEvent: String, Sendable, CaseIterable {
+    case enterQueue = "ENTERQUEUE", offer = "OFFER", ringNoAnswer = "RINGNOANSWER", connect = "CONNECT",
+         abandon = "ABANDON", complete = "COMPLETE", exitWithTimeout = "EXITWITHTIMEOUT", failed = "FAILED"
+}
+
+/// Where a call stands, or how it ended.
+public enum CallOutcome: String, Sendable, CaseIterable {
+    case waiting, answered, completed, abandoned, timeout, failed
+}
+
+/// One call's record.
+public struct CallRecord: Sendable, Equatable {
+    public var reference: String
+    public var sipCallID: String
+    public var caller: String
+    public var queue: String
+    public var priority: Int
+    public var rulesVersion: String
+    public var arrivedMs: Int64
+    public var answeredMs: Int64?
+    public var endedMs: Int64?
+    public var agent: String?
+    public var outcome: CallOutcome
+    public var finalCode: Int?
+    public var offers: Int
+
+    /// Time from arrival to answer, abandon or failure (nil while waiting).
+    public var waitMs: Int64? {
+        if let answeredMs { return answeredMs - arrivedMs }
+        return endedMs.map { $0 - arrivedMs }
+    }
+
+    /// Time from answer to end (nil unless completed).
+    public var talkMs: Int64? {
+        guard let answeredMs, let endedMs else { return nil }
+        return endedMs - answeredMs
+    }
+}
+
+/// One queue-log line.
+public struct QueueLogLine: Sendable, Equatable {
+    public var timeMs: Int64
+    public var call: String
+    public var queue: String
+    public var agent: String?
+    public var event: QueueLogEvent
+    public var rulesVersion: String
+    /// Wait (CONNECT, ABANDON, EXITWITHTIMEOUT, FAILED) or talk time (COMPLETE), in ms.
+    public var durationMs: Int64?
+    /// The failure code (RINGNOANSWER from a failure response, FAILED, EXITWITHTIMEOUT).
+    public var code: Int?
+}
+
+/// Figures for one queue (call type).
+public struct QueueStats: Sendable, Equatable {
+    public var queue: String
+    public var offered = 0
+    public var answered = 0
+    public var abandoned = 0
+    public var failed = 0
+    public var waiting = 0
+    /// Average wait of answered calls, ms.
+    public var averageWaitMs: Int64 = 0
+    /// Answered within the service-level threshold, over the calls that stopped waiting
+    /// (answered, abandoned, timed out or failed); 1 when none did.
+    public var serviceLevel: Double = 1
+    /// Talk time of completed calls, ms.
+    public var talkMs: Int64 = 0
+    public var averageTalkMs: Int64 = 0
+}
+
+/// Figures for one agent.
+public struct AgentStats: Sendable, Equatable {
+    public var agent: String
+    public var offered = 0
+    public var answered = 0
+    public var notAnswered = 0
+    public var talkMs: Int64 = 0
+    public var averageTalkMs: Int64 = 0
+}
+
+/// A problem with the record database.
+public struct RecordStoreError: Error, CustomStringConvertible, Sendable {
+    public var path: String
+    public var message: String
+    public var description: String { "\(path): \(message)" }
+}
+
+/// Call records and the queue log in one SQLite database (GRDB). Writes made with `record` are
+/// queued and applied in order off the caller's thread; `flush` waits for them. Every write is a
+/// committed transaction: a process that stops and reopens the file loses nothing written.
+public final class RecordStore: Sendable {
+    public let path: String
+    private let db: DatabaseQueue
+    /// Called (on the database's queue) when an asynchronous write fails.
+    private let onError: @Sendable (Error) -> Void
+
+    /// Opens (creating it and its tables if needed) the database at `path`.
+    public init(path: String, onError: @escaping @Sendable (Error) -> Void = { _ in }) throws {
+        self.path = path
+        self.onError = onError
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
+            throw RecordStoreError(path: path, message: "is a directory, not a database file")
+        }
+        var config = Configuration()
+        config.busyMode = .timeout(5)
+        do {
+            db = try DatabaseQueue(path: path, configuration: config)
+            try Self.migrator.migrate(db)
+        } catch {
+            throw RecordStoreError(path: path, message: "cannot open the record database: \(error)")
+        }
+    }
+
+    private static var migrator: DatabaseMigrator {
+        var m = DatabaseMigrator()
+        m.registerMigration("v1") { db in
+            try db.execute(sql: """
+                CREATE TABLE calls (
+                    reference TEXT PRIMARY KEY NOT NULL,
+                    sip_call_id TEXT NOT NULL,
+                    caller TEXT NOT NULL,
+                    queue TEXT NOT NULL,
+                    priority INTEGER NOT NULL,
+                    rules_version TEXT NOT NULL,
+                    arrived_ms INTEGER NOT NULL,
+                    answered_ms INTEGER,
+                    ended_ms INTEGER,
+                    agent TEXT,
+                    outcome TEXT NOT NULL,
+                    final_code INTEGER,
+                    offers INTEGER NOT NULL DEFAULT 0
+                );
+                CREATE INDEX calls_arrived ON calls(arrived_ms);
+                CREATE TABLE queue_log (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    time_ms INTEGER NOT NULL,
+                    call TEXT NOT NULL,
+                    queue TEXT NOT NULL,
+                    agent TEXT,
+                    event TEXT NOT NULL,
+                    rules_version TEXT NOT NULL,
+                    duration_ms INTEGER,
+                    code INTEGER
+                );
+                CREATE INDEX queue_log_call ON queue_log(call);
+                CREATE INDEX queue_log_time ON queue_log(time_ms);
+                """)
+        }
+        return m
+    }
+
+    // MARK: Writing
+
+    /// Queues the event's write; returns at once. Failures go to `onError`.
+    public func record(_ event: CallEvent) {
+        let onError = self.onError
+        db.asyncWrite({ db in try Self.apply(event, db) }, completion: { _, result in
+            if case .failure(let e) = result { onError(e) }
+        })
+    }
+
+    /// Writes the event now (waits for the queued writes first).
+    public func recordNow(_ event: CallEvent) throws {
+        try db.write { db in try Self.apply(event, db) }
+    }
+
+    /// Waits until every queued write is done.
+    public func flush() {
+        _ = try? db.write { _ in }
+    }
+
+    private static func apply(_ event: CallEvent, _ db: Database) throws {
+        if case .arrived(let call, let sipCallID, let caller, let queue, let priority, let version, let at) = event {
+            try db.execute(sql: """
+                INSERT OR IGNORE INTO calls (reference, sip_call_id, caller, queue, priority, rules_version, arrived_ms, outcome)
+                VALUES (?, ?, ?, ?, ?, ?, ?, 'waiting')
+                """, arguments: [call, sipCallID, caller, queue, priority, version, at])
+            guard db.changesCount > 0 else { return }
+            try log(db, at, call, queue, nil, .enterQueue, version, nil, nil)
+            return
+        }
+        guard let row = try Row.fetchOne(db, sql: "SELECT queue, rules_version, arrived_ms, answered_ms, outcome FROM calls WHERE reference = ?",
+                                         arguments: [event.call]) else {
+            throw RecordStoreError(path: db.configuration.label ?? "", message: "event for unknown call \(event.call)")
+        }
+        let queue: String = row["queue"]
+        let version: String = row["rules_version"]
+        let arrived: Int64 = row["arrived_ms"]
+        let answered: Int64? = row["answered_ms"]
+        let outcome = CallOutcome(rawValue: row["outcome"]) ?? .waiting
+        switch event {
+        case .arrived:
+            break
+        case .offered(let call, let agent, let at):
+            try db.execute(sql: "UPDATE calls SET offers = offers + 1 WHERE reference = ?", arguments: [call])
+            try log(db, at, call, queue, agent, .offer, version, nil, nil)
+        case .notAnswered(let call, let agent, let code, let at):
+            try log(db, at, call, queue, agent, .ringNoAnswer, version, nil, code)
+        case .connected(let call, let agent, let at):
+            guard outcome == .waiting else { return }
+            try db.execute(sql: "UPDATE calls SET answered_ms = ?, agent = ?, outcome = 'answered', final_code = 200 WHERE reference = ?",
+                           arguments: [at, agent, call])
+            try log(db, at, call, queue, agent, .connect, version, at - arrived, nil)
+        case .abandoned(let call, let at):
+            guard outcome == .waiting else { return }
+            try db.execute(sql: "UPDATE calls SET ended_ms = ?, outcome = 'abandoned', final_code = 487 WHERE reference = ?",
+                           arguments: [at, call])
+            try log(db, at, call, queue, nil, .abandon, version, at - arrived, nil)
+        case .completed(let call, let agent, let at):
+            guard outcome == .answered, let answered else { return }
+            try db.execute(sql: "UPDATE calls SET ended_ms = ?, outcome = 'completed' WHERE reference = ?", arguments: [at, call])
+            try log(db, at, call, queue, agent, .complete, version, at - answered, nil)
+        case .failed(let call, let code, let timedOut, let at):
+            guard outcome == .waiting else { return }
+            let o: CallOutcome = timedOut ? .timeout : .failed
+            try db.execute(sql: "UPDATE calls SET ended_ms = ?, outcome = ?, final_code = ? WHERE reference = ?",
+                           arguments: [at, o.rawValue, code, call])
+            try log(db, at, call, queue, nil, timedOut ? .exitWithTimeout : .failed, version, at - arrived, code)
+        }
+    }
+
+    private static func log(_ db: Database, _ at: Int64, _ call: String, _ queue: String, _ agent: String?, _ event: QueueLogEvent,
+                            _ version: String, _ duration: Int64?, _ code: Int?) throws {
+        try db.execute(sql: """
+            INSERT INTO queue_log (time_ms, call, queue, agent, event, rules_version, duration_ms, code)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+            """, arguments: [at, call, queue, agent, event.rawValue, version, duration, code])
+    }
+
+    // MARK: Reading
+
+    /// The most recent calls, newest first.
+    public func recentCalls(limit: Int = 20) throws -> [CallRecord] {
+        try db.read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM calls ORDER BY arrived_ms DESC, rowid DESC LIMIT ?", arguments: [limit]).map(Self.callRecord)
+        }
+    }
+
+    /// One call's record.
+    public func call(_ reference: String) throws -> CallRecord? {
+        try db.read { db in
+            try Row.fetchOne(db, sql: "SELECT * FROM calls WHERE reference = ?", arguments: [reference]).map(Self.callRecord)
+        }
+    }
+
+    /// The queue log, oldest first: one call's lines, or all of them.
+    public func queueLog(call: String? = nil) throws -> [QueueLogLine] {
+        try db.read { db in
+            let rows = call == nil
+                ? try Row.fetchAll(db, sql: "SELECT * FROM queue_log ORDER BY id")
+                : try Row.fetchAll(db, sql: "SELECT * FROM queue_log WHERE call = ? ORDER BY id", arguments: [call])
+            return rows.map { r in
+                QueueLogLine(timeMs: r["time_ms"], call: r["call"], queue: r["queue"], agent: r["agent"],
+                             event: QueueLogEvent(rawValue: r["event"]) ?? .failed, rulesVersion: r["rules_version"],
+                             durationMs: r["duration_ms"], code: r["code"])
+            }
+        }
+    }
+
+    private static func callRecord(_ r: Row) -> CallRecord {
+        CallRecord(reference: r["reference"], sipCallID: r["sip_call_id"], caller: r["caller"], queue: r["queue"],
+                   priority: r["priority"], rulesVersion: r["rules_version"], arrivedMs: r["arrived_ms"],
+                   answeredMs: r["answered_ms"], endedMs: r["ended_ms"], agent: r["agent"],
+                   outcome: CallOutcome(rawValue: r["outcome"]) ?? .waiting, finalCode: r["final_code"], offers: r["offers"])
+    }
+
+    /// Per-queue figures for calls that arrived at or after `sinceMs`; service level counts
+    /// calls answered within `serviceLevelMs`.
+    public func queueStats(sinceMs: Int64 = 0, serviceLevelMs: Int64 = 20_000) throws -> [QueueStats] {
+        try db.read { db in
+            try Row.fetchAll(db, sql: """
+                SELECT queue,
+                       COUNT(*) AS offered,
+                       SUM(answered_ms IS NOT NULL) AS answered,
+                       SUM(outcome = 'abandoned') AS abandoned,
+                       SUM(outcome IN ('failed', 'timeout')) AS failed,
+                       SUM(outcome = 'waiting') AS waiting,
+                       AVG(CASE WHEN answered_ms IS NOT NULL THEN answered_ms - arrived_ms END) AS avg_wait,
+                       SUM(answered_ms IS NOT NULL AND answered_ms - arrived_ms <= ?) AS within,
+                       SUM(CASE WHEN outcome = 'completed' THEN ended_ms - answered_ms ELSE 0 END) AS talk,
+                       SUM(outcome = 'completed') AS completed
+                FROM calls WHERE arrived_ms >= ? GROUP BY queue ORDER BY queue
+                """, arguments: [serviceLevelMs, sinceMs]).map { r in
+                var s = QueueStats(queue: r["queue"])
+                s.offered = r["offered"]
+                s.answered = r["answered"]
+                s.abandoned = r["abandoned"]
+                s.failed = r["failed"]
+                s.waiting = r["waiting"]
+                s.averageWaitMs = Int64(((r["avg_wait"] as Double?) ?? 0).rounded())
+                let within: Int = r["within"]
+                let stopped = s.offered - s.waiting
+                s.serviceLevel = stopped == 0 ? 1 : Double(within) / Double(stopped)
+                s.talkMs = r["talk"]
+                let completed: Int = r["completed"]
+                s.averageTalkMs = completed == 0 ? 0 : s.talkMs / Int64(completed)
+                return s
+            }
+        }
+    }
+
+    /// Per-agent figures from the queue log lines at or after `sinceMs`.
+    public func agentStats(sinceMs: Int64 = 0) throws -> [AgentStats] {
+        try db.read { db in
+            try Row.fetchAll(db, sql: """
+                SELECT agent,
+                       SUM(event = 'OFFER') AS offered,
+                       SUM(event = 'CONNECT') AS answered,
+                       SUM(event = 'RINGNOANSWER') AS not_answered,
+                       SUM(CASE WHEN event = 'COMPLETE' THEN duration_ms ELSE 0 END) AS talk,
+                       SUM(event = 'COMPLETE') AS completed
+                FROM queue_log WHERE agent IS NOT NULL AND time_ms >= ? GROUP BY agent ORDER BY agent
+                """, arguments: [sinceMs]).map { r in
+                var s = AgentStats(agent: r["agent"])
+                s.offered = r["offered"]
+                s.answered = r["answered"]
+                s.notAnswered = r["not_answered"]
+                s.talkMs = r["talk"]
+                let completed: Int = r["completed"]
+                s.averageTalkMs = completed == 0 ? 0 : s.talkMs / Int64(completed)
+                return s
+            }
+        }
+    }
+}

@@ -1,0 +1,150 @@
+import Foundation
+import Testing
+@testable import ParleyRecords
+
+/// A fresh database file in a temporary directory, removed at the end.
+private func withTemporaryDatabase(_ body: (String) throws -> Void) throws {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("parley-records-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: dir) }
+    try body(dir.appendingPathComponent("records.sqlite").path)
+}
+
+private func arrived(_ call: String, queue: String = "sales", at: Int64, version: String = "v1") -> CallEvent {
+    .arrived(call: call, sipCallID: "\(call)@caller", caller: "sip:caller@example.com", queue: queue, priority: 0,
+             rulesVersion: version, at: at)
+}
+
+@Suite("Record store")
+struct RecordStoreTests {
+    @Test func answered_call_leaves_a_completed_record_and_one_log_line_per_event() throws {
+        try withTemporaryDatabase { path in
+            let store = try RecordStore(path: path)
+            store.record(arrived("c1", at: 1_000, version: "abc123"))
+            store.record(.offered(call: "c1", agent: "alice", at: 1_100))
+            store.record(.notAnswered(call: "c1", agent: "alice", code: nil, at: 3_100))
+            store.record(.offered(call: "c1", agent: "bob", at: 3_100))
+            store.record(.connected(call: "c1", agent: "bob", at: 4_000))
+            store.record(.completed(call: "c1", agent: "bob", at: 64_000))
+            store.flush()
+
+            let call = try #require(try store.call("c1"))
+            #expect(call.outcome == .completed)
+            #expect(call.agent == "bob")
+            #expect(call.offers == 2)
+            #expect(call.waitMs == 3_000)
+            #expect(call.talkMs == 60_000)
+            #expect(call.rulesVersion == "abc123")
+
+            let log = try store.queueLog(call: "c1")
+            #expect(log.map(\.event) == [.enterQueue, .offer, .ringNoAnswer, .offer, .connect, .complete])
+            #expect(log.allSatisfy { $0.rulesVersion == "abc123" && $0.queue == "sales" })
+            #expect(log[4].durationMs == 3_000)
+            #expect(log[5].durationMs == 60_000)
+        }
+    }
+
+    @Test func caller_who_hangs_up_while_waiting_is_abandoned_once() throws {
+        try withTemporaryDatabase { path in
+            let store = try RecordStore(path: path)
+            store.record(arrived("c2", at: 0))
+            store.record(.abandoned(call: "c2", at: 7_000))
+            store.record(.abandoned(call: "c2", at: 8_000))
+            store.record(.connected(call: "c2", agent: "alice", at: 9_000))  // too late: ignored
+            store.flush()
+            let call = try #require(try store.call("c2"))
+            #expect(call.outcome == .abandoned)
+            #expect(call.endedMs == 7_000)
+            #expect(try store.queueLog(call: "c2").map(\.event) == [.enterQueue, .abandon])
+        }
+    }
+
+    @Test func queue_timeout_and_failure_are_recorded_with_their_code() throws {
+        try withTemporaryDatabase { path in
+            let store = try RecordStore(path: path)
+            store.record(arrived("t", at: 0))
+            store.record(.failed(call: "t", code: 480, timedOut: true, at: 60_000))
+            store.record(arrived("f", at: 0))
+            store.record(.failed(call: "f", code: 486, timedOut: false, at: 10))
+            store.flush()
+            #expect(try store.call("t")?.outcome == .timeout)
+            #expect(try store.call("f")?.outcome == .failed)
+            #expect(try store.call("f")?.finalCode == 486)
+            #expect(try store.queueLog(call: "t").last?.event == .exitWithTimeout)
+            #expect(try store.queueLog(call: "f").last?.code == 486)
+        }
+    }
+
+    @Test func reopening_the_file_loses_nothing_written() throws {
+        try withTemporaryDatabase { path in
+            do {
+                let store = try RecordStore(path: path)
+                store.record(arrived("r1", at: 10))
+                store.record(.offered(call: "r1", agent: "alice", at: 20))
+                store.record(.connected(call: "r1", agent: "alice", at: 30))
+                store.flush()
+            }
+            let reopened = try RecordStore(path: path)
+            #expect(try reopened.call("r1")?.outcome == .answered)
+            #expect(try reopened.queueLog().count == 3)
+            // The reopened store goes on where the first left off.
+            try reopened.recordNow(.completed(call: "r1", agent: "alice", at: 1_030))
+            #expect(try RecordStore(path: path).call("r1")?.talkMs == 1_000)
+        }
+    }
+
+    @Test func recent_calls_are_newest_first_and_limited() throws {
+        try withTemporaryDatabase { path in
+            let store = try RecordStore(path: path)
+            for i in 0..<5 { store.record(arrived("c\(i)", at: Int64(i) * 100)) }
+            store.flush()
+            #expect(try store.recentCalls(limit: 3).map(\.reference) == ["c4", "c3", "c2"])
+        }
+    }
+
+    @Test func stats_per_queue_and_per_agent() throws {
+        try withTemporaryDatabase { path in
+            let store = try RecordStore(path: path)
+            // sales: one answered in 5 s (talk 30 s), one answered in 40 s (talk 10 s), one abandoned.
+            store.record(arrived("a", at: 0))
+            store.record(.offered(call: "a", agent: "alice", at: 1_000))
+            store.record(.connected(call: "a", agent: "alice", at: 5_000))
+            store.record(.completed(call: "a", agent: "alice", at: 35_000))
+            store.record(arrived("b", at: 0))
+            store.record(.offered(call: "b", agent: "bob", at: 1_000))
+            store.record(.notAnswered(call: "b", agent: "bob", code: 486, at: 2_000))
+            store.record(.offered(call: "b", agent: "alice", at: 39_000))
+            store.record(.connected(call: "b", agent: "alice", at: 40_000))
+            store.record(.completed(call: "b", agent: "alice", at: 50_000))
+            store.record(arrived("c", at: 0))
+            store.record(.abandoned(call: "c", at: 3_000))
+            // support: one still waiting.
+            store.record(arrived("d", queue: "support", at: 0))
+            store.flush()
+
+            let queues = try store.queueStats(serviceLevelMs: 20_000)
+            #expect(queues.map(\.queue) == ["sales", "support"])
+            let sales = queues[0]
+            #expect(sales.offered == 3)
+            #expect(sales.answered == 2)
+            #expect(sales.abandoned == 1)
+            #expect(sales.averageWaitMs == 22_500)
+            #expect(abs(sales.serviceLevel - 1.0 / 3.0) < 1e-9)
+            #expect(sales.talkMs == 40_000)
+            #expect(sales.averageTalkMs == 20_000)
+            #expect(queues[1].waiting == 1)
+            #expect(queues[1].serviceLevel == 1)
+
+            let agents = try store.agentStats()
+            #expect(agents.map(\.agent) == ["alice", "bob"])
+            #expect(agents[0].offered == 2 && agents[0].answered == 2 && agents[0].talkMs == 40_000)
+            #expect(agents[1].offered == 1 && agents[1].answered == 0 && agents[1].notAnswered == 1)
+        }
+    }
+
+    @Test func a_directory_is_refused_with_a_clear_error() throws {
+        let dir = FileManager.default.temporaryDirectory.path
+        #expect(throws: RecordStoreError.self) { try RecordStore(path: dir) }
+        #expect(throws: RecordStoreError.self) { try RecordStore(path: "/nonexistent-parley-dir/x/records.sqlite") }
+    }
+}
