@@ -1,4 +1,5 @@
 import Foundation
+import ParleySIP
 
 /// A problem with a rule set: a message, with the file and line when known. Its description is
 /// `file:line: message`.

@@ -1,5 +1,6 @@
-/// SHA-256 (FIPS 180-4), enough to name rule-set versions by content without a dependency.
-struct SHA256 {
+/// SHA-256 (FIPS 180-4): names rule-set versions by content, and serves SIP digest
+/// authentication (RFC 8760) and nonces, without a dependency.
+public struct SHA256: Sendable {
     private var h: [UInt32] = [
         0x6a09_e667, 0xbb67_ae85, 0x3c6e_f372, 0xa54f_f53a, 0x510e_527f, 0x9b05_688c, 0x1f83_d9ab, 0x5be0_cd19,
     ]
@@ -17,11 +18,13 @@ struct SHA256 {
         0x748f_82ee, 0x78a5_636f, 0x84c8_7814, 0x8cc7_0208, 0x90be_fffa, 0xa450_6ceb, 0xbef9_a3f7, 0xc671_78f2,
     ]
 
-    mutating func update(_ bytes: [UInt8]) {
+    public init() {}
+
+    public mutating func update(_ bytes: [UInt8]) {
         bytes.withUnsafeBufferPointer { update($0) }
     }
 
-    mutating func update(_ bytes: UnsafeBufferPointer<UInt8>) {
+    public mutating func update(_ bytes: UnsafeBufferPointer<UInt8>) {
         length &+= UInt64(bytes.count)
         var i = 0
         if !buffer.isEmpty {
@@ -75,7 +78,8 @@ struct SHA256 {
         h[0] &+= a; h[1] &+= b; h[2] &+= c; h[3] &+= d; h[4] &+= e; h[5] &+= f; h[6] &+= g; h[7] &+= hh
     }
 
-    mutating func finalizeHex() -> String {
+    /// The 32-byte digest. The hasher is spent afterwards.
+    public mutating func finalize() -> [UInt8] {
         let bits = length &* 8
         var pad: [UInt8] = [0x80]
         while (Int(length) + pad.count) % 64 != 56 { pad.append(0) }
@@ -84,21 +88,47 @@ struct SHA256 {
         update(pad)
         length = savedLength
         precondition(buffer.isEmpty)
-        let hex = Array("0123456789abcdef")
-        var s = ""
+        var out: [UInt8] = []
+        out.reserveCapacity(32)
         for word in h {
-            for i in (0..<4).reversed() {
-                let byte = UInt8(truncatingIfNeeded: word >> (UInt32(i) * 8))
-                s.append(hex[Int(byte >> 4)])
-                s.append(hex[Int(byte & 15)])
-            }
+            for i in (0..<4).reversed() { out.append(UInt8(truncatingIfNeeded: word >> (UInt32(i) * 8))) }
         }
-        return s
+        return out
     }
 
-    static func hex(_ bytes: [UInt8]) -> String {
+    /// The digest as lower-case hex.
+    public mutating func finalizeHex() -> String { hexString(finalize()) }
+
+    public static func hash(_ bytes: [UInt8]) -> [UInt8] {
         var s = SHA256()
         s.update(bytes)
-        return s.finalizeHex()
+        return s.finalize()
     }
+
+    public static func hex(_ bytes: [UInt8]) -> String { hexString(hash(bytes)) }
+
+    /// HMAC-SHA256 (RFC 2104).
+    public static func hmac(key: [UInt8], message: [UInt8]) -> [UInt8] {
+        var k = key.count > 64 ? hash(key) : key
+        k += [UInt8](repeating: 0, count: 64 - k.count)
+        var inner = SHA256()
+        inner.update(k.map { $0 ^ 0x36 })
+        inner.update(message)
+        var outer = SHA256()
+        outer.update(k.map { $0 ^ 0x5C })
+        outer.update(inner.finalize())
+        return outer.finalize()
+    }
+}
+
+/// Lower-case hex of bytes.
+public func hexString(_ bytes: [UInt8]) -> String {
+    let digits = Array("0123456789abcdef".utf8)
+    var out: [UInt8] = []
+    out.reserveCapacity(bytes.count * 2)
+    for b in bytes {
+        out.append(digits[Int(b >> 4)])
+        out.append(digits[Int(b & 15)])
+    }
+    return String(decoding: out, as: UTF8.self)
 }

@@ -1,0 +1,85 @@
+/// MD5 (RFC 1321), for SIP digest authentication (RFC 3261 section 22.4, RFC 2617), which still
+/// names it as its default algorithm. Not for anything that needs collision resistance.
+public struct MD5: Sendable {
+    private var state: (UInt32, UInt32, UInt32, UInt32) = (0x6745_2301, 0xEFCD_AB89, 0x98BA_DCFE, 0x1032_5476)
+    private var buffer: [UInt8] = []
+    private var length: UInt64 = 0
+
+    private static let shifts: [UInt32] = [
+        7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22,
+        5, 9, 14, 20, 5, 9, 14, 20, 5, 9, 14, 20, 5, 9, 14, 20,
+        4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23,
+        6, 10, 15, 21, 6, 10, 15, 21, 6, 10, 15, 21, 6, 10, 15, 21,
+    ]
+
+    /// K[i] = floor(abs(sin(i + 1)) * 2^32), as RFC 1321 tabulates them.
+    private static let table: [UInt32] = [
+        0xd76a_a478, 0xe8c7_b756, 0x2420_70db, 0xc1bd_ceee, 0xf57c_0faf, 0x4787_c62a, 0xa830_4613, 0xfd46_9501,
+        0x6980_98d8, 0x8b44_f7af, 0xffff_5bb1, 0x895c_d7be, 0x6b90_1122, 0xfd98_7193, 0xa679_438e, 0x49b4_0821,
+        0xf61e_2562, 0xc040_b340, 0x265e_5a51, 0xe9b6_c7aa, 0xd62f_105d, 0x0244_1453, 0xd8a1_e681, 0xe7d3_fbc8,
+        0x21e1_cde6, 0xc337_07d6, 0xf4d5_0d87, 0x455a_14ed, 0xa9e3_e905, 0xfcef_a3f8, 0x676f_02d9, 0x8d2a_4c8a,
+        0xfffa_3942, 0x8771_f681, 0x6d9d_6122, 0xfde5_380c, 0xa4be_ea44, 0x4bde_cfa9, 0xf6bb_4b60, 0xbebf_bc70,
+        0x289b_7ec6, 0xeaa1_27fa, 0xd4ef_3085, 0x0488_1d05, 0xd9d4_d039, 0xe6db_99e5, 0x1fa2_7cf8, 0xc4ac_5665,
+        0xf429_2244, 0x432a_ff97, 0xab94_23a7, 0xfc93_a039, 0x655b_59c3, 0x8f0c_cc92, 0xffef_f47d, 0x8584_5dd1,
+        0x6fa8_7e4f, 0xfe2c_e6e0, 0xa301_4314, 0x4e08_11a1, 0xf753_7e82, 0xbd3a_f235, 0x2ad7_d2bb, 0xeb86_d391,
+    ]
+
+    public init() {}
+
+    public mutating func update(_ bytes: [UInt8]) {
+        length &+= UInt64(bytes.count)
+        buffer += bytes
+        var offset = 0
+        while buffer.count - offset >= 64 {
+            compress(buffer, offset)
+            offset += 64
+        }
+        if offset > 0 { buffer.removeFirst(offset) }
+    }
+
+    private mutating func compress(_ block: [UInt8], _ o: Int) {
+        var m = [UInt32](repeating: 0, count: 16)
+        for i in 0..<16 {
+            m[i] = UInt32(block[o + 4 * i]) | UInt32(block[o + 4 * i + 1]) << 8 | UInt32(block[o + 4 * i + 2]) << 16
+                | UInt32(block[o + 4 * i + 3]) << 24
+        }
+        var (a, b, c, d) = state
+        for i in 0..<64 {
+            var f: UInt32
+            let g: Int
+            switch i {
+            case 0..<16: f = (b & c) | (~b & d); g = i
+            case 16..<32: f = (d & b) | (~d & c); g = (5 * i + 1) % 16
+            case 32..<48: f = b ^ c ^ d; g = (3 * i + 5) % 16
+            default: f = c ^ (b | ~d); g = (7 * i) % 16
+            }
+            f = f &+ a &+ MD5.table[i] &+ m[g]
+            a = d
+            d = c
+            c = b
+            let s = MD5.shifts[i]
+            b = b &+ ((f << s) | (f >> (32 - s)))
+        }
+        state = (state.0 &+ a, state.1 &+ b, state.2 &+ c, state.3 &+ d)
+    }
+
+    /// The 16-byte digest. The hasher is spent afterwards.
+    public mutating func finalize() -> [UInt8] {
+        let bits = length &* 8
+        var pad: [UInt8] = [0x80]
+        while (Int(length % 64) + pad.count) % 64 != 56 { pad.append(0) }
+        for i in 0..<8 { pad.append(UInt8(truncatingIfNeeded: bits >> (UInt64(i) * 8))) }
+        update(pad)
+        var out: [UInt8] = []
+        for word in [state.0, state.1, state.2, state.3] {
+            for i in 0..<4 { out.append(UInt8(truncatingIfNeeded: word >> (UInt32(i) * 8))) }
+        }
+        return out
+    }
+
+    public static func hex(_ bytes: [UInt8]) -> String {
+        var m = MD5()
+        m.update(bytes)
+        return hexString(m.finalize())
+    }
+}
