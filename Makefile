@@ -1,5 +1,7 @@
 # Parley: `make run` and `make test` install what is missing (Debian, as root), build, and go.
 SHELL := /bin/bash
+# The Swift toolchain of this machine kind lives in /opt/swift; found even if PATH lacks it.
+export PATH := $(PATH):/opt/swift/usr/bin
 SWIFT ?= swift
 APT_PACKAGES := liblua5.4-dev pkg-config sip-tester
 CONFIG ?= examples/parley.yaml
