@@ -32,6 +32,7 @@ public struct AgentConfiguration: Sendable, Equatable {
 ///   tunnel: 127.0.0.1:5071        # WebSocket, for the tunnel encoding (buffer side)
 /// timers: {no_answer_timeout: 15s, wrap_up: 10s, max_no_answer: 3, break: 60s}
 /// skills: [sales, support]
+/// records: {database: parley-records.sqlite}   # relative to this file; off: no records
 /// agents:
 ///   - {id: alice, skills: [sales], contact: "sip:alice@127.0.0.1:5081", attributes: {language: en}}
 /// ```
@@ -54,6 +55,9 @@ public struct ParleyConfiguration: Sendable {
     public var staleAfter: Duration = .seconds(15)
     public var t1: Duration = .milliseconds(500)
     public var logLevel = "info"
+    /// The SQLite file for call records and the queue log (`records.database`); nil: `off`.
+    /// Default: `parley-records.sqlite` beside the configuration file.
+    public var recordsDatabase: String?
 
     /// The buffer server's URI (handoffs go to it, the agent id appended).
     public var bufferURI: SIPURI {
@@ -65,6 +69,9 @@ public struct ParleyConfiguration: Sendable {
         let (host, port) = Self.split(distributorListen)
         return SIPURI(user: "distributor", host: (try? SIPHost.parse(host)) ?? .name(host), port: port)
     }
+
+    /// The record database's file name when the configuration names none.
+    public static let defaultRecordsFile = "parley-records.sqlite"
 
     static func split(_ listen: String) -> (String, Int) {
         if let a = try? parseSocketAddress(listen) {
@@ -125,7 +132,27 @@ extension ParleyConfiguration {
         let base = (path as NSString).deletingLastPathComponent
         var c = ParleyConfiguration(path: path, rulesDirectory: "rules", roles: Role.allCases, distributorListen: "",
                                     bufferListen: "", tunnelListen: nil, skills: [], agents: [])
-        r.allowOnly(top, ["rules", "roles", "listeners", "timers", "skills", "agents", "log_level"], prefix: "")
+        r.allowOnly(top, ["rules", "roles", "listeners", "timers", "skills", "agents", "log_level", "records"], prefix: "")
+        c.recordsDatabase = base.isEmpty ? Self.defaultRecordsFile : (base as NSString).appendingPathComponent(Self.defaultRecordsFile)
+        if let n = top["records"], let m = r.mapping(n, key: "records") {
+            r.allowOnly(m, ["database"], prefix: "records.")
+            if let dn = m["database"] {
+                if dn.string == "off" || dn.bool == false {
+                    c.recordsDatabase = nil
+                } else if let s = r.string(dn, key: "records.database") {
+                    let full = s.hasPrefix("/") || base.isEmpty ? s : (base as NSString).appendingPathComponent(s)
+                    var isDir: ObjCBool = false
+                    let parent = (full as NSString).deletingLastPathComponent
+                    if s.hasSuffix("/") || (FileManager.default.fileExists(atPath: full, isDirectory: &isDir) && isDir.boolValue) {
+                        r.fail(dn, "records.database", "'\(s)' is a directory; name the database file in it (or off)")
+                    } else if !parent.isEmpty, !(FileManager.default.fileExists(atPath: parent, isDirectory: &isDir) && isDir.boolValue) {
+                        r.fail(dn, "records.database", "the directory of '\(s)' (\(parent)) does not exist")
+                    } else {
+                        c.recordsDatabase = full
+                    }
+                }
+            }
+        }
 
         if let n = top["rules"], let s = r.string(n, key: "rules") {
             c.rulesDirectory = s.hasPrefix("/") || base.isEmpty ? s : (base as NSString).appendingPathComponent(s)

@@ -105,3 +105,44 @@ import Testing
         #expect(problems("listeners: {distributor: 'here', buffer: 1.2.3.4:2}\nagents: []").map(\.key) == ["listeners.distributor"])
     }
 }
+
+/// `records.database`: the call-record file, beside the configuration by default.
+@Suite struct RecordsConfigurationTests {
+    static let base = """
+        listeners: {distributor: 127.0.0.1:5060, buffer: 127.0.0.1:5070}
+        agents:
+          - {id: alice, contact: sip:alice@127.0.0.1:5081}
+
+        """
+
+    func problems(_ text: String) -> [ConfigurationError] {
+        do {
+            _ = try ParleyConfiguration.parse(text, path: "/tmp/parley.yaml")
+            return []
+        } catch {
+            return error.errors
+        }
+    }
+
+    @Test func theDefaultIsBesideTheConfigurationFile() throws {
+        let c = try ParleyConfiguration.parse(Self.base, path: "/tmp/parley.yaml")
+        #expect(c.recordsDatabase == "/tmp/parley-records.sqlite")
+    }
+
+    @Test func aRelativePathIsAnchoredAndOffDisablesRecords() throws {
+        let c = try ParleyConfiguration.parse(Self.base + "records: {database: calls.db}\n", path: "/tmp/parley.yaml")
+        #expect(c.recordsDatabase == "/tmp/calls.db")
+        let off = try ParleyConfiguration.parse(Self.base + "records: {database: off}\n", path: "/tmp/parley.yaml")
+        #expect(off.recordsDatabase == nil)
+    }
+
+    @Test func aBadDatabasePathNamesTheKeyAndLine() {
+        let missingDir = problems(Self.base + "records: {database: /nonexistent-parley/calls.db}\n")
+        #expect(missingDir.map(\.description) == ["/tmp/parley.yaml:4: records.database: the directory of '/nonexistent-parley/calls.db' (/nonexistent-parley) does not exist"])
+        let directory = problems(Self.base + "records: {database: /tmp}\n")
+        #expect(directory.first?.key == "records.database")
+        #expect(directory.first?.message.contains("is a directory") == true)
+        let unknown = problems(Self.base + "records: {path: x.db}\n")
+        #expect(unknown.first?.key == "records.path")
+    }
+}
