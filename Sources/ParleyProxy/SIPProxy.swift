@@ -9,10 +9,13 @@ import ParleyTransport
 public struct ProxyTarget: Sendable {
     public var uri: URI?
     public var destination: SIPDestination?
+    /// Route values to put on top, in order (a registered contact's Path, RFC 3327).
+    public var route: [String]
 
-    public init(uri: URI? = nil, destination: SIPDestination? = nil) {
+    public init(uri: URI? = nil, destination: SIPDestination? = nil, route: [String] = []) {
         self.uri = uri
         self.destination = destination
+        self.route = route
     }
 }
 
@@ -151,6 +154,7 @@ public final class SIPProxy: SIPTransactionUser, @unchecked Sendable {
     private func forward(_ call: ProxyCall, to target: ProxyTarget) -> Bool {
         var request = call.request
         if let uri = target.uri { request.requestURI = uri }
+        for r in target.route.reversed() { request.headers.prepend(HeaderName(.route), r) }
         if let mf = (try? request.maxForwards()) ?? nil {
             request.headers.set(HeaderName(.maxForwards), String(mf - 1))
         } else {
