@@ -1,0 +1,111 @@
+import ArgumentParser
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import ParleyProxy
+import ParleySIP
+import ParleyTransaction
+import ParleyTransport
+
+/// `parley registrar`: a standards registrar (RFC 3261 section 10) with digest authentication,
+/// and a proxy in front of it that forks calls to an address of record over its contacts, highest
+/// q first. The upstream registrar of a contact-center deployment, on one machine.
+struct RegistrarCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "registrar",
+        abstract: "Run a SIP registrar with a proxy that forks calls to the bound contacts in q order.",
+        discussion: """
+        Listens on UDP and TCP at --listen. REGISTER is answered from the location service \
+        (challenged with digest authentication when --realm is given; users from --user NAME:PASSWORD). \
+        Any other request for an address of record goes to its contacts one after the other, highest q \
+        first, the next on a failure response or when a branch gives no final answer within \
+        --branch-timeout. Bindings live in memory. Stops on SIGINT or SIGTERM.
+        """
+    )
+
+    @Option(help: "Address to listen on, IP:PORT or [IPv6]:PORT (UDP and TCP).")
+    var listen: String
+
+    @Option(help: "Digest realm; without it REGISTER is not authenticated.")
+    var realm: String?
+
+    @Option(help: "A user allowed to register, NAME:PASSWORD (repeat).")
+    var user: [String] = []
+
+    @Option(help: "Digest algorithm for challenges: MD5 or SHA-256.")
+    var algorithm: String = "MD5"
+
+    @Option(name: .customLong("branch-timeout"), help: "Seconds a contact may ring before the next one is tried.")
+    var branchTimeout: Double = 32
+
+    @Option(name: .customLong("min-expires"), help: "Shortest registration accepted (423 below it), seconds.")
+    var minExpires: UInt32 = 60
+
+    @Option(name: .customLong("max-expires"), help: "Longest registration granted, seconds.")
+    var maxExpires: UInt32 = 3600
+
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
+    var logLevel: String = "info"
+
+    func validate() throws {
+        guard DigestAlgorithm(parameter: algorithm) != nil else { throw ValidationError("--algorithm must be MD5 or SHA-256, not '\(algorithm)'") }
+        for u in user where !u.contains(":") || u.hasPrefix(":") {
+            throw ValidationError("--user '\(u)' must be NAME:PASSWORD")
+        }
+        guard minExpires <= maxExpires else { throw ValidationError("--min-expires must not exceed --max-expires") }
+        guard branchTimeout > 0 else { throw ValidationError("--branch-timeout must be positive") }
+        guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("--log-level '\(logLevel)' is not a log level") }
+    }
+
+    func run() throws {
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var h = StreamLogHandler.standardError(label: label)
+            h.logLevel = level
+            return h
+        }
+        let listenAddress: SocketAddress
+        do { listenAddress = try parseSocketAddress(listen) } catch { throw ValidationError("\(error)") }
+        var users: [String: String] = [:]
+        for u in user {
+            let i = u.firstIndex(of: ":")!
+            users[String(u[..<i])] = String(u[u.index(after: i)...])
+        }
+        var config = SIPRegistrar.Configuration()
+        config.realm = realm
+        config.algorithm = DigestAlgorithm(parameter: algorithm) ?? .md5
+        config.policy.minExpires = minExpires
+        config.policy.maxExpires = maxExpires
+        config.policy.defaultExpires = min(max(3600, minExpires), maxExpires)
+        var proxyConfig = ProxyConfiguration()
+        proxyConfig.branchTimeout = .milliseconds(Int64(branchTimeout * 1000))
+        let registrarConfig = config, forkConfig = proxyConfig, passwords = users
+
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let loop = group.next()
+        let setup = loop.flatSubmit { () -> EventLoopFuture<SIPRegistrar> in
+            let transport = SIPTransport(loop: loop)
+            let stack = SIPStack(transport: transport)
+            let registrar = SIPRegistrar(stack: stack, configuration: registrarConfig, proxyConfiguration: forkConfig) { name, _ in
+                passwords[name]
+            }
+            return transport.listen(.udp, on: listenAddress)
+                .flatMap { _ in transport.listen(.tcp, on: listenAddress) }
+                .map { _ in registrar }
+        }
+        let registrar: SIPRegistrar
+        do { registrar = try setup.wait() } catch {
+            try? group.syncShutdownGracefully()
+            throw ValidationError("cannot listen on \(listen): \(error)")
+        }
+        waitForTerminationSignal()
+        let summary = try? loop.submit { () -> String in
+            let c = registrar.counters
+            return "registers=\(c.registers) challenged=\(c.challenged) refused=\(c.refusedCredentials) replays=\(c.replays) bindings=\(registrar.location.all.count) forwarded=\(registrar.proxy.counters.forwarded)\n"
+        }.wait()
+        if let summary { FileHandle.standardError.write(Data(summary.utf8)) }
+        _ = try? loop.flatSubmit { registrar.stack.stop(); return registrar.stack.transport.close() }.wait()
+        try? group.syncShutdownGracefully()
+    }
+}
