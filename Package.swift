@@ -100,6 +100,8 @@ let package = Package(
             resources: [.copy("Fixtures")]
         ),
         .testTarget(name: "ParleyTransactionTests", dependencies: ["ParleyTransaction"]),
+        .target(name: "ParleyRegistration", dependencies: ["ParleySIP", "ParleyRules"]),
+        .testTarget(name: "ParleyRegistrationTests", dependencies: ["ParleyRegistration", "ParleyRules", "ParleySIP"]),
         .testTarget(
             name: "ParleyProxyTests",
             dependencies: ["ParleyProxy", "ParleyTransport", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")]
