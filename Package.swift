@@ -52,7 +52,7 @@ let package = Package(
         .target(
             name: "ParleyCallCenter",
             dependencies: [
-                "ParleySIP", "ParleyTransaction", "ParleyTransport", "ParleyRules",
+                "ParleySIP", "ParleyTransaction", "ParleyTransport", "ParleyRules", "ParleyRecords",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

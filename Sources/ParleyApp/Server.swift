@@ -4,6 +4,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import ParleyCallCenter
+import ParleyRecords
 import ParleyRules
 import ParleySIP
 import ParleyTransaction
@@ -20,6 +21,8 @@ public final class ParleyServer: @unchecked Sendable {
     public private(set) var distributor: Distributor?
     public private(set) var buffer: BufferServer?
     public private(set) var store: RuleStore?
+    /// Call records and the queue log (the distributor's), when the configuration keeps them.
+    public private(set) var records: RecordStore?
     private var tunnelServer: TunnelServer?
     private var tunnelClient: TunnelClient?
     private var watcher: RuleWatcher?
@@ -86,11 +89,21 @@ public final class ParleyServer: @unchecked Sendable {
             let clock = RuleClock.system
             let agents = c.agentMachines(now: clock.nowMs())
             let tunnelAddress = try c.tunnelListen.map { try parseSocketAddress($0) }
+            if let path = c.recordsDatabase {
+                let log = Logger(label: "parley.records")
+                do {
+                    records = try RecordStore(path: path) { error in log.error("call record not written: \(error)") }
+                } catch {
+                    throw ServeError("records.database: \(error)")
+                }
+            }
+            let records = self.records
             distributor = try loop.flatSubmit { () -> EventLoopFuture<Distributor> in
                 let transport = SIPTransport(loop: loop, logger: Logger(label: "parley.distributor.transport"))
                 let stack = SIPStack(transport: transport, timers: timers, logger: Logger(label: "parley.distributor.stack"))
                 let d = Distributor(stack: stack, configuration: config, store: store, agents: agents, clock: clock.nowMs)
                 d.links[.message] = d.makeMessageLink()
+                d.records = records
                 return transport.listen(.udp, on: address)
                     .flatMap { _ in transport.listen(.tcp, on: address) }
                     .map { _ in d.start(); return d }
@@ -145,6 +158,7 @@ public final class ParleyServer: @unchecked Sendable {
             _ = try? b.stack.loop.flatSubmit { b.stop(); b.stack.stop(); return b.stack.transport.close() }.wait()
         }
         try? group.syncShutdownGracefully()
+        records?.flush()
     }
 }
 

@@ -1,5 +1,6 @@
 import Logging
 import NIOCore
+import ParleyRecords
 import ParleyRules
 import ParleySIP
 import ParleyTransaction
@@ -91,6 +92,9 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
     /// Links for the `message` and `tunnel` encodings (`uri` needs none). An encoding whose link
     /// is missing falls back to `uri`, logged.
     public var links: [HandoffEncoding: HandoffLink] = [:]
+    /// Where call records and queue-log lines go (nil: none kept). Writes are queued, never
+    /// waited for on the event loop.
+    public var records: RecordStore?
     private let clock: () -> Int64
 
     private var calls: [TransactionKey: DistributorCall] = [:]
@@ -160,6 +164,8 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
                             arrivedMs: clock(), attempts: [], invite: view)
         let call = DistributorCall(serverKey: key, invite: invite, reference: reference, info: info, rules: rules)
         calls[key] = call
+        records?.record(.arrived(call: reference, sipCallID: invite.callID ?? "", caller: view.fields[InviteView.Field.from.rawValue] ?? "",
+                                 queue: classification.type, priority: classification.priority, rulesVersion: rules.version, at: info.arrivedMs))
         logger.debug("call \(reference) (\(invite.callID ?? "?")) type \(classification.type) priority \(classification.priority) rules \(rules.version.prefix(12))")
         tryNext(call)
     }
@@ -168,6 +174,7 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
         guard let call = calls[invite], !call.finalSent else { return }
         counters.cancelled += 1
         call.cancelled = true
+        records?.record(.abandoned(call: call.reference, at: clock()))
         dequeue(call)
         if let a = call.current, !a.final {
             cancelAttempt(a)
@@ -238,6 +245,7 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
         call.current = attempt
         call.attempts.append(attempt)
         call.liveAttempts += 1
+        records?.record(.offered(call: call.reference, agent: agent, at: clock()))
         var invite = handoffInvite(call, agent: agent, encoding: encoding)
         logger.debug("call \(call.reference): offering to \(agent) by \(encoding)")
         if encoding == .uri {
@@ -275,6 +283,7 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
         counters.noAnswers += 1
         attempt.abandoned = true
         agents.noAnswer(attempt.agent, call: call.reference)
+        records?.record(.notAnswered(call: call.reference, agent: attempt.agent, code: nil, at: clock()))
         logger.debug("call \(call.reference): \(attempt.agent) did not answer in \(configuration.noAnswerTimeout)")
         cancelAttempt(attempt)
         call.liveAttempts -= 1
@@ -343,6 +352,7 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
                     m.answered(call: call.reference, now: t) || m.answeredLate(call: call.reference, now: t)
                 }
                 answeredCalls[call.reference] = attempt.agent
+                records?.record(.connected(call: call.reference, agent: attempt.agent, at: clock()))
                 if let other = call.current, other !== attempt { cancelAttempt(other) }
                 call.cancelGuard?.cancel()
             }
@@ -356,6 +366,7 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
             if !attempt.abandoned {
                 call.liveAttempts -= 1
                 agents.rejected(attempt.agent, call: call.reference)
+                records?.record(.notAnswered(call: call.reference, agent: attempt.agent, code: code, at: clock()))
                 call.record(code: code, reason: response.reasonPhrase, response: upstream)
             } else {
                 // The agent was already released when its no-answer timer fired.
@@ -412,8 +423,12 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
     }
 
     /// Answers the caller: the best response any agent gave, or `code`.
-    private func finish(_ call: DistributorCall, code: Int, reason: String? = nil) {
+    private func finish(_ call: DistributorCall, code: Int, reason: String? = nil, timedOut: Bool = false) {
         guard !call.finalSent else { return }
+        if code != 487 {
+            let sent = call.best == nil ? code : call.bestCode
+            records?.record(.failed(call: call.reference, code: sent, timedOut: timedOut, at: clock()))
+        }
         call.finalSent = true
         call.cancelGuard?.cancel()
         call.queueTimer?.cancel()
@@ -447,7 +462,7 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
             call.queueTimer = stack.schedule(after: configuration.queueTimeout) { [weak self, weak call] in
                 guard let self, let call, call.queued else { return }
                 self.counters.queueTimeouts += 1
-                self.finish(call, code: 480, reason: "Temporarily Unavailable: no agent answered in time")
+                self.finish(call, code: 480, reason: "Temporarily Unavailable: no agent answered in time", timedOut: true)
             }
         }
     }
@@ -488,7 +503,9 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
     public func handle(_ event: CallEvent) {
         switch event {
         case .ended(let reference, let agent):
-            answeredCalls[reference] = nil
+            if answeredCalls.removeValue(forKey: reference) != nil {
+                records?.record(.completed(call: reference, agent: agent, at: clock()))
+            }
             agents.callEnded(agent, call: reference)
         case .live(let refs):
             let live = Set(refs)
@@ -525,7 +542,10 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
             counters.reconciled += changed
             logger.info("reconciled \(changed) agent(s) against the buffer server's calls")
         }
-        for (ref, agent) in answeredCalls where agents.agent(agent)?.currentCall != ref { answeredCalls[ref] = nil }
+        for (ref, agent) in answeredCalls where agents.agent(agent)?.currentCall != ref {
+            answeredCalls[ref] = nil
+            records?.record(.completed(call: ref, agent: agent, at: now))  // ended by reconciliation
+        }
     }
 
     // MARK: The message link
