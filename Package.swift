@@ -81,6 +81,7 @@ let package = Package(
             name: "parley",
             dependencies: [
                 "ParleyApp",
+                "ParleyRecords",
                 "ParleySIP",
                 "ParleyRules",
                 "ParleyTransport",
