@@ -76,7 +76,7 @@ let package = Package(
             dependencies: ["ParleyCallCenter", "ParleyTransport", "ParleyRules", "ParleySIP",
                            .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")]
         ),
-        .testTarget(name: "ParleyAppTests", dependencies: ["ParleyApp", "ParleyCallCenter"]),
+        .testTarget(name: "ParleyAppTests", dependencies: ["ParleyApp", "ParleyCallCenter", "ParleyRecords"]),
         .executableTarget(
             name: "parley",
             dependencies: [

@@ -1,0 +1,105 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Foundation
+import ParleyRecords
+import Testing
+
+@testable import ParleyApp
+
+/// `parley serve`'s distributor writes call records to records.database: a call sent over UDP
+/// leaves its record and queue log, stamped with the rules version, and a restart loses nothing.
+@Suite(.serialized) struct RecordsOnTheWireTests {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    /// Sends `text` over UDP from 127.0.0.1:`from` to 127.0.0.1:`port` and returns the responses
+    /// until a final one (or 5 s).
+    func sendAndCollect(_ text: String, from: Int, port: Int) throws -> [String] {
+        let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+        #expect(fd >= 0)
+        defer { close(fd) }
+        var local = sockaddr_in()
+        local.sin_family = sa_family_t(AF_INET)
+        local.sin_port = in_port_t(UInt16(from).bigEndian)
+        local.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let bound = withUnsafePointer(to: &local) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        #expect(bound == 0)
+        var tv = timeval(tv_sec: 5, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = in_port_t(UInt16(port).bigEndian)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let bytes = Array(text.utf8)
+        let sent = withUnsafePointer(to: &addr) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(fd, bytes, bytes.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        #expect(sent == bytes.count)
+        var responses: [String] = []
+        var buffer = [UInt8](repeating: 0, count: 65_536)
+        while true {
+            let n = recv(fd, &buffer, buffer.count, 0)
+            guard n > 0 else { break }
+            let r = String(decoding: buffer[0..<n], as: UTF8.self)
+            responses.append(r)
+            if let code = Int(r.dropFirst(8).prefix(3)), code >= 200 { break }
+        }
+        return responses
+    }
+
+    @Test func aCallNoAgentCanTakeIsRecordedAndSurvivesARestart() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("parley-records-wire-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let port = Int.random(in: 21_000..<29_000)
+        let yaml = """
+            rules: \(Self.root.appendingPathComponent("rules").path)
+            roles: [distributor]
+            listeners: {distributor: "127.0.0.1:\(port)", buffer: "127.0.0.1:\(port + 1)"}
+            agents:
+              - {id: a1, contact: "sip:a1@127.0.0.1:\(port + 2)", available: false}
+            records: {database: calls.sqlite}
+            """
+        let configPath = dir.appendingPathComponent("parley.yaml").path
+        try yaml.write(toFile: configPath, atomically: true, encoding: .utf8)
+        let configuration = try ParleyConfiguration.load(path: configPath)
+        #expect(configuration.recordsDatabase == dir.appendingPathComponent("calls.sqlite").path)
+
+        let server = ParleyServer(configuration: configuration)
+        try server.start()
+        let version = server.store?.version ?? "?"
+        let invite = [
+            "INVITE sip:sales@127.0.0.1:\(port) SIP/2.0",
+            "Via: SIP/2.0/UDP 127.0.0.1:\(port + 3);branch=z9hG4bK-records-1",
+            "Max-Forwards: 70",
+            "From: <sip:caller@127.0.0.1>;tag=caller1",
+            "To: <sip:sales@127.0.0.1>",
+            "Call-ID: records-wire-1@127.0.0.1",
+            "CSeq: 1 INVITE",
+            "Contact: <sip:caller@127.0.0.1:\(port + 3)>",
+            "Content-Length: 0",
+            "", "",
+        ].joined(separator: "\r\n")
+        let responses = try sendAndCollect(invite, from: port + 3, port: port)
+        server.stop()
+        #expect(responses.last?.hasPrefix("SIP/2.0 480") == true)
+
+        // A new store on the same file: the process that wrote it is gone.
+        let store = try RecordStore(path: try #require(configuration.recordsDatabase))
+        let calls = try store.recentCalls()
+        #expect(calls.count == 1)
+        let call = try #require(calls.first)
+        #expect(call.sipCallID == "records-wire-1@127.0.0.1")
+        #expect(call.caller == "sip:caller@127.0.0.1")
+        #expect(call.outcome == .failed)
+        #expect(call.finalCode == 480)
+        #expect(call.rulesVersion == version)
+        let log = try store.queueLog(call: call.reference)
+        #expect(log.map(\.event) == [.enterQueue, .failed])
+        #expect(log.allSatisfy { $0.rulesVersion == version })
+    }
+}
