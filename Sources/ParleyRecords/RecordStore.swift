@@ -137,6 +137,8 @@ public final class RecordStore: Sendable {
         }
         var config = Configuration()
         config.busyMode = .timeout(5)
+        // WAL: `parley calls` and `parley stats` read while `parley serve` writes, neither waiting.
+        config.journalMode = .wal
         do {
             db = try DatabaseQueue(path: path, configuration: config)
             try Self.migrator.migrate(db)
