@@ -174,7 +174,6 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
         guard let call = calls[invite], !call.finalSent else { return }
         counters.cancelled += 1
         call.cancelled = true
-        records?.record(.abandoned(call: call.reference, at: clock()))
         dequeue(call)
         if let a = call.current, !a.final {
             cancelAttempt(a)
@@ -425,7 +424,11 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
     /// Answers the caller: the best response any agent gave, or `code`.
     private func finish(_ call: DistributorCall, code: Int, reason: String? = nil, timedOut: Bool = false) {
         guard !call.finalSent else { return }
-        if code != 487 {
+        if code == 487 {
+            // Recorded when the caller gets the 487, not at the CANCEL: an agent's 2xx that
+            // crosses the CANCEL connects the call instead.
+            records?.record(.abandoned(call: call.reference, at: clock()))
+        } else {
             let sent = call.best == nil ? code : call.bestCode
             records?.record(.failed(call: call.reference, code: sent, timedOut: timedOut, at: clock()))
         }
