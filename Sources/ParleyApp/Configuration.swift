@@ -20,6 +20,14 @@ public struct AgentConfiguration: Sendable, Equatable {
     public var available: Bool
 }
 
+/// A treatment system (music on hold, an announcement, an IVR): a SIP endpoint the buffer server
+/// connects callers to.
+public struct TreatmentConfiguration: Sendable, Equatable {
+    /// Its name (`moh`, `announcement`, `ivr`, ...): queues refer to it by this name.
+    public var name: String
+    public var contact: URI
+}
+
 /// `parley serve`'s configuration file (YAML), checked as a whole: every problem is reported
 /// with its line and the key it concerns, and a file with any problem does not start.
 ///
@@ -33,6 +41,9 @@ public struct AgentConfiguration: Sendable, Equatable {
 /// timers: {no_answer_timeout: 15s, wrap_up: 10s, max_no_answer: 3, break: 60s}
 /// skills: [sales, support]
 /// records: {database: parley-records.sqlite}   # relative to this file; off: no records
+/// treatments: {moh: "sip:moh@127.0.0.1:5090"}
+/// queues:
+///   default: {max_wait: 60s, max_length: 20, no_agent: reject, status: 480, treatment: moh, overflow: status}
 /// agents:
 ///   - {id: alice, skills: [sales], contact: "sip:alice@127.0.0.1:5081", attributes: {language: en}}
 /// ```
@@ -58,6 +69,11 @@ public struct ParleyConfiguration: Sendable {
     /// The SQLite file for call records and the queue log (`records.database`); nil: `off`.
     /// Default: `parley-records.sqlite` beside the configuration file.
     public var recordsDatabase: String?
+    /// Treatment systems, in the order the file lists them.
+    public var treatments: [TreatmentConfiguration] = []
+    /// Queue behaviour per call type; `defaultQueue` for every other type.
+    public var queues: [String: QueuePolicy] = [:]
+    public var defaultQueue = QueuePolicy()
 
     /// The buffer server's URI (handoffs go to it, the agent id appended).
     public var bufferURI: SIPURI {
@@ -132,7 +148,8 @@ extension ParleyConfiguration {
         let base = (path as NSString).deletingLastPathComponent
         var c = ParleyConfiguration(path: path, rulesDirectory: "rules", roles: Role.allCases, distributorListen: "",
                                     bufferListen: "", tunnelListen: nil, skills: [], agents: [])
-        r.allowOnly(top, ["rules", "roles", "listeners", "timers", "skills", "agents", "log_level", "records"], prefix: "")
+        r.allowOnly(top, ["rules", "roles", "listeners", "timers", "skills", "agents", "log_level", "records",
+                          "treatments", "queues"], prefix: "")
         c.recordsDatabase = base.isEmpty ? Self.defaultRecordsFile : (base as NSString).appendingPathComponent(Self.defaultRecordsFile)
         if let n = top["records"], let m = r.mapping(n, key: "records") {
             r.allowOnly(m, ["database"], prefix: "records.")
@@ -267,6 +284,41 @@ extension ParleyConfiguration {
             r.missing("agents", "at least one agent (id, skills, contact)")
         }
 
+        c.defaultQueue.maxWait = c.queueTimeout
+        if let n = top["treatments"], let m = r.mapping(n, key: "treatments") {
+            for (kn, vn) in m {
+                let name = kn.string ?? "?"
+                let k = "treatments." + name
+                if !HandoffWire.isValidAgentID(name) {
+                    r.fail(kn, k, "a treatment's name may hold only letters, digits, '-', '_' and '.'")
+                    continue
+                }
+                guard let s = r.string(vn, key: k) else { continue }
+                if case .sip(let u)? = try? URI.parse(s), Resolver.destination(for: .sip(u)) != nil {
+                    c.treatments.append(TreatmentConfiguration(name: name, contact: .sip(u)))
+                } else {
+                    r.fail(vn, k, "'\(s)' is not a SIP URI with a reachable host (sip:user@host:port)")
+                }
+            }
+        }
+        if let n = top["queues"], let m = r.mapping(n, key: "queues") {
+            var policies: [(String, Node, QueuePolicy)] = []
+            for (kn, vn) in m {
+                let name = kn.string ?? "?"
+                if name != "default", !c.skills.isEmpty, !c.skills.contains(name) {
+                    r.fail(kn, "queues." + name, "'\(name)' is not one of the skills (\(c.skills.joined(separator: ", "))) nor 'default'")
+                }
+                policies.append((name, vn, QueuePolicy(maxWait: c.queueTimeout)))
+            }
+            // `default` first: the other queues start from it.
+            policies = policies.filter { $0.0 == "default" } + policies.filter { $0.0 != "default" }
+            for (name, node, start) in policies {
+                var p = name == "default" ? start : c.defaultQueue
+                r.queuePolicy(node, key: "queues." + name, into: &p, treatments: Set(c.treatments.map(\.name)))
+                if name == "default" { c.defaultQueue = p } else { c.queues[name] = p }
+            }
+        }
+
         if !r.errors.isEmpty { throw ConfigurationErrors(errors: r.errors) }
         return c
     }
@@ -285,6 +337,38 @@ extension Duration {
     var ms: Int64 {
         let c = components
         return c.seconds * 1000 + c.attoseconds / 1_000_000_000_000_000
+    }
+}
+
+extension Reader {
+    /// One queue's settings over `policy` (keys left out keep their value).
+    mutating func queuePolicy(_ node: Node, key k: String, into policy: inout QueuePolicy, treatments: Set<String>) {
+        guard let m = mapping(node, key: k) else { return }
+        allowOnly(m, ["max_wait", "max_length", "no_agent", "status", "treatment", "overflow"], prefix: k + ".")
+        if let d = duration(m["max_wait"], key: k + ".max_wait", positive: true) { policy.maxWait = d }
+        if let v = m["max_length"] {
+            if v.string == "unlimited" || v.string == "off" { policy.maxLength = nil }
+            else if let i = v.int, i >= 1 { policy.maxLength = i }
+            else { fail(v, k + ".max_length", "expected a whole number >= 1 (or unlimited), got '\(v.string ?? "?")'") }
+        }
+        if let v = m["no_agent"], let s = string(v, key: k + ".no_agent") {
+            if let na = QueuePolicy.NoAgent(rawValue: s) { policy.noAgent = na }
+            else { fail(v, k + ".no_agent", "'\(s)' is neither reject (answer with status) nor queue (wait for an agent to log in)") }
+        }
+        if let v = m["status"] {
+            if let i = v.int, (300...699).contains(i) { policy.status = i }
+            else { fail(v, k + ".status", "expected a final SIP status from 300 to 699, got '\(v.string ?? "?")'") }
+        }
+        if let v = m["treatment"], let s = string(v, key: k + ".treatment") {
+            if s == "none" || s == "off" { policy.treatment = nil }
+            else if treatments.contains(s) { policy.treatment = s }
+            else { fail(v, k + ".treatment", "'\(s)' is not one of the treatments (\(treatments.sorted().joined(separator: ", ")))") }
+        }
+        if let v = m["overflow"], let s = string(v, key: k + ".overflow") {
+            if s == "status" { policy.overflow = .status }
+            else if treatments.contains(s) { policy.overflow = .treatment(s) }
+            else { fail(v, k + ".overflow", "'\(s)' is neither status nor one of the treatments (\(treatments.sorted().joined(separator: ", ")))") }
+        }
     }
 }
 

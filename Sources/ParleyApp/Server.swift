@@ -45,6 +45,7 @@ public final class ParleyServer: @unchecked Sendable {
             let distributorAddress = try parseSocketAddress(c.distributorListen)
             var bc = BufferServerConfiguration()
             bc.agentContacts = Dictionary(uniqueKeysWithValues: c.agents.map { ($0.id, $0.contact) })
+            bc.treatmentContacts = Dictionary(c.treatments.map { ($0.name, $0.contact) }, uniquingKeysWith: { a, _ in a })
             bc.eventTarget = SIPDestination(transport: .udp, address: distributorAddress)
             bc.eventURI = .sip(c.distributorURI)
             bc.heartbeatInterval = c.heartbeat
@@ -82,7 +83,9 @@ public final class ParleyServer: @unchecked Sendable {
             var dc = DistributorConfiguration(bufferURI: c.bufferURI, bufferDestination: SIPDestination(transport: .udp, address: bufferAddress))
             dc.skills = Set(c.skills)
             dc.noAnswerTimeout = c.noAnswerTimeout
-            dc.queueTimeout = c.queueTimeout
+            dc.queues = c.queues
+            dc.defaultQueue = c.defaultQueue
+            dc.treatments = Set(c.treatments.map(\.name))
             dc.reconcileInterval = c.heartbeat
             dc.heartbeatTimeout = c.heartbeat * 4
             let config = dc

@@ -16,6 +16,8 @@ public protocol HandoffReplyPath: AnyObject {
 public struct BufferServerConfiguration: Sendable {
     /// The agents' contacts by id (from configuration; registrations later).
     public var agentContacts: [String: URI]
+    /// The treatment systems' contacts by name (music on hold, announcements).
+    public var treatmentContacts: [String: URI] = [:]
     /// Where call events (ended, live) go: the distributor. nil: nowhere.
     public var eventTarget: SIPDestination?
     /// The distributor's URI, for the Request-URI of event MESSAGEs.

@@ -25,8 +25,17 @@ public struct DistributorConfiguration: Sendable {
     public var skills: Set<String>
     /// How long an agent may ring before the call moves to the next agent.
     public var noAnswerTimeout: Duration
-    /// How long a call may wait for an agent before it is answered 480.
-    public var queueTimeout: Duration
+    /// How long a call may wait for an agent (the default queue's `maxWait`).
+    public var queueTimeout: Duration {
+        get { defaultQueue.maxWait }
+        set { defaultQueue.maxWait = newValue }
+    }
+    /// Queue behaviour per call type.
+    public var queues: [String: QueuePolicy] = [:]
+    /// Queue behaviour for a call type `queues` does not name.
+    public var defaultQueue = QueuePolicy()
+    /// The treatment systems the buffer server can connect callers to, by name.
+    public var treatments: Set<String> = []
     /// How often agent state is reconciled against the buffer server's heartbeats.
     public var reconcileInterval: Duration
     /// A heartbeat older than this means the buffer server is gone: its calls count as ended.
@@ -39,10 +48,13 @@ public struct DistributorConfiguration: Sendable {
         self.bufferDestination = bufferDestination
         self.skills = skills
         self.noAnswerTimeout = noAnswerTimeout
-        self.queueTimeout = queueTimeout
+        self.defaultQueue.maxWait = queueTimeout
         self.reconcileInterval = reconcileInterval
         self.heartbeatTimeout = heartbeatTimeout
     }
+
+    /// The queue behaviour for a call type.
+    public func policy(for type: String) -> QueuePolicy { queues[type] ?? defaultQueue }
 }
 
 /// The automatic contact distributor: takes the caller's INVITE (100 Trying at once), asks the

@@ -146,3 +146,71 @@ import Testing
         #expect(unknown.first?.key == "records.path")
     }
 }
+
+/// `treatments` and `queues`: per-queue limits, no-agent behaviour, treatment and overflow.
+@Suite struct QueueConfigurationTests {
+    static let base = """
+        listeners: {distributor: 127.0.0.1:5060, buffer: 127.0.0.1:5070}
+        timers: {queue_timeout: 45s}
+        skills: [sales, support]
+        agents:
+          - {id: alice, skills: [sales], contact: sip:alice@127.0.0.1:5081}
+        treatments:
+          moh: sip:moh@127.0.0.1:5090
+          announcement: sip:announce@127.0.0.1:5091
+
+        """
+
+    func problems(_ text: String) -> [String] {
+        do {
+            _ = try ParleyConfiguration.parse(text, path: "/tmp/parley.yaml")
+            return []
+        } catch {
+            return error.errors.map(\.description)
+        }
+    }
+
+    @Test func withoutQueuesEveryTypeWaitsQueueTimeoutAndIsRejectedWhenNobodyIsLoggedIn() throws {
+        let c = try ParleyConfiguration.parse(Self.base, path: "/tmp/parley.yaml")
+        #expect(c.treatments.map(\.name) == ["moh", "announcement"])
+        #expect(c.treatments[1].contact.description == "sip:announce@127.0.0.1:5091")
+        #expect(c.queues.isEmpty)
+        #expect(c.defaultQueue == QueuePolicy(maxWait: .seconds(45), maxLength: nil, noAgent: .reject, status: 480, treatment: nil, overflow: .status))
+    }
+
+    @Test func theDefaultQueueIsWhereOtherQueuesStart() throws {
+        let c = try ParleyConfiguration.parse(Self.base + """
+            queues:
+              sales: {max_length: 3, overflow: announcement}
+              default: {max_wait: 2m, no_agent: queue, status: 486, treatment: moh}
+              support: {treatment: none, max_length: unlimited}
+            """, path: "/tmp/parley.yaml")
+        #expect(c.defaultQueue == QueuePolicy(maxWait: .seconds(120), maxLength: nil, noAgent: .queue, status: 486, treatment: "moh", overflow: .status))
+        #expect(c.queues["sales"] == QueuePolicy(maxWait: .seconds(120), maxLength: 3, noAgent: .queue, status: 486, treatment: "moh", overflow: .treatment("announcement")))
+        #expect(c.queues["support"]?.treatment == nil)
+        #expect(c.queues["support"]?.maxLength == nil)
+    }
+
+    @Test func everyBadQueueKeyIsNamedWithItsLine() {
+        let p = problems(Self.base + """
+            queues:
+              sails: {max_wait: 10s}
+              sales: {max_wait: 0, max_length: 0, no_agent: hangup, status: 200, treatment: jazz, overflow: voicemail, colour: blue}
+            """)
+        #expect(p.contains("/tmp/parley.yaml:10: queues.sails: 'sails' is not one of the skills (sales, support) nor 'default'"))
+        #expect(p.contains { $0.hasPrefix("/tmp/parley.yaml:11: queues.sales.max_wait: expected a duration") })
+        #expect(p.contains("/tmp/parley.yaml:11: queues.sales.max_length: expected a whole number >= 1 (or unlimited), got '0'"))
+        #expect(p.contains { $0.hasPrefix("/tmp/parley.yaml:11: queues.sales.no_agent: 'hangup' is neither reject") })
+        #expect(p.contains("/tmp/parley.yaml:11: queues.sales.status: expected a final SIP status from 300 to 699, got '200'"))
+        #expect(p.contains("/tmp/parley.yaml:11: queues.sales.treatment: 'jazz' is not one of the treatments (announcement, moh)"))
+        #expect(p.contains("/tmp/parley.yaml:11: queues.sales.overflow: 'voicemail' is neither status nor one of the treatments (announcement, moh)"))
+        #expect(p.contains { $0.hasPrefix("/tmp/parley.yaml:11: queues.sales.colour: unknown key") })
+        #expect(p.count == 8)
+    }
+
+    @Test func aTreatmentNeedsAReachableSIPURI() {
+        #expect(problems(Self.base + "treatments: {hold: 'mailto:x@y'}\n").count == 1)
+        let p = problems(Self.base.replacingOccurrences(of: "sip:moh@127.0.0.1:5090", with: "tel:+331234"))
+        #expect(p == ["/tmp/parley.yaml:7: treatments.moh: 'tel:+331234' is not a SIP URI with a reachable host (sip:user@host:port)"])
+    }
+}
