@@ -6,7 +6,7 @@ SWIFT ?= swift
 APT_PACKAGES := liblua5.4-dev pkg-config sip-tester
 CONFIG ?= examples/parley.yaml
 
-.PHONY: deps build release run test bench clean
+.PHONY: deps build release run demo test bench clean
 
 # Install the Debian packages that are missing (apt-get update only when something is).
 deps:
@@ -29,11 +29,17 @@ run: release
 	.build/release/parley rules check rules
 	.build/release/parley serve --config $(CONFIG)
 
+# The whole contact center on loopback with simulated agents and callers and a live summary
+# (docs/demo.md); DEMO_ARGS passes options, e.g. make demo DEMO_ARGS="--agents 8 --rate 2".
+demo: release
+	.build/release/parley demo $(DEMO_ARGS)
+
 test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test
 	.build/debug/parley test rules examples/rules
 	bash Tests/cli/sip-parse.sh
+	bash Tests/cli/demo.sh
 	bash Tests/sipp/run.sh
 	bash Tests/sipp-callpath/run.sh --quick
 
