@@ -64,7 +64,7 @@ let package = Package(
         .target(
             name: "ParleyApp",
             dependencies: [
-                "ParleyCallCenter", "ParleyTransport", "ParleyRules", "ParleySIP",
+                "ParleyCallCenter", "ParleyRegistration", "ParleyTransport", "ParleyRules", "ParleySIP",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -86,6 +86,7 @@ let package = Package(
                 "ParleyRules",
                 "ParleyTransport",
                 "ParleyProxy",
+                "ParleyRegistration",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -101,8 +102,17 @@ let package = Package(
             resources: [.copy("Fixtures")]
         ),
         .testTarget(name: "ParleyTransactionTests", dependencies: ["ParleyTransaction"]),
-        .target(name: "ParleyRegistration", dependencies: ["ParleySIP", "ParleyRules"]),
-        .testTarget(name: "ParleyRegistrationTests", dependencies: ["ParleyRegistration", "ParleyRules", "ParleySIP"]),
+        .target(
+            name: "ParleyRegistration",
+            dependencies: ["ParleySIP", "ParleyRules", "ParleyTransaction", "ParleyTransport", "ParleyProxy",
+                           .product(name: "NIOCore", package: "swift-nio"), .product(name: "Logging", package: "swift-log"),
+                           .product(name: "GRDB", package: "GRDB.swift")]
+        ),
+        .testTarget(
+            name: "ParleyRegistrationTests",
+            dependencies: ["ParleyRegistration", "ParleyRules", "ParleySIP", "ParleyProxy", "ParleyTransport", "ParleyTransaction",
+                           .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")]
+        ),
         .testTarget(
             name: "ParleyProxyTests",
             dependencies: ["ParleyProxy", "ParleyTransport", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")]

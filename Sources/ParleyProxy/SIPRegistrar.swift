@@ -31,11 +31,7 @@ public final class SIPRegistrar: SIPTransactionUser, @unchecked Sendable {
     public var logger: Logger
     /// Called after every change to the bindings (to persist them).
     public var onChange: ((_ aor: String, _ bindings: [Binding]) -> Void)?
-    private let passwords: PasswordLookup
-    private let nonces: NonceFactory
-    private var nonceSalt: UInt64 = 0
-    /// Nonce counts seen per nonce (RFC 2617 3.2.2: a repeated nc is a replay).
-    private var lastNonceCount: [String: UInt32] = [:]
+    private var gate: DigestGate
 
     public struct Counters: Sendable, Equatable {
         public var registers = 0
@@ -49,11 +45,9 @@ public final class SIPRegistrar: SIPTransactionUser, @unchecked Sendable {
                 passwords: @escaping PasswordLookup, logger: Logger = Logger(label: "parley.registrar")) {
         self.configuration = configuration
         self.location = LocationService(policy: configuration.policy)
-        self.passwords = passwords
         self.logger = logger
-        var secret = [UInt8](repeating: 0, count: 32)
-        for i in 0..<32 { secret[i] = UInt8.random(in: 0...255) }
-        self.nonces = NonceFactory(secret: secret)
+        self.gate = DigestGate(realm: configuration.realm ?? "", algorithm: configuration.algorithm,
+                               nonceLifetime: configuration.nonceLifetime, passwords: passwords)
         let box = WeakRegistrar()
         proxy = SIPProxy(stack: stack, configuration: proxyConfiguration) { request, _ in
             box.registrar?.targets(for: request) ?? []
@@ -89,8 +83,7 @@ public final class SIPRegistrar: SIPTransactionUser, @unchecked Sendable {
             case .ok: break
             case .challenge(let stale):
                 counters.challenged += 1
-                let challenge = DigestChallenge(realm: realm, nonce: newNonce(now), algorithm: configuration.algorithm, stale: stale)
-                stack.respond(401, "Unauthorized", to: key, extraHeaders: [("WWW-Authenticate", challenge.headerValue)])
+                stack.respond(401, "Unauthorized", to: key, extraHeaders: [("WWW-Authenticate", gate.challenge(stale: stale, now: now))])
                 return
             case .forbidden(let why):
                 counters.refusedCredentials += 1
@@ -132,35 +125,84 @@ public final class SIPRegistrar: SIPTransactionUser, @unchecked Sendable {
 
     enum AuthResult { case ok, challenge(stale: Bool), forbidden(String) }
 
-    private func newNonce(_ now: SIPInstant) -> String {
-        nonceSalt &+= 1
-        return nonces.make(nowMs: now.milliseconds, salt: nonceSalt)
+    private func authenticate(_ request: SIPMessage, realm: String, now: SIPInstant) -> AuthResult {
+        switch gate.check(request, now: now) {
+        case .accepted: return .ok
+        case .challenge(let stale, let replay):
+            if replay { counters.replays += 1 }
+            return .challenge(stale: stale)
+        case .forbidden(let why, _): return .forbidden(why)
+        }
+    }
+}
+
+/// Digest authentication of REGISTER requests (RFC 3261 section 22, RFC 2617/7616, RFC 8760):
+/// self-checking nonces, password check, nonce-count replay detection. Shared by the registrar
+/// and the registration role. A value confined to its owner's event loop.
+public struct DigestGate {
+    public enum Verdict: Equatable {
+        /// The credentials are right; `username` is who they belong to.
+        case accepted(username: String)
+        /// No usable credentials (or a nonce this gate did not make, a stale one, a replayed count):
+        /// answer 401 with a fresh challenge.
+        case challenge(stale: Bool, replay: Bool)
+        /// Unknown user or wrong password: answer 403.
+        case forbidden(String, username: String)
     }
 
-    private func authenticate(_ request: SIPMessage, realm: String, now: SIPInstant) -> AuthResult {
-        let lifetime = configuration.nonceLifetime.components.seconds * 1000
+    public let realm: String
+    public var algorithm: DigestAlgorithm
+    public var nonceLifetime: Duration
+    private let passwords: PasswordLookup
+    private let nonces: NonceFactory
+    private var nonceSalt: UInt64 = 0
+    /// Nonce counts seen per nonce (RFC 2617 3.2.2: a repeated nc is a replay).
+    private var lastNonceCount: [String: UInt32] = [:]
+
+    public init(realm: String, algorithm: DigestAlgorithm = .md5, nonceLifetime: Duration = .seconds(300), passwords: @escaping PasswordLookup) {
+        self.realm = realm
+        self.algorithm = algorithm
+        self.nonceLifetime = nonceLifetime
+        self.passwords = passwords
+        var secret = [UInt8](repeating: 0, count: 32)
+        for i in 0..<32 { secret[i] = UInt8.random(in: 0...255) }
+        self.nonces = NonceFactory(secret: secret)
+    }
+
+    /// A WWW-Authenticate value with a fresh nonce.
+    public mutating func challenge(stale: Bool, now: SIPInstant) -> String {
+        nonceSalt &+= 1
+        return DigestChallenge(realm: realm, nonce: nonces.make(nowMs: now.milliseconds, salt: nonceSalt), algorithm: algorithm,
+                               stale: stale).headerValue
+    }
+
+    /// Checks the request's Authorization headers for this realm.
+    public mutating func check(_ request: SIPMessage, now: SIPInstant) -> Verdict {
+        let lifetime = nonceLifetime.components.seconds * 1000
+        let method = request.method?.description ?? "REGISTER"
         for value in request.headers.values(HeaderName(.authorization)) {
             guard let credentials = try? DigestCredentials.parse(value), credentials.realm == realm else { continue }
             switch nonces.check(credentials.nonce, nowMs: now.milliseconds, lifetimeMs: lifetime) {
-            case .forged: return .challenge(stale: false)
-            case .stale: return .challenge(stale: true)
+            case .forged: return .challenge(stale: false, replay: false)
+            case .stale: return .challenge(stale: true, replay: false)
             case .valid: break
             }
-            guard let password = passwords(credentials.username, realm) else { return .forbidden("unknown user \(credentials.username)") }
-            guard DigestAuth.verify(credentials, method: "REGISTER", password: password) else {
-                return .forbidden("wrong password for \(credentials.username)")
+            guard let password = passwords(credentials.username, realm) else {
+                return .forbidden("unknown user \(credentials.username)", username: credentials.username)
+            }
+            guard DigestAuth.verify(credentials, method: method, password: password) else {
+                return .forbidden("wrong password for \(credentials.username)", username: credentials.username)
             }
             // A nonce count not above the last one seen is a replay (RFC 2617 3.2.2); without
             // qop the nonce itself may be used once.
             let nc = credentials.nc.flatMap { UInt32($0, radix: 16) } ?? 0
             if let last = lastNonceCount[credentials.nonce], nc <= last {
-                counters.replays += 1
-                return .challenge(stale: false)
+                return .challenge(stale: false, replay: true)
             }
             lastNonceCount[credentials.nonce] = nc
             if lastNonceCount.count > 10_000 { lastNonceCount.removeAll() }
-            return .ok
+            return .accepted(username: credentials.username)
         }
-        return .challenge(stale: false)
+        return .challenge(stale: false, replay: false)
     }
 }

@@ -30,19 +30,40 @@ public struct ContactCenterAddress: Sendable, Hashable {
 
 /// One binding at the upstream registrar.
 public struct UpstreamBinding: Sendable, Hashable, CustomStringConvertible {
-    public enum Owner: Sendable, Hashable { case parley, agent(String) }
+    public enum Owner: Sendable, Hashable, CustomStringConvertible {
+        case parley, agent(String), treatment(String)
+
+        /// `parley`, `agent:ID`, `treatment:NAME` (as stored and listed).
+        public var description: String {
+            switch self {
+            case .parley: "parley"
+            case .agent(let id): "agent:\(id)"
+            case .treatment(let name): "treatment:\(name)"
+            }
+        }
+
+        public init?(_ text: String) {
+            if text == "parley" { self = .parley }
+            else if text.hasPrefix("agent:") { self = .agent(String(text.dropFirst(6))) }
+            else if text.hasPrefix("treatment:") { self = .treatment(String(text.dropFirst(10))) }
+            else { return nil }
+        }
+    }
     public var aor: String
     /// The contact URI.
     public var contact: String
     /// q in thousandths (RFC 3261 allows three decimals).
     public var q: Int
     public var owner: Owner
+    /// The q the rule chose (thousandths) before Parley's 0.9 scaling; Parley's own binding: 1000.
+    public var ruleQ: Int
 
-    public init(aor: String, contact: String, q: Int, owner: Owner) {
+    public init(aor: String, contact: String, q: Int, owner: Owner, ruleQ: Int? = nil) {
         self.aor = aor
         self.contact = contact
         self.q = q
         self.owner = owner
+        self.ruleQ = ruleQ ?? q
     }
 
     public var description: String { "\(aor) -> \(contact) q=\(RegistrationQ.format(q))" }
@@ -53,14 +74,27 @@ public enum FanOutPlan {
     /// q 1.0, then the agents in the order `order` returns (the `order_registrations` hook) at 0.9
     /// times their q. An agent without a registered contact gets no binding; an agent the rule
     /// leaves out gets none for that address.
+    /// A treatment address (kind `treatment`) with an entry in `treatmentContacts` (name -> the
+    /// treatment system's URI) gets that system bound like an agent the rule put first (q 0.9).
+    /// `parleyContact` may be given per address (`parleyContactFor`), e.g. `sip:sales@` the
+    /// distributor, so that a call reaching Parley keeps the address it was made to.
     public static func desired(addresses: [ContactCenterAddress], parleyContact: String, agentContacts: [String: String],
+                               treatmentContacts: [String: String] = [:],
+                               parleyContactFor: ((ContactCenterAddress) -> String)? = nil,
                                order: (ContactCenterAddress) -> [(agentID: String, q: Double)]) -> [UpstreamBinding] {
         var out: [UpstreamBinding] = []
         for address in addresses {
-            out.append(UpstreamBinding(aor: address.aor, contact: parleyContact, q: RegistrationQ.parleyQ, owner: .parley))
+            let own = parleyContactFor?(address) ?? parleyContact
+            out.append(UpstreamBinding(aor: address.aor, contact: own, q: RegistrationQ.parleyQ, owner: .parley))
+            if address.kind == .treatment, let system = treatmentContacts[address.name] {
+                let b = RegistrationQ.bindings(for: [(address.name, 1.0)])[0]
+                out.append(UpstreamBinding(aor: address.aor, contact: system, q: b.registeredQ, owner: .treatment(address.name), ruleQ: b.ruleQ))
+                continue
+            }
             let ordered = order(address).filter { agentContacts[$0.agentID] != nil }
             for b in RegistrationQ.bindings(for: ordered) {
-                out.append(UpstreamBinding(aor: address.aor, contact: agentContacts[b.agentID]!, q: b.registeredQ, owner: .agent(b.agentID)))
+                out.append(UpstreamBinding(aor: address.aor, contact: agentContacts[b.agentID]!, q: b.registeredQ, owner: .agent(b.agentID),
+                                           ruleQ: b.ruleQ))
             }
         }
         return out

@@ -1,0 +1,588 @@
+// The registration role (issue 7; the second seed, claims 10 to 16): agents REGISTER to Parley,
+// which authenticates them, forwards each registration to the network's registrar with its own
+// location added as a Path (RFC 3327), and creates the additional registrations: every
+// contact-center address (one per skill, one per treatment) bound upstream to Parley at q 1.0 and
+// to the agents able to serve it, in the order `order_registrations` chose. While Parley is up
+// the upstream prefers it; when Parley is down the upstream still reaches the agents directly.
+
+import Foundation
+import Logging
+import NIOCore
+import ParleyProxy
+import ParleyRules
+import ParleySIP
+import ParleyTransaction
+import ParleyTransport
+
+/// What the registration role needs to know.
+public struct RegistrationRoleConfiguration: Sendable {
+    /// The domain of the addresses of record (`sip:sales@DOMAIN`, `sip:alice@DOMAIN`).
+    public var domain: String
+    /// The digest realm agents authenticate in (default: the domain).
+    public var realm: String
+    public var algorithm: DigestAlgorithm = .md5
+    /// Agent credentials: agent id (the digest user name, and the user part of its AOR) -> password.
+    public var agentPasswords: [String: String]
+    /// The skills each agent has (who is able to serve which skill address).
+    public var agentSkills: [String: [String]]
+    /// One address per skill: `sip:SKILL@DOMAIN`.
+    public var skills: [String]
+    /// One address per treatment: name -> the treatment system's URI (bound like an agent).
+    public var treatments: [String: String] = [:]
+    /// Where the upstream registrar listens, and the Request-URI of REGISTERs sent to it.
+    public var upstream: SIPDestination
+    public var upstreamURI: String
+    /// Parley's credentials at the upstream registrar (answer its 401 / 407).
+    public var upstreamUsername: String?
+    public var upstreamPassword: String?
+    /// Where calls to a contact-center address reach Parley (`host:port` of the distributor):
+    /// Parley's own binding for `sip:sales@DOMAIN` is `sip:sales@HOSTPORT`.
+    public var parleyHostPort: String
+    /// This role's own URI, put in Path (`;lr` is added).
+    public var pathURI: String
+    /// Expiry asked for the fan-out bindings, seconds.
+    public var expires: UInt32 = 300
+    /// Shortest agent registration accepted (423 below it) and longest forwarded, seconds.
+    public var minExpires: UInt32 = 60
+    public var maxExpires: UInt32 = 3600
+    /// How long the upstream may take to answer a REGISTER.
+    public var upstreamTimeout: Duration = .seconds(5)
+    /// How often agent states and the rules are looked at again for a new order.
+    public var reorderInterval: Duration = .seconds(1)
+
+    public init(domain: String, agentPasswords: [String: String], agentSkills: [String: [String]], skills: [String],
+                upstream: SIPDestination, upstreamURI: String, parleyHostPort: String, pathURI: String) {
+        self.domain = domain
+        self.realm = domain
+        self.agentPasswords = agentPasswords
+        self.agentSkills = agentSkills
+        self.skills = skills
+        self.upstream = upstream
+        self.upstreamURI = upstreamURI
+        self.parleyHostPort = parleyHostPort
+        self.pathURI = pathURI
+    }
+
+    /// Every contact-center address, skills first, then treatments by name.
+    public var addresses: [ContactCenterAddress] {
+        skills.map { ContactCenterAddress(aor: "sip:\($0)@\(domain)", kind: .skill, name: $0, skill: $0) }
+            + treatments.keys.sorted().map { ContactCenterAddress(aor: "sip:\($0)@\(domain)", kind: .treatment, name: $0) }
+    }
+}
+
+/// The registration role on one SIP stack. Confined to the stack's event loop.
+public final class RegistrationRole: SIPTransactionUser, @unchecked Sendable {
+    public let stack: SIPStack
+    public let configuration: RegistrationRoleConfiguration
+    public var logger: Logger
+    public private(set) var state: FanOutState
+    /// Forwards requests that reach Parley through an agent's Path to the agent.
+    public let proxy: SIPProxy
+    private let rules: RuleEngine?
+    private let directory: AgentDirectory?
+    private let store: RegistrationStore?
+    private let clock: @Sendable () -> Int64
+    private var gate: DigestGate
+
+    public struct Counters: Sendable, Equatable {
+        public var agentRegisters = 0
+        public var challenged = 0
+        public var refused = 0
+        public var invalid = 0
+        public var forwarded = 0
+        public var accepted = 0
+        public var upstreamFailures = 0
+        public var addressRegisters = 0
+        public var addressFailures = 0
+        public var replans = 0
+    }
+    public private(set) var counters = Counters()
+
+    private enum Pending {
+        case agent(server: TransactionKey, agentID: String, request: SIPMessage, cseq: UInt32, authTried: Bool, removesAll: Bool)
+        case address(PlannedRegister, authTried: Bool)
+    }
+    private var pending: [TransactionKey: Pending] = [:]
+    private var addressesInFlight: Set<String> = []
+    private var agentsInFlight: Set<String> = []
+    /// Call-ID and CSeq per agent for its REGISTERs upstream (kept with its registration).
+    private var agentUpstream: [String: (callID: String, cseq: UInt32)] = [:]
+    private var replanScheduled = false
+    private var ticker: TimerToken?
+    private var stopped = false
+
+    /// - Parameters:
+    ///   - rules: the rule store whose `order_registrations` orders the agents (nil: the default order).
+    ///   - store: where registrations persist (nil: memory only).
+    ///   - clock: wall-clock milliseconds (injected in tests).
+    public init(stack: SIPStack, configuration: RegistrationRoleConfiguration, rules: RuleStore?, store: RegistrationStore?,
+                clock: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1000) },
+                logger: Logger = Logger(label: "parley.registration")) {
+        self.stack = stack
+        self.configuration = configuration
+        self.logger = logger
+        self.rules = rules.map { RuleEngine(store: $0) }
+        self.directory = rules?.agents
+        self.store = store
+        self.clock = clock
+        self.state = FanOutState(expires: configuration.expires)
+        let passwords = configuration.agentPasswords
+        self.gate = DigestGate(realm: configuration.realm, algorithm: configuration.algorithm) { user, _ in passwords[user] }
+        let box = WeakRole()
+        proxy = SIPProxy(stack: stack) { request, _ in box.role?.pathTargets(for: request) ?? [] }
+        box.role = self
+        stack.user = self
+    }
+
+    /// Loads what was persisted and starts the refresh / re-order timer. On the loop.
+    public func start() {
+        if let store {
+            do {
+                state.restore(agents: try store.loadAgents(), addresses: try store.loadAddresses(), nowMs: clock())
+                for a in state.agents.values { agentUpstream[a.agentID] = (a.upstreamCallID, a.upstreamCSeq) }
+                logger.info("registration: restored \(state.agents.count) agent(s) and \(state.addresses.count) address(es) from \(store.path)")
+            } catch {
+                logger.error("registration: cannot read \(store.path): \(error)")
+            }
+        }
+        replan()
+        tick()
+    }
+
+    /// Stops the timer. On the loop.
+    public func stop() {
+        stopped = true
+        ticker?.cancel()
+        store?.flush()
+    }
+
+    private func tick() {
+        guard !stopped else { return }
+        ticker = stack.schedule(after: configuration.reorderInterval) { [weak self] in
+            self?.replan()
+            self?.tick()
+        }
+    }
+
+    // MARK: Requests
+
+    public func stack(_ stack: SIPStack, didReceiveRequest request: SIPMessage, transaction: TransactionKey?, from source: SIPSource) {
+        guard request.method == .register, let key = transaction else {
+            proxy.stack(stack, didReceiveRequest: request, transaction: transaction, from: source)
+            return
+        }
+        counters.agentRegisters += 1
+        let origin = "\(source.remote.ipAddress ?? "?"):\(source.remote.port ?? 0)"
+        let agentID: String
+        switch gate.check(request, now: .now()) {
+        case .challenge(let stale, let replay):
+            counters.challenged += 1
+            if replay { logger.notice("registration: REGISTER from \(origin) reused a nonce count (replay); challenged again") }
+            stack.respond(401, "Unauthorized", to: key, extraHeaders: [("WWW-Authenticate", gate.challenge(stale: stale, now: .now()))])
+            return
+        case .forbidden(let why, _):
+            counters.refused += 1
+            logger.notice("registration: REGISTER from \(origin) refused: \(why); nothing forwarded")
+            stack.respond(403, "Forbidden", to: key)
+            return
+        case .accepted(let user):
+            agentID = user
+        }
+        switch validate(request, agentID: agentID) {
+        case .failure(let refusal):
+            counters.invalid += 1
+            logger.notice("registration: REGISTER of \(agentID) from \(origin) refused with \(refusal.code): \(refusal.reason); nothing forwarded")
+            stack.respond(refusal.code, refusal.reason, to: key, extraHeaders: refusal.headers)
+        case .success(let forward):
+            guard !agentsInFlight.contains(agentID) else {
+                stack.respond(500, "Server Internal Error: a REGISTER of this agent is being forwarded", to: key,
+                              extraHeaders: [("Retry-After", "1")])
+                return
+            }
+            forwardAgent(forward, agentID: agentID, server: key)
+        }
+    }
+
+    struct Refusal: Error {
+        var code: Int
+        var reason: String
+        var headers: [(String, String)] = []
+    }
+
+    struct AgentForward {
+        var aor: String
+        /// Contact values as forwarded (expires clamped), or ["*"].
+        var contacts: [String]
+        /// The first contact's URI (nil when removing).
+        var contact: String?
+        var expires: UInt32
+        var removesAll: Bool
+    }
+
+    /// RFC 3261 10.3 checks Parley makes before anything is forwarded.
+    func validate(_ request: SIPMessage, agentID: String) -> Result<AgentForward, Refusal> {
+        guard let to = (try? request.to()) ?? nil, case .sip(let toURI) = to.uri else {
+            return .failure(Refusal(code: 400, reason: "Bad Request: the To header must carry a SIP address of record"))
+        }
+        guard toURI.decodedUser == agentID else {
+            return .failure(Refusal(code: 403, reason: "Forbidden: \(agentID) may register only sip:\(agentID)@\(configuration.domain)"))
+        }
+        guard request.callID != nil, ((try? request.cseq()) ?? nil) != nil else {
+            return .failure(Refusal(code: 400, reason: "Bad Request: missing Call-ID or CSeq"))
+        }
+        let contacts: [ContactValue]
+        do { contacts = try request.contacts() } catch {
+            return .failure(Refusal(code: 400, reason: error.reasonPhrase))
+        }
+        let headerExpires: UInt32?
+        do { headerExpires = try request.expires() } catch {
+            return .failure(Refusal(code: 400, reason: "Bad Request: Expires is not a number of seconds"))
+        }
+        let aor = "sip:\(agentID)@\(configuration.domain)"
+        if contacts.isEmpty {
+            // A query (10.2.3): forwarded as is, nothing changes.
+            return .success(AgentForward(aor: aor, contacts: [], contact: nil, expires: headerExpires ?? 0, removesAll: false))
+        }
+        if contacts.contains(.wildcard) {
+            guard contacts.count == 1, headerExpires == 0 else {
+                return .failure(Refusal(code: 400, reason: "Bad Request: Contact * needs Expires: 0 and no other Contact"))
+            }
+            return .success(AgentForward(aor: aor, contacts: ["*"], contact: nil, expires: 0, removesAll: true))
+        }
+        var out: [String] = []
+        var first: String?
+        var firstExpires: UInt32 = 0
+        for c in contacts {
+            guard var address = c.address else { continue }
+            guard case .sip(let u) = address.uri else {
+                return .failure(Refusal(code: 400, reason: "Bad Request: unsupported Contact scheme \(address.uri.scheme)"))
+            }
+            let requested = c.expires ?? headerExpires ?? configuration.maxExpires
+            if requested != 0 && requested < configuration.minExpires {
+                return .failure(Refusal(code: 423, reason: "Interval Too Brief", headers: [("Min-Expires", String(configuration.minExpires))]))
+            }
+            let granted = min(requested, configuration.maxExpires)
+            address.parameters.set("expires", String(granted))
+            out.append(address.description)
+            if first == nil {
+                var plain = u
+                plain.headers = []
+                first = plain.description
+                firstExpires = granted
+            }
+        }
+        return .success(AgentForward(aor: aor, contacts: out, contact: first, expires: firstExpires, removesAll: false))
+    }
+
+    private func forwardAgent(_ f: AgentForward, agentID: String, server: TransactionKey) {
+        var up = agentUpstream[agentID] ?? ("agent-\(agentID)-\(stack.newTag())@parley", 0)
+        up.cseq += 1
+        agentUpstream[agentID] = up
+        guard let request = agentRequest(f, agentID: agentID, callID: up.callID, cseq: up.cseq, authorization: nil) else {
+            stack.respond(500, "Server Internal Error: the upstream registrar URI is not valid", to: server)
+            return
+        }
+        guard let key = stack.sendRequest(request, to: configuration.upstream) else {
+            stack.respond(500, "Server Internal Error: cannot send to the upstream registrar", to: server)
+            return
+        }
+        counters.forwarded += 1
+        agentsInFlight.insert(agentID)
+        pending[key] = .agent(server: server, agentID: agentID, request: request, cseq: up.cseq, authTried: false, removesAll: f.removesAll)
+        pendingForwards[key] = f
+        watch(key)
+    }
+    private var pendingForwards: [TransactionKey: AgentForward] = [:]
+
+    private func agentRequest(_ f: AgentForward, agentID: String, callID: String, cseq: UInt32, authorization: (String, String)?) -> SIPMessage? {
+        guard let uri = try? URI.parse(configuration.upstreamURI) else { return nil }
+        var h = SIPHeaders()
+        h.append(HeaderName(.maxForwards), "70")
+        h.append(HeaderName(.from), "<\(f.aor)>;tag=\(String(callID.hashValue & 0xFFFFFF, radix: 16))a")
+        h.append(HeaderName(.to), "<\(f.aor)>")
+        h.append(HeaderName(.callID), callID)
+        h.append(HeaderName(.cseq), "\(cseq) REGISTER")
+        for c in f.contacts { h.append(HeaderName(.contact), c) }
+        if f.removesAll || f.contacts.isEmpty { h.append(HeaderName(.expires), String(f.expires)) }
+        if !f.removesAll && !f.contacts.isEmpty {
+            // RFC 3327: while Parley is up, requests to the agent come through it.
+            h.append(HeaderName(.path), "<\(configuration.pathURI);lr>")
+            h.append(HeaderName(.supported), "path")
+        }
+        if let authorization { h.append(HeaderName(authorization.0), authorization.1) }
+        h.append(HeaderName(.contentLength), "0")
+        return .request(.register, uri, headers: h)
+    }
+
+    /// An answer to the upstream's challenge, or nil when there is nothing (more) to try.
+    private func credentials(for response: SIPMessage, uri: String) -> (String, String)? {
+        guard let user = configuration.upstreamUsername, let password = configuration.upstreamPassword else { return nil }
+        let (challengeHeader, answerHeader) = response.statusCode == 407
+            ? (HeaderName(.proxyAuthenticate), "Proxy-Authorization") : (HeaderName(.wwwAuthenticate), "Authorization")
+        for value in response.headers.values(challengeHeader) {
+            guard let challenge = try? DigestChallenge.parse(value) else { continue }
+            let c = DigestAuth.credentials(for: challenge, username: user, password: password, method: "REGISTER", uri: uri,
+                                           cnonce: stack.newTag())
+            return (answerHeader, c.headerValue)
+        }
+        return nil
+    }
+
+    /// Answers a request that came through an agent's Path: forwarded to its Request-URI when that
+    /// is a registered agent's contact, 404 otherwise (Parley is no open relay).
+    func pathTargets(for request: SIPMessage) -> [ProxyTarget] {
+        guard let uri = request.requestURI, case .sip(var u) = uri else { return [] }
+        u.parameters = []
+        u.headers = []
+        let known = state.agents.values.contains { a in
+            guard case .sip(var c)? = try? URI.parse(a.contact) else { return false }
+            c.parameters = []
+            c.headers = []
+            return c.description.lowercased() == u.description.lowercased()
+        }
+        guard known, let destination = proxy.resolve(uri) else { return [] }
+        return [ProxyTarget(uri: uri, destination: destination)]
+    }
+
+    // MARK: Responses
+
+    public func stack(_ stack: SIPStack, didReceiveResponse response: SIPMessage, transaction: TransactionKey) {
+        guard let p = pending[transaction] else {
+            proxy.stack(stack, didReceiveResponse: response, transaction: transaction)
+            return
+        }
+        guard let code = response.statusCode, code >= 200 else { return }
+        pending[transaction] = nil
+        let forward = pendingForwards.removeValue(forKey: transaction)
+        switch p {
+        case .agent(let server, let agentID, let request, _, let authTried, let removesAll):
+            if (code == 401 || code == 407), !authTried, let forward, let auth = credentials(for: response, uri: configuration.upstreamURI) {
+                var up = agentUpstream[agentID]!
+                up.cseq += 1
+                agentUpstream[agentID] = up
+                if let retry = agentRequest(forward, agentID: agentID, callID: up.callID, cseq: up.cseq, authorization: auth),
+                   let key = stack.sendRequest(retry, to: configuration.upstream) {
+                    pending[key] = .agent(server: server, agentID: agentID, request: retry, cseq: up.cseq, authTried: true, removesAll: removesAll)
+                    pendingForwards[key] = forward
+                    watch(key)
+                    return
+                }
+            }
+            agentsInFlight.remove(agentID)
+            agentAnswered(response, code: code, server: server, agentID: agentID, request: request, forward: forward)
+        case .address(let planned, let authTried):
+            if (code == 401 || code == 407), !authTried, let auth = credentials(for: response, uri: configuration.upstreamURI) {
+                if sendAddress(planned, authorization: auth) { return }
+            }
+            addressesInFlight.remove(planned.aor)
+            addressAnswered(response, code: code, planned: planned)
+        }
+    }
+
+    private func agentAnswered(_ response: SIPMessage, code: Int, server: TransactionKey, agentID: String, request: SIPMessage,
+                               forward: AgentForward?) {
+        let now = clock()
+        guard (200..<300).contains(code), let forward else {
+            counters.upstreamFailures += 1
+            let (c, reason, headers) = Self.mapFailure(response)
+            logger.warning("registration: upstream answered \(code) to \(agentID)'s REGISTER; the agent gets \(c); its bindings are unchanged")
+            stack.respond(c, reason, to: server, extraHeaders: headers)
+            return
+        }
+        counters.accepted += 1
+        var extra: [(String, String)] = response.headers.values(HeaderName(.contact)).map { ("Contact", $0) }
+        for p in response.headers.values(HeaderName(.path)) { extra.append(("Path", p)) }
+        stack.respond(200, "OK", to: server, extraHeaders: extra)
+        let up = agentUpstream[agentID] ?? ("", 0)
+        if forward.removesAll || (forward.contact != nil && forward.expires == 0) {
+            if state.agentRemoved(agentID) != nil {
+                store?.removeAgent(agentID)
+                logger.info("registration: \(agentID) unregistered; its fan-out bindings go")
+                agentUpstream[agentID] = nil
+                scheduleReplan()
+            }
+        } else if let contact = forward.contact {
+            let granted = Self.grantedSeconds(response, contact: contact) ?? forward.expires
+            let a = AgentRegistration(agentID: agentID, aor: forward.aor, contact: contact, expiresAtMs: now + Int64(granted) * 1000,
+                                      upstreamCallID: up.callID, upstreamCSeq: up.cseq)
+            let changed = state.agents[agentID]?.contact != contact
+            state.agentRegistered(a)
+            store?.saveAgent(a)
+            if let directory, directory.agent(agentID) == nil {
+                directory.update(AgentInfo(id: agentID, skills: configuration.agentSkills[agentID] ?? [], state: .available, contact: contact))
+            }
+            if changed { scheduleReplan() }
+        }
+    }
+
+    /// What an agent is told when the upstream refused or failed (RFC 3261 16.7 as a guide).
+    static func mapFailure(_ response: SIPMessage) -> (Int, String, [(String, String)]) {
+        let code = response.statusCode ?? 500
+        let reason = response.reasonPhrase ?? ""
+        switch code {
+        case 423:
+            return (423, "Interval Too Brief", response.headers.values(HeaderName(.minExpires)).map { ("Min-Expires", $0) })
+        case 401, 407:
+            return (500, "Server Internal Error: the upstream registrar refused Parley's credentials", [])
+        case 400..<500:
+            return (code, reason.isEmpty ? "Upstream refused" : reason, [])
+        case 500..<600:
+            return (500, "Server Internal Error: the upstream registrar answered \(code) \(reason)", [("Retry-After", "30")])
+        default:
+            return (code, reason, [])
+        }
+    }
+
+    /// The expiry the upstream granted `contact`, from its 200's Contact set.
+    static func grantedSeconds(_ response: SIPMessage, contact: String) -> UInt32? {
+        guard let list = try? response.contacts() else { return nil }
+        let want = (try? URI.parse(contact)).map(Self.plainURI)
+        var best: UInt32?
+        for c in list {
+            guard let a = c.address, let e = c.expires else { continue }
+            if Self.plainURI(a.uri) == want { return e }
+            best = best ?? e
+        }
+        return best
+    }
+
+    static func plainURI(_ uri: URI) -> String {
+        guard case .sip(var u) = uri else { return uri.description.lowercased() }
+        u.parameters = u.parameters.filter { $0.name.lowercased() == "transport" }
+        u.headers = []
+        return u.description.lowercased()
+    }
+
+    private func addressAnswered(_ response: SIPMessage, code: Int, planned: PlannedRegister) {
+        let now = clock()
+        if (200..<300).contains(code) {
+            var granted = configuration.expires
+            var minimum: UInt32?
+            for b in planned.set {
+                if let g = Self.grantedSeconds(response, contact: b.contact) { minimum = min(minimum ?? g, g) }
+            }
+            if let minimum { granted = minimum }
+            state.confirmed(planned.aor, set: planned.set, grantedSeconds: granted, nowMs: now)
+            if planned.reason != .refresh {
+                let list = planned.set.map { "\($0.contact) q=\(RegistrationQ.format($0.q))" }.joined(separator: ", ")
+                logger.info("registration: \(planned.aor) now holds \(list)")
+            }
+        } else {
+            counters.addressFailures += 1
+            let why = code == 0 ? "no answer" : "\(code) \(response.reasonPhrase ?? "")"
+            state.failed(planned.aor, error: why, nowMs: now)
+            logger.warning("registration: REGISTER for \(planned.aor) failed (\(why)); the bindings Parley knows of are kept, retried later")
+        }
+        if let r = state.addresses[planned.aor] { store?.saveAddress(r) }
+        scheduleReplan()
+    }
+
+    public func stack(_ stack: SIPStack, didReceiveCancel cancel: SIPMessage, forInvite invite: TransactionKey) {
+        proxy.stack(stack, didReceiveCancel: cancel, forInvite: invite)
+    }
+
+    public func stack(_ stack: SIPStack, transaction: TransactionKey, didFail failure: TransactionFailure) {
+        guard pending[transaction] != nil else {
+            proxy.stack(stack, transaction: transaction, didFail: failure)
+            return
+        }
+        timedOut(transaction)
+    }
+
+    public func stack(_ stack: SIPStack, didTerminate transaction: TransactionKey) {
+        proxy.stack(stack, didTerminate: transaction)
+    }
+
+    /// The upstream gets `upstreamTimeout` to answer.
+    private func watch(_ key: TransactionKey) {
+        stack.schedule(after: configuration.upstreamTimeout) { [weak self] in
+            guard let self, self.pending[key] != nil else { return }
+            self.timedOut(key)
+        }
+    }
+
+    private func timedOut(_ key: TransactionKey) {
+        guard let p = pending.removeValue(forKey: key) else { return }
+        _ = pendingForwards.removeValue(forKey: key)
+        switch p {
+        case .agent(let server, let agentID, _, _, _, _):
+            agentsInFlight.remove(agentID)
+            counters.upstreamFailures += 1
+            logger.warning("registration: the upstream registrar did not answer \(agentID)'s REGISTER; the agent gets 504; its bindings are unchanged")
+            stack.respond(504, "Server Time-out: the upstream registrar did not answer", to: server)
+        case .address(let planned, _):
+            addressesInFlight.remove(planned.aor)
+            addressAnswered(.response(0, "no answer"), code: 0, planned: planned)
+        }
+    }
+
+    // MARK: The fan-out
+
+    /// The bindings every contact-center address should have now.
+    public func desiredBindings() -> [UpstreamBinding] {
+        let contacts = state.agentContacts
+        return FanOutPlan.desired(addresses: configuration.addresses, parleyContact: "", agentContacts: contacts,
+                                  treatmentContacts: configuration.treatments,
+                                  parleyContactFor: { "sip:\($0.name)@\(self.configuration.parleyHostPort)" }) { address in
+            let able = contacts.keys.sorted().filter { id in
+                guard let skill = address.skill, (self.configuration.agentSkills[id] ?? []).contains(skill) else { return false }
+                return self.directory?.agent(id)?.state != .offline
+            }
+            guard !able.isEmpty else { return [] }
+            guard let rules = self.rules else {
+                return RegistrationQ.defaultOrder(able.map { ($0, 0) })
+            }
+            let kind: AddressInfo.Kind = address.kind == .skill ? .skill : .treatment
+            let order = rules.orderRegistrations(for: AddressInfo(aor: address.aor, skill: address.skill, kind: kind, name: address.name),
+                                                 agents: able)
+            return order.bindings.map { ($0.agentID, Double($0.ruleQ) / 1000) }
+        }
+    }
+
+    private func scheduleReplan() {
+        guard !replanScheduled, !stopped else { return }
+        replanScheduled = true
+        stack.schedule(after: .milliseconds(20)) { [weak self] in
+            self?.replanScheduled = false
+            self?.replan()
+        }
+    }
+
+    /// Expires agents, works out the bindings every address should have, and sends the
+    /// REGISTERs that are due.
+    public func replan() {
+        guard !stopped else { return }
+        counters.replans += 1
+        let now = clock()
+        for gone in state.expireAgents(nowMs: now) {
+            logger.info("registration: \(gone.agentID)'s registration expired; its fan-out bindings go")
+            store?.removeAgent(gone.agentID)
+            agentUpstream[gone.agentID] = nil
+        }
+        let planned = state.plan(desired: desiredBindings(), nowMs: now, inFlight: addressesInFlight) { aor in
+            "fanout-\(aor.hashValue & 0xFFFFFFF)-\(self.stack.newTag())@parley"
+        }
+        for p in planned { _ = sendAddress(p, authorization: nil) }
+    }
+
+    @discardableResult
+    private func sendAddress(_ p: PlannedRegister, authorization: (String, String)?) -> Bool {
+        guard let record = state.addresses[p.aor] else { return false }
+        let cseq = state.nextCSeq(p.aor)
+        let extra = authorization.map { [$0] } ?? []
+        guard let request = try? FanOutPlan.register(aor: p.aor, registrar: configuration.upstreamURI, set: p.set, remove: p.remove,
+                                                     expires: configuration.expires, callID: record.callID, cseq: cseq,
+                                                     fromTag: "fan\(record.callID.hashValue & 0xFFFFF)", headers: extra),
+              let key = stack.sendRequest(request, to: configuration.upstream) else {
+            state.failed(p.aor, error: "cannot send", nowMs: clock())
+            return false
+        }
+        counters.addressRegisters += 1
+        addressesInFlight.insert(p.aor)
+        pending[key] = .address(p, authTried: authorization != nil)
+        watch(key)
+        return true
+    }
+}
+
+final class WeakRole: @unchecked Sendable { weak var role: RegistrationRole? }
