@@ -7,7 +7,7 @@ import Yams
 
 /// A role `parley serve` can run.
 public enum Role: String, Sendable, CaseIterable {
-    case distributor, buffer
+    case distributor, buffer, registration
 }
 
 /// One agent from the configuration.
@@ -69,6 +69,8 @@ public struct ParleyConfiguration: Sendable {
     /// The SQLite file for call records and the queue log (`records.database`); nil: `off`.
     /// Default: `parley-records.sqlite` beside the configuration file.
     public var recordsDatabase: String?
+    /// The registration role (`registration:`), nil when the file has no such section.
+    public var registration: RegistrationSettings?
     /// Treatment systems, in the order the file lists them.
     public var treatments: [TreatmentConfiguration] = []
     /// Queue behaviour per call type; `defaultQueue` for every other type.
@@ -149,7 +151,7 @@ extension ParleyConfiguration {
         var c = ParleyConfiguration(path: path, rulesDirectory: "rules", roles: Role.allCases, distributorListen: "",
                                     bufferListen: "", tunnelListen: nil, skills: [], agents: [])
         r.allowOnly(top, ["rules", "roles", "listeners", "timers", "skills", "agents", "log_level", "records",
-                          "treatments", "queues"], prefix: "")
+                          "treatments", "queues", "registration"], prefix: "")
         c.recordsDatabase = base.isEmpty ? Self.defaultRecordsFile : (base as NSString).appendingPathComponent(Self.defaultRecordsFile)
         if let n = top["records"], let m = r.mapping(n, key: "records") {
             r.allowOnly(m, ["database"], prefix: "records.")
@@ -183,7 +185,7 @@ extension ParleyConfiguration {
             for (i, item) in items.enumerated() {
                 guard let s = r.string(item, key: "roles[\(i)]") else { continue }
                 if let role = Role(rawValue: s) { roles.append(role) }
-                else { r.fail(item, "roles[\(i)]", "unknown role '\(s)' (distributor or buffer)") }
+                else { r.fail(item, "roles[\(i)]", "unknown role '\(s)' (distributor, buffer or registration)") }
             }
             if roles.isEmpty, r.errors.isEmpty { r.fail(n, "roles", "names no role") }
             c.roles = roles
@@ -317,6 +319,22 @@ extension ParleyConfiguration {
                 r.queuePolicy(node, key: "queues." + name, into: &p, treatments: Set(c.treatments.map(\.name)))
                 if name == "default" { c.defaultQueue = p } else { c.queues[name] = p }
             }
+        }
+
+        if let n = top["registration"] {
+            c.registration = r.registration(n, base: base)
+            // Agents register as themselves: a password for someone who is not an agent is a mistake.
+            let ids = Set(c.agents.map(\.id))
+            if let cm = n["credentials"], case .mapping(let m) = cm {
+                for (kn, _) in m where !ids.contains(kn.string ?? "") {
+                    r.fail(kn, "registration.credentials.\(kn.string ?? "?")", "'\(kn.string ?? "?")' is not one of the agents")
+                }
+            }
+        }
+        if top["roles"] == nil {
+            c.roles = [.distributor, .buffer] + (top["registration"] != nil ? [.registration] : [])
+        } else if c.roles.contains(.registration), top["registration"] == nil {
+            r.fail(top["roles"], "roles", "names the registration role but the file has no registration section")
         }
 
         if !r.errors.isEmpty { throw ConfigurationErrors(errors: r.errors) }

@@ -5,6 +5,7 @@ import NIOCore
 import NIOPosix
 import ParleyCallCenter
 import ParleyRecords
+import ParleyRegistration
 import ParleyRules
 import ParleySIP
 import ParleyTransaction
@@ -23,6 +24,9 @@ public final class ParleyServer: @unchecked Sendable {
     public private(set) var store: RuleStore?
     /// Call records and the queue log (the distributor's), when the configuration keeps them.
     public private(set) var records: RecordStore?
+    /// The registration role (agents register through Parley; the fan-out upstream).
+    public private(set) var registration: RegistrationRole?
+    public private(set) var registrationStore: RegistrationStore?
     private var tunnelServer: TunnelServer?
     private var tunnelClient: TunnelClient?
     private var watcher: RuleWatcher?
@@ -118,7 +122,46 @@ public final class ParleyServer: @unchecked Sendable {
                 client.connect()
             }
         }
+        if roles.contains(.registration) {
+            try startRegistration(timers: timers)
+        }
         logger.info("parley serve: \(roles.map(\.rawValue).joined(separator: " and ")) running")
+    }
+
+    private func startRegistration(timers: SIPTimers) throws {
+        let c = configuration
+        guard let settings = c.registration, let rc = try c.registrationRoleConfiguration() else {
+            throw ServeError("the registration role needs a registration section in \(c.path)")
+        }
+        let rules: RuleStore
+        if let store { rules = store } else {
+            rules = RuleStore(directory: c.rulesDirectory)
+            if case .failed(let problems) = rules.reload() {
+                throw ServeError("the rules in \(c.rulesDirectory) do not load:\n" + problems.map(\.description).joined(separator: "\n"))
+            }
+            watcher = rules.watch(interval: 1.0)
+            sighup = rules.reloadOnSIGHUP()
+            store = rules
+        }
+        if let path = settings.database {
+            let log = Logger(label: "parley.registration")
+            do {
+                registrationStore = try RegistrationStore(path: path) { error in log.error("registration not written: \(error)") }
+            } catch {
+                throw ServeError("registration.database: \(error)")
+            }
+        }
+        let address = try parseSocketAddress(settings.listen)
+        let persisted = registrationStore
+        let loop = group.next()
+        registration = try loop.flatSubmit { () -> EventLoopFuture<RegistrationRole> in
+            let transport = SIPTransport(loop: loop, logger: Logger(label: "parley.registration.transport"))
+            let stack = SIPStack(transport: transport, timers: timers, logger: Logger(label: "parley.registration.stack"))
+            let role = RegistrationRole(stack: stack, configuration: rc, rules: rules, store: persisted)
+            return transport.listen(.udp, on: address)
+                .flatMap { _ in transport.listen(.tcp, on: address) }
+                .map { _ in role.start(); return role }
+        }.wait()
     }
 
     /// Counters and table sizes of every role, one `key=value` per line.
@@ -145,6 +188,12 @@ public final class ParleyServer: @unchecked Sendable {
                     + "buffer_table \(b.tableSizes) transactions=\(b.stack.transactionCount)"
             }).wait() { lines.append(s) }
         }
+        if let g = registration {
+            if let s = try? g.stack.loop.submit({ () -> String in
+                let c = g.counters
+                return "registration registers=\(c.agentRegisters) challenged=\(c.challenged) refused=\(c.refused) invalid=\(c.invalid) forwarded=\(c.forwarded) accepted=\(c.accepted) upstream_failures=\(c.upstreamFailures) address_registers=\(c.addressRegisters) address_failures=\(c.addressFailures) agents=\(g.state.agents.count)"
+            }).wait() { lines.append(s) }
+        }
         return lines.joined(separator: "\n") + "\n"
     }
 
@@ -159,6 +208,9 @@ public final class ParleyServer: @unchecked Sendable {
         }
         if let b = buffer {
             _ = try? b.stack.loop.flatSubmit { b.stop(); b.stack.stop(); return b.stack.transport.close() }.wait()
+        }
+        if let g = registration {
+            _ = try? g.stack.loop.flatSubmit { g.stop(); g.stack.stop(); return g.stack.transport.close() }.wait()
         }
         try? group.syncShutdownGracefully()
         records?.flush()

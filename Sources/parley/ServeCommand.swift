@@ -36,7 +36,7 @@ struct ServeCommand: ParsableCommand {
 
     func validate() throws {
         for r in role where Role(rawValue: r) == nil {
-            throw ValidationError("--role must be distributor or buffer, not '\(r)'")
+            throw ValidationError("--role must be distributor, buffer or registration, not '\(r)'")
         }
         if let logLevel, Logger.Level(rawValue: logLevel) == nil {
             throw ValidationError("--log-level '\(logLevel)' is not a log level")
