@@ -3,7 +3,8 @@ SHELL := /bin/bash
 # The Swift toolchain of this machine kind lives in /opt/swift; found even if PATH lacks it.
 export PATH := $(PATH):/opt/swift/usr/bin
 SWIFT ?= swift
-APT_PACKAGES := liblua5.4-dev pkg-config sip-tester
+# kamailio: the upstream registrar of Tests/sipp-registration (bench/kamailio/registrar.cfg)
+APT_PACKAGES := liblua5.4-dev pkg-config sip-tester kamailio
 CONFIG ?= examples/parley.yaml
 
 .PHONY: deps build release run demo test bench clean
@@ -42,6 +43,7 @@ test: deps
 	bash Tests/cli/demo.sh
 	bash Tests/sipp/run.sh
 	bash Tests/sipp-callpath/run.sh --quick
+	bash Tests/sipp-registration/run.sh
 
 bench: release
 	bash bench/run-parser.sh
