@@ -58,8 +58,13 @@ public struct AddressRecord: Sendable, Equatable {
 /// A REGISTER the role should send for one address.
 public struct PlannedRegister: Sendable, Equatable {
     public var aor: String
-    /// Every binding the address should have (sent with q and expires: a refresh of all of them).
+    /// The bindings sent with q and expires: every binding of the address on a refresh or a
+    /// retry (`full`), only the new or re-ordered ones on a change.
     public var set: [UpstreamBinding]
+    /// Every binding the address should have once this REGISTER succeeds.
+    public var desired: [UpstreamBinding]
+    /// Whether `set` is the whole set (its answer restarts the address's refresh clock).
+    public var full: Bool
     /// Bindings to take away (sent with expires=0).
     public var remove: [UpstreamBinding]
     public var reason: Reason
@@ -144,7 +149,10 @@ public struct FanOutState: Sendable {
                 continue
             }
             if want.isEmpty && remove.isEmpty { continue }
-            out.append(PlannedRegister(aor: aor, set: want, remove: remove, reason: reason))
+            // A change sends only what changed (an address of many agents stays a small REGISTER);
+            // a refresh or a retry sends everything.
+            let full = reason != .changed || record.bindings.isEmpty
+            out.append(PlannedRegister(aor: aor, set: full ? want : register, desired: want, full: full, remove: remove, reason: reason))
         }
         return out
     }
@@ -155,10 +163,18 @@ public struct FanOutState: Sendable {
         return addresses[aor]!.cseq
     }
 
-    /// The upstream answered 200: the address now holds `set` for `grantedSeconds`.
-    public mutating func confirmed(_ aor: String, set: [UpstreamBinding], grantedSeconds: UInt32, nowMs: Int64) {
+    /// The upstream answered 200: the address now holds `set` for `grantedSeconds`. A partial
+    /// REGISTER (`full` false) leaves the refresh clock of the rest as it was.
+    public mutating func confirmed(_ aor: String, set: [UpstreamBinding], grantedSeconds: UInt32, nowMs: Int64, full: Bool = true) {
         guard var r = addresses[aor] else { return }
         r.bindings = set
+        r.failures = 0
+        r.retryAtMs = 0
+        r.lastError = nil
+        if !full && r.expiresAtMs > nowMs && !set.isEmpty {
+            addresses[aor] = r
+            return
+        }
         let granted = Int64(grantedSeconds) * 1000
         r.expiresAtMs = set.isEmpty ? 0 : nowMs + granted
         // Refresh when three quarters of the time has gone (at least 5 s before expiry when it can).

@@ -462,9 +462,9 @@ public final class RegistrationRole: SIPTransactionUser, @unchecked Sendable {
                 if let g = Self.grantedSeconds(response, contact: b.contact) { minimum = min(minimum ?? g, g) }
             }
             if let minimum { granted = minimum }
-            state.confirmed(planned.aor, set: planned.set, grantedSeconds: granted, nowMs: now)
+            state.confirmed(planned.aor, set: planned.desired, grantedSeconds: granted, nowMs: now, full: planned.full)
             if planned.reason != .refresh {
-                let list = planned.set.map { "\($0.contact) q=\(RegistrationQ.format($0.q))" }.joined(separator: ", ")
+                let list = planned.desired.map { "\($0.contact) q=\(RegistrationQ.format($0.q))" }.joined(separator: ", ")
                 logger.info("registration: \(planned.aor) now holds \(list)")
             }
         } else {

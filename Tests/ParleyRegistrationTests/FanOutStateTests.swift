@@ -29,7 +29,7 @@ struct FanOutStateTests {
         #expect(s.nextCSeq(sales) == 2)
     }
 
-    @Test("a new order re-registers the address with every binding and removes the agent the rule left out")
+    @Test("a new order re-registers only the bindings whose q changed and removes the agent the rule left out; a refresh sends them all")
     func reorder() {
         var s = FanOutState(expires: 300)
         let before = [parley(sales), agent(sales, "alice", 900), agent(sales, "bob", 450)]
@@ -38,10 +38,15 @@ struct FanOutStateTests {
         let after = [parley(sales), agent(sales, "bob", 900)]
         let p = s.plan(desired: after, nowMs: 10, inFlight: [], newCallID: { $0 })
         #expect(p.count == 1 && p[0].reason == .changed)
-        #expect(p[0].set == after)
+        // Only bob's new q is sent; the whole set is what the address holds afterwards.
+        #expect(p[0].set == [agent(sales, "bob", 900)] && p[0].desired == after && !p[0].full)
         #expect(p[0].remove.map(\.contact) == ["sip:alice@127.0.0.1:5081"])
         // While a REGISTER for it is in flight, the address waits.
         #expect(s.plan(desired: after, nowMs: 10, inFlight: [sales], newCallID: { $0 }).isEmpty)
+        // A partial REGISTER answered keeps the refresh clock of the full one.
+        s.confirmed(sales, set: after, grantedSeconds: 300, nowMs: 10, full: false)
+        #expect(s.addresses[sales]?.bindings == after && s.addresses[sales]?.refreshAtMs == 225_000)
+        #expect(s.plan(desired: after, nowMs: 225_000, inFlight: [], newCallID: { $0 }).map(\.full) == [true])
     }
 
     @Test("a failed REGISTER keeps the confirmed bindings and is retried after 2, 4, 8 ... seconds (at most 60)")

@@ -221,7 +221,7 @@ final class FanOutHarness: @unchecked Sendable {
 
 @Suite("Registration role on loopback, with Parley's registrar upstream", .serialized)
 struct RegistrationRoleTests {
-    @Test("agents register through Parley: forwarded with Path, the upstream's SHA-256 challenge answered, the upstream's contact set returned; every address bound to Parley at 1.0 and the agents at 0.9 x the rule's q; a reload re-orders; an unregister removes")
+    @Test("agents register through Parley: forwarded with Path, the upstream's SHA-256 challenge answered, the upstream's contact set returned; every address bound to Parley at 1.0 and the agents at 0.9 x the rule's q; a reload or an agent going offline re-orders; a call to an agent comes through its Path; an unregister removes")
     func fanOut() async throws {
         let h = try await FanOutHarness()
         defer { h.removeDatabase() }
@@ -255,6 +255,34 @@ struct RegistrationRoleTests {
         _ = h.rules.reload()
         try await h.waitUpstream("sip:sales@cc.test", ["sip:sales@127.0.0.1:5060 q=1.0", "sip:alice@127.0.0.1:\(alice.port) q=0.9",
                                                        "sip:bob@127.0.0.1:\(bob.port) q=0.45"])
+
+        // An agent who goes offline (the distributor's agent states) loses its fan-out bindings;
+        // back available, it gets them again.
+        h.rules.agents.modify("bob") { $0.state = .offline }
+        try await h.waitUpstream("sip:support@cc.test", ["sip:support@127.0.0.1:5060 q=1.0"])
+        try await h.waitUpstream("sip:sales@cc.test", ["sip:sales@127.0.0.1:5060 q=1.0", "sip:alice@127.0.0.1:\(alice.port) q=0.9"])
+        h.rules.agents.modify("bob") { $0.state = .available }
+        try await h.waitUpstream("sip:support@cc.test", ["sip:support@127.0.0.1:5060 q=1.0", "sip:bob@127.0.0.1:\(bob.port) q=0.9"])
+
+        // A call to alice's own address goes through Parley (her Path), which forwards it to her.
+        let caller = try await Phone(group: group)
+        try await caller.send("""
+            INVITE sip:alice@cc.test SIP/2.0
+            Via: SIP/2.0/UDP 127.0.0.1:\(caller.port);branch=z9hG4bKpathcall1
+            Max-Forwards: 70
+            From: <sip:caller@example.com>;tag=c1
+            To: <sip:alice@cc.test>
+            Call-ID: path-call-1
+            CSeq: 1 INVITE
+            Contact: <sip:caller@127.0.0.1:\(caller.port)>
+            Content-Length: 0
+
+
+            """, to: h.upstreamAddress)
+        let invite = try await alice.wait(for: "the INVITE through Parley") { $0.method == .invite }
+        let vias = invite.headers.values(HeaderName(.via))
+        #expect(vias.contains { $0.contains("127.0.0.1:\(h.roleAddress.port!)") })
+        #expect(invite.requestURI?.description == "sip:alice@127.0.0.1:\(alice.port)")
 
         // alice unregisters: her own binding and her fan-out bindings go.
         cseq += 1
