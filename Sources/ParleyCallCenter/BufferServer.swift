@@ -59,6 +59,9 @@ public final class BufferServer: SIPTransactionUser, @unchecked Sendable {
         public var refused = 0
         public var probesFailed = 0
         public var eventsSent = 0
+        public var treatments = 0
+        public var moves = 0
+        public var movesFailed = 0
     }
 
     /// Sizes of every table the buffer server keeps: all zero when no call is up (no leak).
@@ -68,9 +71,11 @@ public final class BufferServer: SIPTransactionUser, @unchecked Sendable {
         public var inviteTransactions = 0
         public var linkBranches = 0
         public var clientTransactions = 0
-        public var total: Int { calls + dialogs + inviteTransactions + linkBranches + clientTransactions }
+        public var onTreatment = 0
+        public var moves = 0
+        public var total: Int { calls + dialogs + inviteTransactions + linkBranches + clientTransactions + onTreatment + moves }
         public var description: String {
-            "calls=\(calls) dialogs=\(dialogs) invite_transactions=\(inviteTransactions) link_branches=\(linkBranches) client_transactions=\(clientTransactions)"
+            "calls=\(calls) dialogs=\(dialogs) invite_transactions=\(inviteTransactions) link_branches=\(linkBranches) client_transactions=\(clientTransactions) on_treatment=\(onTreatment) moves=\(moves)"
         }
     }
 
@@ -85,6 +90,11 @@ public final class BufferServer: SIPTransactionUser, @unchecked Sendable {
     private var byInviteTransaction: [TransactionKey: B2BCall] = [:]
     private var byLinkBranch: [String: B2BCall] = [:]
     private var clientTransactions: [TransactionKey: ClientPurpose] = [:]
+    /// Calls whose caller is connected to a treatment, by the distributor's reference (a move
+    /// finds them here).
+    private var onTreatment: [String: B2BCall] = [:]
+    /// Calls being moved, by the distributor's move INVITE transaction.
+    private var byMove: [TransactionKey: B2BCall] = [:]
     private var heartbeat: TimerToken?
     private var probe: TimerToken?
     private var eventCSeq: UInt32 = 0
@@ -114,7 +124,8 @@ public final class BufferServer: SIPTransactionUser, @unchecked Sendable {
 
     public var tableSizes: TableSizes {
         TableSizes(calls: calls.count, dialogs: dialogs.count, inviteTransactions: byInviteTransaction.count,
-                   linkBranches: byLinkBranch.count, clientTransactions: clientTransactions.count)
+                   linkBranches: byLinkBranch.count, clientTransactions: clientTransactions.count, onTreatment: onTreatment.count,
+                   moves: byMove.count)
     }
 
     /// The distributor references of the calls up now.
@@ -134,12 +145,17 @@ public final class BufferServer: SIPTransactionUser, @unchecked Sendable {
         }
         switch request.method {
         case .invite?:
-            guard let agent = HandoffWire.agentID(in: request.requestURI) else {
+            let treatment = HandoffWire.treatmentName(in: request.requestURI)
+            guard let target = HandoffWire.agentID(in: request.requestURI) ?? treatment else {
                 counters.refused += 1
                 stack.respond(404, "Not Found: no agent in the Request-URI", to: key)
                 return
             }
-            startCall(request, agent: agent, encoding: .uri, ingress: .transaction(key))
+            if request.headers[HandoffWire.moveHeader] != nil {
+                startMove(request, key: key, target: target, treatment: treatment != nil)
+                return
+            }
+            startCall(request, agent: target, treatment: treatment != nil, encoding: .uri, ingress: .transaction(key))
         case .message?:
             receivedLinkMessage(request, key: key, source: source)
         case .options?:
@@ -154,6 +170,19 @@ public final class BufferServer: SIPTransactionUser, @unchecked Sendable {
     /// A `message` handoff: the MESSAGE is answered at once; what it carries is handled as if it
     /// had come as itself, and what goes back is carried in MESSAGEs the other way.
     private func receivedLinkMessage(_ message: SIPMessage, key: TransactionKey, source: SIPSource) {
+        if let ct = (try? message.contentType()) ?? nil, ct.essence == HandoffWire.eventType {
+            guard case .hangup(let reference)? = CallEvent(body: message.bodyText) else {
+                stack.respond(400, "Bad Request: not a control event", to: key)
+                return
+            }
+            guard let call = onTreatment[reference], !call.over else {
+                stack.respond(481, "Call Does Not Exist", to: key)
+                return
+            }
+            stack.respond(200, to: key)
+            endCall(call, reason: "the distributor gave the call up")
+            return
+        }
         guard let inner = HandoffWire.unwrap(message) else {
             stack.respond(415, "Unsupported Media Type", to: key, extraHeaders: [("Accept", HandoffWire.messageSIP)])
             return
@@ -187,7 +216,7 @@ public final class BufferServer: SIPTransactionUser, @unchecked Sendable {
             // 100 Trying at once through the link (as the INVITE server transaction does for
             // `uri`): the distributor may CANCEL only after a provisional (9.1).
             path.send(inner.makeTrying())
-            startCall(inner, agent: agent, encoding: encoding, ingress: .link(path, branch: branch))
+            startCall(inner, agent: agent, treatment: false, encoding: encoding, ingress: .link(path, branch: branch))
         case .cancel?:
             path.send(SIPTransport.makeResponse(to: inner, code: byLinkBranch[branch] == nil ? 481 : 200))
             if let call = byLinkBranch[branch] { callerCancelled(call) }
@@ -199,7 +228,7 @@ public final class BufferServer: SIPTransactionUser, @unchecked Sendable {
     }
 
     /// Enters a call in the routing table and calls the agent.
-    private func startCall(_ invite: SIPMessage, agent: String, encoding: HandoffEncoding, ingress: CallerIngress) {
+    private func startCall(_ invite: SIPMessage, agent: String, treatment: Bool, encoding: HandoffEncoding, ingress: CallerIngress) {
         counters.handoffs[encoding.rawValue, default: 0] += 1
         let refuse: (Int, String) -> Void = { [self] code, reason in
             counters.refused += 1
@@ -209,8 +238,9 @@ public final class BufferServer: SIPTransactionUser, @unchecked Sendable {
             case .link(let path, _): path.send(r)
             }
         }
-        guard let contact = configuration.agentContacts[agent], let agentHop = Resolver.destination(for: contact) else {
-            return refuse(404, "Not Found: unknown agent \(agent)")
+        guard let contact = treatment ? configuration.treatmentContacts[agent] : configuration.agentContacts[agent],
+              let agentHop = Resolver.destination(for: contact) else {
+            return refuse(404, treatment ? "Not Found: unknown treatment \(agent)" : "Not Found: unknown agent \(agent)")
         }
         guard let callerFrom = (try? invite.from()) ?? nil, let callerTo = (try? invite.to()) ?? nil, let fromTag = callerFrom.tag,
               let callID = invite.callID, let cseq = (try? invite.cseq()) ?? nil else {
@@ -229,23 +259,21 @@ public final class BufferServer: SIPTransactionUser, @unchecked Sendable {
                                   localCSeq: 0, remoteCSeq: cseq.sequence, remoteTarget: invite.contactURI,
                                   routeSet: invite.headers.elements(HeaderName(.recordRoute)), transport: callerTransport)
 
-        // Agent leg: we are the UAC, with a Call-ID, tag and From of our own. The agent sees the
-        // caller's user part and display name (caller ID) at our host, never the caller's host.
-        guard let local = stack.transport.advertisedAddress(for: agentHop.transport, toward: agentHop.address) else {
+        guard var agentLeg = newAgentLeg(callerFrom: callerFrom, contact: contact, hop: agentHop) else {
             return refuse(500, "Server Internal Error: no listener toward the agent")
         }
-        var fromURI = SIPURI(host: SIPHost.from(address: local), port: local.port)
-        fromURI.user = callerFrom.uri.user.map { Self.safeUser($0) }
-        let agentLocal = NameAddress(displayName: callerFrom.displayName, uri: .sip(fromURI))
-        var agentLeg = DialogLeg(callID: "b2b-" + stack.newTag() + stack.newTag() + "@" + hostPort(local), localTag: stack.newTag(),
-                                 remoteTag: nil, local: agentLocal, remote: NameAddress(uri: contact), localCSeq: 0,
-                                 remoteCSeq: nil, remoteTarget: contact, routeSet: [], transport: agentHop.transport)
         var agentInvite = agentLeg.makeRequest(.invite, contact: contactHeader(toward: agentHop), payload: invite)
         agentInvite.headers.set(HeaderName(.maxForwards), String(min(70, mf - 1)))
 
         let reference = invite.headers[HandoffWire.callHeader] ?? ("local-" + stack.newTag())
         let call = B2BCall(id: stack.newTag(), reference: reference, agentID: agent, encoding: encoding, callerInvite: invite,
                            ingress: ingress, caller: callerLeg, agent: agentLeg)
+        if treatment {
+            call.treatment = agent
+            counters.treatments += 1
+            if let old = onTreatment[reference], old !== call, !old.over { endCall(old, reason: "handed off again") }
+            onTreatment[reference] = call
+        }
         call.callerContact = contactHeader(toward: callerLeg.nextHop() ?? agentHop)
         call.agentContact = contactHeader(toward: agentHop)
         calls[call.id] = call
@@ -265,6 +293,185 @@ public final class BufferServer: SIPTransactionUser, @unchecked Sendable {
         logger.debug("call \(call.id) (\(reference)) from \(callID) to agent \(agent) via \(encoding)")
     }
 
+    /// A leg toward an agent (or a treatment system): we are the UAC, with a Call-ID, tag and
+    /// From of our own. The agent sees the caller's user part and display name (caller ID) at
+    /// our host, never the caller's host.
+    private func newAgentLeg(callerFrom: NameAddress, contact: URI, hop: SIPDestination) -> DialogLeg? {
+        guard let local = stack.transport.advertisedAddress(for: hop.transport, toward: hop.address) else { return nil }
+        var fromURI = SIPURI(host: SIPHost.from(address: local), port: local.port)
+        fromURI.user = callerFrom.uri.user.map { Self.safeUser($0) }
+        let agentLocal = NameAddress(displayName: callerFrom.displayName, uri: .sip(fromURI))
+        return DialogLeg(callID: "b2b-" + stack.newTag() + stack.newTag() + "@" + hostPort(local), localTag: stack.newTag(),
+                         remoteTag: nil, local: agentLocal, remote: NameAddress(uri: contact), localCSeq: 0,
+                         remoteCSeq: nil, remoteTarget: contact, routeSet: [], transport: hop.transport)
+    }
+
+    // MARK: Moving a caller off a treatment
+
+    /// The distributor moves a caller who is connected to a treatment to an agent (or another
+    /// treatment): the buffer server calls the new party with the caller's original offer, and
+    /// when it answers, re-INVITEs the caller with its answer and hangs up the treatment. The
+    /// distributor's INVITE gets the new party's provisional and final responses.
+    private func startMove(_ request: SIPMessage, key: TransactionKey, target: String, treatment: Bool) {
+        let toTag = stack.newTag()
+        let refuse: (Int, String) -> Void = { [self] code, reason in
+            counters.movesFailed += 1
+            stack.respond(SIPTransport.makeResponse(to: request, code: code, reason: reason, toTag: toTag), to: key)
+        }
+        guard let reference = request.headers[HandoffWire.callHeader], let call = onTreatment[reference], !call.over,
+              call.callerAnswered else {
+            return refuse(481, "Call Does Not Exist: no caller on a treatment with this reference")
+        }
+        guard call.move == nil else { return refuse(491, "Request Pending: the caller is being moved already") }
+        guard let contact = treatment ? configuration.treatmentContacts[target] : configuration.agentContacts[target],
+              let hop = Resolver.destination(for: contact) else {
+            return refuse(404, treatment ? "Not Found: unknown treatment \(target)" : "Not Found: unknown agent \(target)")
+        }
+        guard let callerFrom = (try? call.callerInvite.from()) ?? nil, var leg = newAgentLeg(callerFrom: callerFrom, contact: contact, hop: hop) else {
+            return refuse(500, "Server Internal Error: no listener toward the agent")
+        }
+        let contactHeader = contactHeader(toward: hop)
+        let invite = leg.makeRequest(.invite, contact: contactHeader, payload: call.callerInvite)
+        let move = Move(serverKey: key, request: request, target: target, treatment: treatment, leg: leg, contact: contactHeader, toTag: toTag)
+        guard let client = stack.sendRequest(invite, to: hop) else {
+            return refuse(503, "Service Unavailable: cannot reach \(target)")
+        }
+        move.clientKey = client
+        call.move = move
+        byMove[key] = call
+        clientTransactions[client] = .moveInvite(call)
+        counters.moves += 1
+        logger.debug("call \(call.id) (\(reference)): moving the caller from \(call.agentID) to \(target)")
+    }
+
+    private func moveResponse(_ call: B2BCall, _ response: SIPMessage) {
+        guard let move = call.move, let code = response.statusCode else {
+            // A 2xx retransmission after the move completed: ACK it again.
+            if (200..<300).contains(response.statusCode ?? 0), let ack = call.ackToAgent, let hop = call.agent.nextHop() {
+                stack.sendStateless(ack, to: hop)
+            }
+            return
+        }
+        let reply: (Int, String?) -> Void = { [self] code, reason in
+            var r = SIPTransport.makeResponse(to: move.request, code: code, reason: reason, toTag: move.toTag)
+            if code < 300, let source = stack.source(of: move.serverKey) {
+                r.headers.append(HeaderName(.contact), contactHeader(toward: SIPDestination(transport: source.transport, address: source.remote)))
+            }
+            stack.respond(r, to: move.serverKey)
+        }
+        switch code {
+        case 100:
+            return
+        case 101...199:
+            move.provisional = true
+            if move.cancelPending { cancelMove(move) }
+            if move.leg.remoteTag == nil, let tag = (try? response.to())??.tag { move.leg.remoteTag = tag }
+            reply(code, response.reasonPhrase)
+        case 200...299:
+            move.final = true
+            move.leg.remoteTag = (try? response.to())??.tag
+            move.leg.remoteTarget = response.contactURI ?? move.leg.remoteTarget
+            move.leg.routeSet = response.headers.elements(HeaderName(.recordRoute)).reversed()
+            let cseq = (try? response.cseq())??.sequence ?? 1
+            var ack: SIPMessage?
+            if let hop = move.leg.nextHop() {
+                var a = move.leg.makeRequest(.ack, contact: "", payload: nil, cseq: cseq)
+                a.headers.prepend(HeaderName(.via), stack.makeVia(for: hop, branch: stack.newBranch()))
+                stack.sendStateless(a, to: hop)
+                ack = a
+            }
+            endMove(call)
+            if call.over || move.cancelSent || move.cancelPending {
+                // The caller hung up (or the distributor gave up) meanwhile: hang up the new party.
+                byeLeg(call, move.leg)
+                reply(487, "Request Terminated")
+                finishIfDone(call)
+                return
+            }
+            // Hang up the treatment, put the new party in its place, re-INVITE the caller.
+            let old = call.agent
+            if call.agentAnswered, !call.byeSent[.agent] { byeLeg(call, old) }
+            dialogs[DialogKey(callID: old.callID, localTag: old.localTag)] = nil
+            call.agent = move.leg
+            call.agentID = move.target
+            call.agentContact = move.contact
+            call.agentInviteCSeq = cseq
+            call.ackToAgent = ack
+            call.agentAnswered = true
+            call.byeSent[.agent] = false
+            call.pendingAck = PerSide(caller: nil, agent: nil)
+            call.lastRelayedAck = PerSide(caller: nil, agent: nil)
+            dialogs[DialogKey(callID: move.leg.callID, localTag: move.leg.localTag)] = (call, .agent)
+            if move.treatment {
+                call.treatment = move.target
+            } else {
+                call.treatment = nil
+                onTreatment[call.reference] = nil
+            }
+            reinviteCaller(call, with: response)
+            reply(200, "OK")
+        default:
+            move.final = true
+            endMove(call)
+            counters.movesFailed += 1
+            reply(code, response.reasonPhrase)
+            finishIfDone(call)
+        }
+    }
+
+    private func endMove(_ call: B2BCall) {
+        guard let move = call.move else { return }
+        call.move = nil
+        byMove[move.serverKey] = nil
+    }
+
+    private func cancelMove(_ move: Move) {
+        guard !move.final, !move.cancelSent, let key = move.clientKey else { return }
+        if move.provisional {
+            move.cancelSent = true
+            move.cancelPending = false
+            stack.cancel(key)
+        } else {
+            move.cancelPending = true
+        }
+    }
+
+    /// Sends the caller the new party's session description in a re-INVITE.
+    private func reinviteCaller(_ call: B2BCall, with answer: SIPMessage) {
+        var leg = call.caller
+        let reinvite = leg.makeRequest(.invite, contact: call.callerContact, payload: answer)
+        call.caller = leg
+        guard let hop = leg.nextHop(), let key = stack.sendRequest(reinvite, to: hop) else {
+            endCall(call, reason: "cannot re-INVITE the caller")
+            return
+        }
+        clientTransactions[key] = .reinvite(call)
+    }
+
+    private func reinviteResponse(_ call: B2BCall, _ response: SIPMessage) {
+        guard let code = response.statusCode, code >= 200 else { return }
+        if code >= 300 {
+            logger.info("call \(call.id): the caller refused the move (\(code)); hanging up")
+            endCall(call, reason: "move refused")
+            return
+        }
+        guard let hop = call.caller.nextHop() else { return }
+        var leg = call.caller
+        var ack = leg.makeRequest(.ack, contact: "", payload: nil, cseq: (try? response.cseq())??.sequence ?? leg.localCSeq)
+        ack.headers.prepend(HeaderName(.via), stack.makeVia(for: hop, branch: stack.newBranch()))
+        stack.sendStateless(ack, to: hop)
+    }
+
+    /// A BYE on a leg that is no longer (or not yet) the call's agent leg.
+    private func byeLeg(_ call: B2BCall, _ leg: DialogLeg) {
+        var l = leg
+        let bye = l.makeRequest(.bye, contact: "", payload: nil)
+        if let hop = l.nextHop(), let key = stack.sendRequest(bye, to: hop) {
+            clientTransactions[key] = .bye(call)
+            call.outstanding += 1
+        }
+    }
+
     /// A user part with nothing that could smuggle an address.
     static func safeUser(_ user: String) -> String {
         String(user.prefix { $0 != "@" && $0 != ";" && $0 != ":" })
@@ -281,6 +488,7 @@ public final class BufferServer: SIPTransactionUser, @unchecked Sendable {
 
     public func stack(_ stack: SIPStack, didReceiveCancel cancel: SIPMessage, forInvite invite: TransactionKey) {
         if let call = byInviteTransaction[invite] { callerCancelled(call) }
+        if let call = byMove[invite], let move = call.move { cancelMove(move) }
     }
 
     /// CANCEL from the caller's side before an answer (9.2): 487 to the caller at once, and the
@@ -522,6 +730,7 @@ public final class BufferServer: SIPTransactionUser, @unchecked Sendable {
     /// The other side hung up (or is gone): BYE on `side`, the call is over, the distributor told.
     private func hangUp(_ call: B2BCall, side: Side) {
         call.over = true
+        if let move = call.move { cancelMove(move) }
         call.ackTimer?.cancel()
         sendBye(call, side)
         if call.callerAnswered, !call.endedReported {
@@ -542,7 +751,7 @@ public final class BufferServer: SIPTransactionUser, @unchecked Sendable {
     /// Removes a call from the routing table once nothing of it is left: the caller has its final
     /// answer and, for an answered call, both legs are hung up and their BYEs done.
     private func finishIfDone(_ call: B2BCall) {
-        guard calls[call.id] != nil, call.callerFinalSent, call.agentFinal || call.agentGone, call.outstanding == 0 else { return }
+        guard calls[call.id] != nil, call.callerFinalSent, call.agentFinal || call.agentGone, call.outstanding == 0, call.move == nil else { return }
         if call.callerAnswered && !call.over { return }
         calls[call.id] = nil
         dialogs[DialogKey(callID: call.caller.callID, localTag: call.caller.localTag)] = nil
@@ -551,6 +760,7 @@ public final class BufferServer: SIPTransactionUser, @unchecked Sendable {
         case .transaction(let key): byInviteTransaction[key] = nil
         case .link(_, let branch): byLinkBranch[branch] = nil
         }
+        if onTreatment[call.reference] === call { onTreatment[call.reference] = nil }
         call.ackTimer?.cancel()
         logger.debug("call \(call.id) left the routing table")
     }
@@ -568,6 +778,10 @@ public final class BufferServer: SIPTransactionUser, @unchecked Sendable {
             if (response.statusCode ?? 0) >= 200 { byeDone(call, transaction) }
         case .probe(let call, let side):
             if let code = response.statusCode, code == 481 || code == 408 { probeFailed(call, side) }
+        case .moveInvite(let call):
+            if transaction.method == .invite { moveResponse(call, response) }
+        case .reinvite(let call):
+            if transaction.method == .invite { reinviteResponse(call, response) }
         case .event:
             break
         }
@@ -588,6 +802,12 @@ public final class BufferServer: SIPTransactionUser, @unchecked Sendable {
             byeDone(call, transaction)
         case .probe(let call, let side):
             probeFailed(call, side)
+        case .moveInvite(let call):
+            if let move = call.move, move.clientKey == transaction, !move.final {
+                moveResponse(call, SIPTransport.makeResponse(to: move.request, code: failure == .transportError ? 503 : 408))
+            }
+        case .reinvite(let call):
+            endCall(call, reason: "the caller did not answer the re-INVITE")
         case .event:
             break
         }
@@ -604,6 +824,10 @@ public final class BufferServer: SIPTransactionUser, @unchecked Sendable {
             finishIfDone(call)
         case .bye(let call):
             byeDone(call, transaction)
+        case .moveInvite(let call):
+            if let move = call.move, move.clientKey == transaction, !move.final {
+                moveResponse(call, SIPTransport.makeResponse(to: move.request, code: 408))
+            }
         default:
             break
         }
@@ -706,7 +930,36 @@ enum ClientPurpose {
     case relay(B2BCall, server: TransactionKey, request: SIPMessage, from: Side)
     case bye(B2BCall)
     case probe(B2BCall, Side)
+    case moveInvite(B2BCall)
+    case reinvite(B2BCall)
     case event
+}
+
+/// A caller being moved off a treatment: the INVITE to the new party, and the distributor's
+/// INVITE that asked for it.
+final class Move {
+    let serverKey: TransactionKey
+    let request: SIPMessage
+    let target: String
+    let treatment: Bool
+    var leg: DialogLeg
+    let contact: String
+    let toTag: String
+    var clientKey: TransactionKey?
+    var provisional = false
+    var final = false
+    var cancelPending = false
+    var cancelSent = false
+
+    init(serverKey: TransactionKey, request: SIPMessage, target: String, treatment: Bool, leg: DialogLeg, contact: String, toTag: String) {
+        self.serverKey = serverKey
+        self.request = request
+        self.target = target
+        self.treatment = treatment
+        self.leg = leg
+        self.contact = contact
+        self.toTag = toTag
+    }
 }
 
 struct PerSide<T> {
@@ -723,7 +976,12 @@ final class B2BCall {
     let id: String
     /// The distributor's reference (`X-Parley-Call`).
     let reference: String
-    let agentID: String
+    /// The agent's id, or the treatment's name while the caller is on one.
+    var agentID: String
+    /// The treatment the caller is connected to (nil: an agent).
+    var treatment: String?
+    /// A move in progress.
+    var move: Move?
     let encoding: HandoffEncoding
     /// The handed-off INVITE as received (responses to the caller leg are built from it).
     let callerInvite: SIPMessage

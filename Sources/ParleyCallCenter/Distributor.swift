@@ -78,6 +78,10 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
         public var noAnswers = 0
         public var queued = 0
         public var queueTimeouts = 0
+        public var overflows = 0
+        public var rejected = 0
+        public var treatments = 0
+        public var moves = 0
         public var ruleFailures = 0
         public var eventsReceived = 0
         public var reconciled = 0
@@ -88,10 +92,11 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
         public var attempts = 0
         public var linkAttempts = 0
         public var waiting = 0
+        public var onTreatment = 0
         public var answered = 0
-        public var total: Int { calls + attempts + linkAttempts + waiting }
+        public var total: Int { calls + attempts + linkAttempts + waiting + onTreatment }
         public var description: String {
-            "calls=\(calls) attempts=\(attempts) link_attempts=\(linkAttempts) waiting=\(waiting) answered_calls=\(answered)"
+            "calls=\(calls) attempts=\(attempts) link_attempts=\(linkAttempts) waiting=\(waiting) on_treatment=\(onTreatment) answered_calls=\(answered)"
         }
     }
 
@@ -113,6 +118,9 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
     private var attemptsByKey: [TransactionKey: Attempt] = [:]
     private var attemptsByBranch: [String: Attempt] = [:]
     private var waiting: [DistributorCall] = []
+    /// Calls whose caller is connected to a treatment (answered, so no longer held by their
+    /// INVITE transaction) and still waiting for an agent, by reference.
+    private var onTreatment: [String: DistributorCall] = [:]
     /// Answered calls by reference: the agent stays busy until the buffer server says it ended.
     private var answeredCalls: [String: String] = [:]
     private var lastHeartbeat: (at: Int64, calls: Set<String>)?
@@ -132,13 +140,20 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
         self.agents.onAvailable = { [weak self] _ in self?.serveQueue() }
     }
 
+    /// Callers waiting for an agent now (queued, on a treatment or not), per call type.
+    public var waitingByType: [String: Int] {
+        var n: [String: Int] = [:]
+        for c in waiting { n[c.info.type, default: 0] += 1 }
+        return n
+    }
+
     /// Starts the reconciliation timer.
     public func start() { scheduleReconcile() }
     public func stop() { reconcileTimer?.cancel() }
 
     public var tableSizes: TableSizes {
         TableSizes(calls: calls.count, attempts: attemptsByKey.count, linkAttempts: attemptsByBranch.count,
-                   waiting: waiting.count, answered: answeredCalls.count)
+                   waiting: waiting.count, onTreatment: onTreatment.count, answered: answeredCalls.count)
     }
 
     // MARK: Requests
@@ -174,7 +189,8 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
         let reference = "c" + stack.newTag()
         let info = CallInfo(id: reference, type: classification.type, priority: classification.priority,
                             arrivedMs: clock(), attempts: [], invite: view)
-        let call = DistributorCall(serverKey: key, invite: invite, reference: reference, info: info, rules: rules)
+        let call = DistributorCall(serverKey: key, invite: invite, reference: reference, info: info, rules: rules,
+                                   policy: configuration.policy(for: classification.type))
         calls[key] = call
         records?.record(.arrived(call: reference, sipCallID: invite.callID ?? "", caller: view.fields[InviteView.Field.from.rawValue] ?? "",
                                  queue: classification.type, priority: classification.priority, rulesVersion: rules.version, at: info.arrivedMs))
@@ -187,6 +203,7 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
         counters.cancelled += 1
         call.cancelled = true
         dequeue(call)
+        if let t = call.treatmentAttempt { cancelAttempt(t) }
         if let a = call.current, !a.final {
             cancelAttempt(a)
             // The buffer server answers the CANCEL with 487, which comes back here; should it
@@ -204,15 +221,32 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
 
     /// Offers the call to the next agent the rules choose, queues it, or gives up.
     private func tryNext(_ call: DistributorCall) {
-        guard !call.finalSent, !call.cancelled else { return }
-        let serving = agents.serving(type: call.info.type, knownSkills: configuration.skills)
-        let untried = serving.filter { !call.info.attempts.contains($0.id) }
-        let candidates = untried.filter(\.isAvailable).map(\.id)
-        if untried.allSatisfy({ if case .offline = $0.state { return true } else { return false } }) {
-            // No agent is left who could ever take it.
-            finish(call, code: 480, reason: "Temporarily Unavailable: no agent for \(call.info.type)")
+        guard !call.done, !call.cancelled else { return }
+        if let a = call.current, !a.final, !a.abandoned { return }  // an offer is out
+        if call.treatmentAttempt != nil {
+            // The caller is being connected to the queue's treatment: agents are offered the
+            // call once it answers (one INVITE at a time toward the caller).
+            enqueue(call)
             return
         }
+        let serving = agents.serving(type: call.info.type, knownSkills: configuration.skills)
+        let loggedIn = serving.filter { if case .offline = $0.state { return false } else { return true } }
+        if loggedIn.isEmpty {
+            if call.policy.noAgent == .queue {
+                enqueue(call)
+            } else {
+                counters.rejected += 1
+                giveUp(call, code: call.policy.status, reason: "no agent for \(call.info.type) is logged in", exit: .failed)
+            }
+            return
+        }
+        let untried = loggedIn.filter { !call.info.attempts.contains($0.id) }
+        if untried.isEmpty {
+            // Every agent who could take it was offered it (the rules never offer a call twice).
+            giveUp(call, code: call.policy.status, reason: "no agent for \(call.info.type) took the call", exit: .failed)
+            return
+        }
+        let candidates = untried.filter(\.isAvailable).map(\.id)
         var chosen: String?
         if !candidates.isEmpty {
             let selection = call.rules.selectAgent(for: call.info, candidates: candidates)
@@ -225,6 +259,13 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
         }
         dequeue(call)
         call.info.attempts.append(agent)
+        if call.onTreatment != nil {
+            // The caller is answered (on a treatment): the buffer server calls the agent and
+            // moves the caller to it with a re-INVITE. Moves always use the `uri` encoding.
+            counters.moves += 1
+            handOff(call, to: agent, encoding: .uri, kind: .move)
+            return
+        }
         let decision = call.rules.handoffEncoding(for: call.info, agent: agent)
         if decision.failure != nil { counters.ruleFailures += 1 }
         var encoding = decision.encoding
@@ -232,14 +273,15 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
             logger.warning("call \(call.reference): no \(encoding) link to the buffer server; handing off with uri")
             encoding = .uri
         }
-        handOff(call, to: agent, encoding: encoding)
+        handOff(call, to: agent, encoding: encoding, kind: .agent)
     }
 
     /// The INVITE as the buffer server gets it: Request-URI the buffer server's with the agent id
     /// appended, Max-Forwards one less, our call reference.
-    private func handoffInvite(_ call: DistributorCall, agent: String, encoding: HandoffEncoding) -> SIPMessage {
+    private func handoffInvite(_ call: DistributorCall, agent: String, encoding: HandoffEncoding, kind: AttemptKind) -> SIPMessage {
         var invite = call.invite
-        invite.requestURI = HandoffWire.target(buffer: configuration.bufferURI, agent: agent)
+        invite.requestURI = kind.isTreatment ? HandoffWire.target(buffer: configuration.bufferURI, treatment: agent)
+            : HandoffWire.target(buffer: configuration.bufferURI, agent: agent)
         let mf = ((try? invite.maxForwards()) ?? nil) ?? 70
         invite.headers.set(HeaderName(.maxForwards), String(mf - 1))
         for line in invite.headers where line.name.lowercased().hasPrefix("x-parley-") {
@@ -247,17 +289,22 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
         }
         invite.headers.append(HandoffWire.callHeader, call.reference)
         invite.headers.append(HandoffWire.encodingHeader, encoding.rawValue)
+        if kind.isMove { invite.headers.append(HandoffWire.moveHeader, "1") }
         return invite
     }
 
-    private func handOff(_ call: DistributorCall, to agent: String, encoding: HandoffEncoding) {
+    private func handOff(_ call: DistributorCall, to agent: String, encoding: HandoffEncoding, kind: AttemptKind) {
         counters.handoffs[encoding.rawValue, default: 0] += 1
-        let attempt = Attempt(call: call, agent: agent, encoding: encoding)
-        call.current = attempt
+        let attempt = Attempt(call: call, agent: agent, encoding: encoding, kind: kind)
         call.attempts.append(attempt)
-        call.liveAttempts += 1
-        records?.record(.offered(call: call.reference, agent: agent, at: clock()))
-        var invite = handoffInvite(call, agent: agent, encoding: encoding)
+        if kind.isTreatment {
+            call.treatmentAttempt = attempt
+        } else {
+            call.current = attempt
+            call.liveAttempts += 1
+            records?.record(.offered(call: call.reference, agent: agent, at: clock()))
+        }
+        var invite = handoffInvite(call, agent: agent, encoding: encoding, kind: kind)
         logger.debug("call \(call.reference): offering to \(agent) by \(encoding)")
         if encoding == .uri {
             guard let key = stack.sendRequest(invite, to: configuration.bufferDestination) else {
@@ -265,6 +312,7 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
                 return
             }
             attempt.key = key
+            if kind.isMove { attempt.sentInvite = invite }
             attemptsByKey[key] = attempt
         } else if let link = links[encoding] {
             let branch = stack.newBranch(prefix: "ho")
@@ -282,6 +330,15 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
                 if !attempt.final { self.attemptFailed(attempt, code: 408) }
                 self.forgetLinkAttempt(attempt)
             }
+        }
+        if kind.isTreatment {
+            // A treatment answers at once or not at all; while it has not, no agent can be
+            // offered the call (one INVITE at a time toward the caller).
+            attempt.noAnswerTimer = stack.schedule(after: min(configuration.noAnswerTimeout, .seconds(4))) { [weak self, weak attempt] in
+                guard let self, let attempt else { return }
+                self.treatmentNoAnswer(attempt)
+            }
+            return
         }
         attempt.noAnswerTimer = stack.schedule(after: configuration.noAnswerTimeout) { [weak self, weak attempt] in
             guard let self, let attempt else { return }
@@ -341,6 +398,10 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
 
     private func attemptResponse(_ attempt: Attempt, _ response: SIPMessage) {
         guard let code = response.statusCode, let call = attempt.call else { return }
+        if attempt.kind.isTreatment {
+            treatmentResponse(attempt, call: call, code: code, response: response)
+            return
+        }
         var upstream = response
         upstream.headers.removeFirstElement(HeaderName(.via))
         upstream.headers.removeAll(HandoffWire.callHeader)
@@ -348,13 +409,19 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
         case 100...199:
             attempt.provisional = true
             if attempt.cancelPending { cancelAttempt(attempt) }
-            if code > 100, call.current === attempt, !attempt.abandoned, !call.finalSent, !call.cancelled {
+            if code > 100, attempt.kind == .agent, call.current === attempt, !attempt.abandoned, !call.finalSent, !call.cancelled {
                 stack.respond(upstream, to: call.serverKey)
             }
         case 200...299:
             let first = !attempt.final
             attempt.final = true
             attempt.noAnswerTimer?.cancel()
+            if attempt.kind == .move {
+                // The buffer server connected the agent and re-INVITEd the caller to it: this
+                // hop is ours alone, so the ACK goes back statelessly (and again for each
+                // retransmission).
+                ackMove(attempt, response)
+            }
             if first {
                 if !attempt.abandoned { call.liveAttempts -= 1 }
                 counters.answered += 1
@@ -366,9 +433,16 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
                 records?.record(.connected(call: call.reference, agent: attempt.agent, at: clock()))
                 if let other = call.current, other !== attempt { cancelAttempt(other) }
                 call.cancelGuard?.cancel()
+                call.done = true
+                call.queueTimer?.cancel()
+                if let t = call.treatmentAttempt { cancelAttempt(t) }
+                onTreatment[call.reference] = nil
+                call.onTreatment = nil
             }
-            call.finalSent = true
-            stack.respond(upstream, to: call.serverKey)  // 2xx retransmissions too (16.7 step 5)
+            if attempt.kind == .agent {
+                call.finalSent = true
+                stack.respond(upstream, to: call.serverKey)  // 2xx retransmissions too (16.7 step 5)
+            }
             dequeue(call)
         default:
             guard !attempt.final else { return }
@@ -378,7 +452,7 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
                 call.liveAttempts -= 1
                 agents.rejected(attempt.agent, call: call.reference)
                 records?.record(.notAnswered(call: call.reference, agent: attempt.agent, code: code, at: clock()))
-                call.record(code: code, reason: response.reasonPhrase, response: upstream)
+                if attempt.kind == .agent { call.record(code: code, reason: response.reasonPhrase, response: upstream) }
             } else {
                 // The agent was already released when its no-answer timer fired.
                 if case .ringing(let c, _)? = agents.agent(attempt.agent)?.state, c == call.reference {
@@ -386,11 +460,96 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
                 }
             }
             if call.cancelled {
-                if call.liveAttempts <= 0 { finish(call, code: 487) }
+                if call.liveAttempts <= 0, call.treatmentAttempt == nil { finish(call, code: 487) }
             } else if call.current === attempt {
                 tryNext(call)
             }
         }
+    }
+
+    /// A response to a treatment handoff (the caller is not answered yet) or a move to a
+    /// treatment (overflow of a caller already on one).
+    private func treatmentResponse(_ attempt: Attempt, call: DistributorCall, code: Int, response: SIPMessage) {
+        switch code {
+        case 100...199:
+            attempt.provisional = true
+            if attempt.cancelPending { cancelAttempt(attempt) }
+        case 200...299:
+            if attempt.kind == .treatmentMove { ackMove(attempt, response) }
+            let first = !attempt.final
+            attempt.final = true
+            attempt.noAnswerTimer?.cancel()
+            // Given up on: the caller is not connected to it (the buffer server, missing the
+            // caller's ACK, hangs the treatment up).
+            if attempt.abandoned { return }
+            if attempt.kind == .treatment {
+                var upstream = response
+                upstream.headers.removeFirstElement(HeaderName(.via))
+                upstream.headers.removeAll(HandoffWire.callHeader)
+                call.finalSent = true
+                stack.respond(upstream, to: call.serverKey)  // retransmissions too
+            }
+            guard first else { return }
+            if call.treatmentAttempt === attempt { call.treatmentAttempt = nil }
+            counters.treatments += 1
+            call.onTreatment = attempt.agent
+            records?.record(.treatment(call: call.reference, treatment: attempt.agent, at: clock()))
+            logger.debug("call \(call.reference): caller connected to \(attempt.agent)")
+            if call.cancelled || call.done {
+                onTreatment[call.reference] = nil
+            } else {
+                onTreatment[call.reference] = call
+                if let a = call.current, !a.final, !a.abandoned { return }
+                if call.queued { dequeue(call) }
+                tryNext(call)
+            }
+        default:
+            guard !attempt.final else { return }
+            attempt.final = true
+            attempt.noAnswerTimer?.cancel()
+            if attempt.abandoned { return }
+            if call.treatmentAttempt === attempt { call.treatmentAttempt = nil }
+            logger.warning("call \(call.reference): treatment \(attempt.agent) answered \(code); the caller waits without it")
+            if call.cancelled {
+                if call.liveAttempts <= 0 { finish(call, code: 487) }
+            } else if attempt.kind == .treatmentMove || call.done {
+                // The overflow treatment failed: the caller gets the queue's status instead.
+                call.done = false
+                giveUp(call, code: call.policy.status, reason: "overflow treatment \(attempt.agent) failed", exit: .failed)
+            } else {
+                call.treatmentFailed = true
+                if call.queued { dequeue(call) }
+                tryNext(call)
+            }
+        }
+    }
+
+    private func treatmentNoAnswer(_ attempt: Attempt) {
+        guard !attempt.final, !attempt.abandoned, let call = attempt.call else { return }
+        attempt.abandoned = true
+        cancelAttempt(attempt)
+        if call.treatmentAttempt === attempt { call.treatmentAttempt = nil }
+        logger.warning("call \(call.reference): treatment \(attempt.agent) did not answer; the caller waits without it")
+        if call.cancelled {
+            if call.liveAttempts <= 0 { finish(call, code: 487) }
+        } else if attempt.kind == .treatmentMove || call.done {
+            call.done = false
+            giveUp(call, code: call.policy.status, reason: "overflow treatment \(attempt.agent) did not answer", exit: .failed)
+        } else {
+            call.treatmentFailed = true
+            if call.queued { dequeue(call) }
+            tryNext(call)
+        }
+    }
+
+    /// The ACK for a 2xx to a move (buffer server hop only).
+    private func ackMove(_ attempt: Attempt, _ response: SIPMessage) {
+        guard let key = attempt.key, let invite = stack.request(of: key) ?? attempt.sentInvite else { return }
+        var ack = invite.makeACK(for: response)
+        if let contact = response.contactURI { ack.requestURI = contact }
+        ack.headers.removeAll(HeaderName(.via))
+        ack.headers.prepend(HeaderName(.via), stack.makeVia(for: configuration.bufferDestination, branch: stack.newBranch()))
+        stack.sendStateless(ack, to: configuration.bufferDestination)
     }
 
     private func attemptFailed(_ attempt: Attempt, code: Int) {
@@ -412,9 +571,11 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
     public func stack(_ stack: SIPStack, didTerminate transaction: TransactionKey) {
         if let call = calls.removeValue(forKey: transaction) {
             call.cancelGuard?.cancel()
+            for a in call.attempts where a.final { forgetLinkAttempt(a) }
+            // A caller on a treatment is answered but still waits: it stays queued.
+            if onTreatment[call.reference] === call, !call.done { return }
             call.queueTimer?.cancel()
             dequeue(call)
-            for a in call.attempts where a.final { forgetLinkAttempt(a) }
             return
         }
         if transaction.method == .message {
@@ -433,8 +594,11 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
         attempt.linkGuard?.cancel()
     }
 
+    /// How a call left the queue without an agent, for the records.
+    enum Exit { case failed, timeout, full }
+
     /// Answers the caller: the best response any agent gave, or `code`.
-    private func finish(_ call: DistributorCall, code: Int, reason: String? = nil, timedOut: Bool = false) {
+    private func finish(_ call: DistributorCall, code: Int, reason: String? = nil, exit: Exit = .failed) {
         guard !call.finalSent else { return }
         if code == 487 {
             // Recorded when the caller gets the 487, not at the CANCEL: an agent's 2xx that
@@ -442,12 +606,14 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
             records?.record(.abandoned(call: call.reference, at: clock()))
         } else {
             let sent = call.best == nil ? code : call.bestCode
-            records?.record(.failed(call: call.reference, code: sent, timedOut: timedOut, at: clock()))
+            recordExit(call, code: sent, exit: exit)
         }
         call.finalSent = true
+        call.done = true
         call.cancelGuard?.cancel()
         call.queueTimer?.cancel()
         dequeue(call)
+        if let t = call.treatmentAttempt { cancelAttempt(t) }
         if code == 487 || call.best == nil {
             stack.respond(code, reason, to: call.serverKey)
         } else if let best = call.best {
@@ -461,23 +627,98 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
         }
     }
 
+    private func recordExit(_ call: DistributorCall, code: Int?, exit: Exit, treatment: String? = nil) {
+        if let code, treatment == nil, exit != .full {
+            records?.record(.failed(call: call.reference, code: code, timedOut: exit == .timeout, at: clock()))
+        } else {
+            records?.record(.overflowed(call: call.reference, full: exit == .full, treatment: treatment, code: code, at: clock()))
+        }
+    }
+
+    /// The call gets no agent: the caller is answered `code`, or, if a treatment answered it
+    /// already, hung up by the buffer server.
+    private func giveUp(_ call: DistributorCall, code: Int, reason: String, exit: Exit) {
+        guard !call.done else { return }
+        if !call.finalSent {
+            logger.debug("call \(call.reference): \(code) (\(reason))")
+            finish(call, code: code, reason: QueuePolicy.reason(for: code) + ": " + reason, exit: exit)
+            return
+        }
+        logger.debug("call \(call.reference): hanging up the caller on its treatment (\(reason))")
+        call.done = true
+        call.queueTimer?.cancel()
+        dequeue(call)
+        onTreatment[call.reference] = nil
+        counters.failed += 1
+        recordExit(call, code: nil, exit: exit)
+        sendControl(.hangup(call: call.reference))
+    }
+
+    /// Over max wait or max length: the queue's overflow treatment, or its status.
+    private func overflow(_ call: DistributorCall, full: Bool) {
+        guard !call.done else { return }
+        if full { counters.overflows += 1 } else { counters.queueTimeouts += 1 }
+        dequeue(call)
+        let exit: Exit = full ? .full : .timeout
+        guard case .treatment(let name) = call.policy.overflow, configuration.treatments.contains(name) else {
+            giveUp(call, code: call.policy.status, reason: full ? "the queue is full" : "no agent answered in time", exit: exit)
+            return
+        }
+        call.done = true
+        call.queueTimer?.cancel()
+        onTreatment[call.reference] = nil
+        recordExit(call, code: nil, exit: exit, treatment: name)
+        if call.onTreatment == name { return }  // already there
+        if let t = call.treatmentAttempt { cancelAttempt(t) }
+        if let a = call.current, !a.final { cancelAttempt(a) }
+        logger.debug("call \(call.reference): overflows to \(name)")
+        handOff(call, to: name, encoding: .uri, kind: call.onTreatment != nil ? .treatmentMove : .treatment)
+    }
+
     // MARK: The queue
 
+    /// Waiting order: higher priority first, then earlier arrival.
+    private static func before(_ a: DistributorCall, _ b: DistributorCall) -> Bool {
+        a.info.priority != b.info.priority ? a.info.priority > b.info.priority : a.info.arrivedMs < b.info.arrivedMs
+    }
+
     private func enqueue(_ call: DistributorCall) {
-        guard !call.queued else { return }
+        guard !call.queued, !call.done else { return }
+        let now = clock()
+        let deadline = call.info.arrivedMs + call.policy.maxWait.milliseconds
+        if now >= deadline {
+            overflow(call, full: false)
+            return
+        }
+        if !call.counted {
+            call.counted = true
+            if let max = call.policy.maxLength, waiting.lazy.filter({ $0.info.type == call.info.type }).count >= max {
+                overflow(call, full: true)
+                return
+            }
+        }
         call.queued = true
         counters.queued += 1
-        let i = waiting.firstIndex { $0.info.priority < call.info.priority } ?? waiting.endIndex
+        let i = waiting.firstIndex { Self.before(call, $0) } ?? waiting.endIndex
         waiting.insert(call, at: i)
-        if !call.sentQueued {
+        if !call.sentQueued, !call.finalSent {
             call.sentQueued = true
             stack.respond(182, "Queued", to: call.serverKey, toTag: nil)
         }
         if call.queueTimer == nil {
-            call.queueTimer = stack.schedule(after: configuration.queueTimeout) { [weak self, weak call] in
-                guard let self, let call, call.queued else { return }
-                self.counters.queueTimeouts += 1
-                self.finish(call, code: 480, reason: "Temporarily Unavailable: no agent answered in time", timedOut: true)
+            call.queueTimer = stack.schedule(after: .milliseconds(deadline - now)) { [weak self, weak call] in
+                guard let self, let call, call.queued, !call.done else { return }
+                self.overflow(call, full: false)
+            }
+        }
+        if let name = call.policy.treatment, call.onTreatment == nil, call.treatmentAttempt == nil, !call.treatmentFailed,
+           !call.finalSent, !call.cancelled {
+            if configuration.treatments.contains(name) {
+                logger.debug("call \(call.reference): connecting the caller to \(name) while it waits")
+                handOff(call, to: name, encoding: .uri, kind: .treatment)
+            } else {
+                call.treatmentFailed = true
+                logger.warning("call \(call.reference): treatment \(name) is not configured")
             }
         }
     }
@@ -490,11 +731,28 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
 
     /// An agent became available: offer it the waiting calls, highest priority first.
     private func serveQueue() {
-        for call in waiting where call.queued {
+        for call in waiting where call.queued && call.treatmentAttempt == nil {
             call.queued = false
             waiting.removeAll { $0 === call }
             tryNext(call)
         }
+    }
+
+    /// Sends a control event to the buffer server (in a MESSAGE, like its events to us).
+    private func sendControl(_ event: CallEvent) {
+        let dest = configuration.bufferDestination
+        let local = stack.transport.advertisedAddress(for: dest.transport, toward: dest.address)
+        linkCSeq += 1
+        var h = SIPHeaders()
+        h.append(HeaderName(.maxForwards), "70")
+        h.append(HeaderName(.from), "<sip:distributor@\(local.map(hostPort) ?? "invalid")>;tag=\(stack.newTag())")
+        h.append(HeaderName(.to), "<\(configuration.bufferURI)>")
+        h.append(HeaderName(.callID), "ctl-" + stack.newTag() + "@parley")
+        h.append(HeaderName(.cseq), "\(linkCSeq) MESSAGE")
+        h.append(HeaderName(.contentType), HandoffWire.eventType)
+        var m = SIPMessage.request(.message, .sip(configuration.bufferURI), headers: h, body: Array(event.body.utf8))
+        m.updateContentLength()
+        stack.sendRequest(m, to: dest)
     }
 
     // MARK: Events from the buffer server
@@ -518,10 +776,23 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
     public func handle(_ event: CallEvent) {
         switch event {
         case .ended(let reference, let agent):
+            if let call = onTreatment.removeValue(forKey: reference), !call.done {
+                // The caller hung up while it waited on a treatment.
+                counters.cancelled += 1
+                call.done = true
+                call.queueTimer?.cancel()
+                dequeue(call)
+                if let a = call.current, !a.final { cancelAttempt(a) }
+                records?.record(.abandoned(call: reference, at: clock()))
+                logger.debug("call \(reference): the caller hung up on \(agent) while waiting")
+                return
+            }
             if answeredCalls.removeValue(forKey: reference) != nil {
                 records?.record(.completed(call: reference, agent: agent, at: clock()))
             }
             agents.callEnded(agent, call: reference)
+        case .hangup:
+            break  // ours to send, not to receive
         case .live(let refs):
             let live = Set(refs)
             lastHeartbeat = (clock(), live)
@@ -549,6 +820,7 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
         var pending: Set<String> = []
         for call in calls.values where !call.finalSent { pending.insert(call.reference) }
         for call in waiting { pending.insert(call.reference) }
+        for call in onTreatment.values where !call.done { pending.insert(call.reference) }
         let before = agents.all.map(\.state)
         agents.reconcile(liveCalls: live.union(pending), pendingOffers: pending)
         let after = agents.all.map(\.state)
@@ -619,12 +891,25 @@ final class DistributorCall {
     var cancelled = false
     var queued = false
     var sentQueued = false
+    /// This queue's behaviour.
+    let policy: QueuePolicy
+    /// The treatment the caller is connected to (it is answered and still waits for an agent).
+    var onTreatment: String?
+    /// A treatment handoff not answered yet.
+    var treatmentAttempt: Attempt?
+    /// The queue's treatment could not be connected: the caller waits without it.
+    var treatmentFailed = false
+    /// Counted against the queue's max length (once, when it first waited).
+    var counted = false
+    /// No more offers: connected, abandoned, failed or overflowed.
+    var done = false
     var best: SIPMessage?
     var bestCode = 0
     var cancelGuard: TimerToken?
     var queueTimer: TimerToken?
 
-    init(serverKey: TransactionKey, invite: SIPMessage, reference: String, info: CallInfo, rules: PinnedRules) {
+    init(serverKey: TransactionKey, invite: SIPMessage, reference: String, info: CallInfo, rules: PinnedRules, policy: QueuePolicy) {
+        self.policy = policy
         self.serverKey = serverKey
         self.invite = invite
         self.reference = reference
@@ -642,11 +927,30 @@ final class DistributorCall {
     }
 }
 
-/// One offer of a call to one agent.
+/// What an attempt hands the buffer server.
+enum AttemptKind: Equatable {
+    /// The caller's INVITE, to an agent.
+    case agent
+    /// The caller's INVITE, to a treatment system (music on hold, announcement).
+    case treatment
+    /// A caller already on a treatment, to an agent (the buffer server re-INVITEs the caller).
+    case move
+    /// A caller already on a treatment, to another treatment (overflow).
+    case treatmentMove
+
+    var isTreatment: Bool { self == .treatment || self == .treatmentMove }
+    var isMove: Bool { self == .move || self == .treatmentMove }
+}
+
+/// One offer of a call to one agent (or to a treatment).
 final class Attempt {
     weak var call: DistributorCall?
+    /// The agent's id, or the treatment's name.
     let agent: String
     let encoding: HandoffEncoding
+    let kind: AttemptKind
+    /// A move's INVITE (its 2xx is ACKed here).
+    var sentInvite: SIPMessage?
     var key: TransactionKey?
     var branch: String?
     var linkInvite: SIPMessage?
@@ -658,10 +962,11 @@ final class Attempt {
     var noAnswerTimer: TimerToken?
     var linkGuard: TimerToken?
 
-    init(call: DistributorCall, agent: String, encoding: HandoffEncoding) {
+    init(call: DistributorCall, agent: String, encoding: HandoffEncoding, kind: AttemptKind = .agent) {
         self.call = call
         self.agent = agent
         self.encoding = encoding
+        self.kind = kind
     }
 }
 

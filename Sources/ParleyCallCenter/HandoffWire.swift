@@ -19,6 +19,11 @@ import ParleySIP
 public enum HandoffWire {
     /// The Request-URI parameter that names the agent.
     public static let agentParameter = "agent"
+    /// The Request-URI parameter that names a treatment system instead of an agent.
+    public static let treatmentParameter = "treatment"
+    /// On a handoff that moves a caller already connected to a treatment (by its reference in
+    /// `X-Parley-Call`) to the agent or treatment the Request-URI names.
+    public static let moveHeader = HeaderName("X-Parley-Move")
     /// The distributor's call reference, on the handoff hop only.
     public static let callHeader = HeaderName("X-Parley-Call")
     /// The encoding used, on the handoff hop only (for logs and counters).
@@ -33,6 +38,19 @@ public enum HandoffWire {
         var u = buffer
         u.parameters.set(agentParameter, agent)
         return .sip(u)
+    }
+
+    /// The buffer server's URI with a treatment's name appended (`;treatment=moh`).
+    public static func target(buffer: SIPURI, treatment: String) -> URI {
+        var u = buffer
+        u.parameters.set(treatmentParameter, treatment)
+        return .sip(u)
+    }
+
+    /// The treatment a handoff's Request-URI names.
+    public static func treatmentName(in uri: URI?) -> String? {
+        guard case .sip(let u)? = uri, let name = u.parameters.value(treatmentParameter), !name.isEmpty else { return nil }
+        return name
     }
 
     /// The agent id a handoff's Request-URI names.
@@ -79,12 +97,15 @@ public enum CallEvent: Sendable, Equatable {
     /// Heartbeat: every call the buffer server holds right now. A busy agent whose call is
     /// missing from consecutive heartbeats is reconciled.
     case live(calls: [String])
+    /// Distributor -> buffer server: hang up this call (a caller on a treatment who waited too long).
+    case hangup(call: String)
 
     /// The body of the MESSAGE that carries the event.
     public var body: String {
         switch self {
         case .ended(let c, let a): "event=ended\ncall=\(c)\nagent=\(a)\n"
         case .live(let calls): "event=live\ncalls=\(calls.joined(separator: ","))\n"
+        case .hangup(let c): "event=hangup\ncall=\(c)\n"
         }
     }
 
@@ -98,6 +119,9 @@ public enum CallEvent: Sendable, Equatable {
         case "ended":
             guard let c = fields["call"], let a = fields["agent"] else { return nil }
             self = .ended(call: c, agent: a)
+        case "hangup":
+            guard let c = fields["call"] else { return nil }
+            self = .hangup(call: c)
         case "live":
             let list = fields["calls"] ?? ""
             self = .live(calls: list.split(separator: ",").map(String.init))

@@ -19,11 +19,19 @@ public enum CallEvent: Sendable, Equatable {
     /// The caller was given a final failure: no agent in time (`timedOut`, `EXITWITHTIMEOUT`) or
     /// no agent who could take it (`FAILED`).
     case failed(call: String, code: Int, timedOut: Bool, at: Int64)
+    /// The caller was connected to a treatment while it waits (`TREATMENT`, the treatment's name
+    /// in the agent column).
+    case treatment(call: String, treatment: String, at: Int64)
+    /// The caller left the queue over its max length (`full`, `EXITWITHFULL`) or max wait
+    /// (`EXITWITHTIMEOUT`): to an overflow treatment, answered `code`, or hung up on its
+    /// treatment (both nil).
+    case overflowed(call: String, full: Bool, treatment: String?, code: Int?, at: Int64)
 
     public var call: String {
         switch self {
         case .arrived(let c, _, _, _, _, _, _), .offered(let c, _, _), .notAnswered(let c, _, _, _), .connected(let c, _, _),
-             .abandoned(let c, _), .completed(let c, _, _), .failed(let c, _, _, _):
+             .abandoned(let c, _), .completed(let c, _, _), .failed(let c, _, _, _), .treatment(let c, _, _),
+             .overflowed(let c, _, _, _, _):
             return c
         }
     }
@@ -32,7 +40,8 @@ public enum CallEvent: Sendable, Equatable {
 /// A queue-log event name (after Asterisk's queue_log).
 public enum QueueLogEvent: String, Sendable, CaseIterable {
     case enterQueue = "ENTERQUEUE", offer = "OFFER", ringNoAnswer = "RINGNOANSWER", connect = "CONNECT",
-         abandon = "ABANDON", complete = "COMPLETE", exitWithTimeout = "EXITWITHTIMEOUT", failed = "FAILED"
+         abandon = "ABANDON", complete = "COMPLETE", exitWithTimeout = "EXITWITHTIMEOUT", failed = "FAILED",
+         treatment = "TREATMENT", exitWithFull = "EXITWITHFULL"
 }
 
 /// Where a call stands, or how it ended.
@@ -252,6 +261,14 @@ public final class RecordStore: Sendable {
             try db.execute(sql: "UPDATE calls SET ended_ms = ?, outcome = ?, final_code = ? WHERE reference = ?",
                            arguments: [at, o.rawValue, code, call])
             try log(db, at, call, queue, nil, timedOut ? .exitWithTimeout : .failed, version, at - arrived, code)
+        case .treatment(let call, let treatment, let at):
+            try log(db, at, call, queue, treatment, .treatment, version, nil, nil)
+        case .overflowed(let call, let full, let treatment, let code, let at):
+            guard outcome == .waiting else { return }
+            let o: CallOutcome = full ? .failed : .timeout
+            try db.execute(sql: "UPDATE calls SET ended_ms = ?, outcome = ?, final_code = ? WHERE reference = ?",
+                           arguments: [at, o.rawValue, code, call])
+            try log(db, at, call, queue, treatment, full ? .exitWithFull : .exitWithTimeout, version, at - arrived, code)
         }
     }
 

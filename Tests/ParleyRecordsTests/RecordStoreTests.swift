@@ -75,6 +75,33 @@ struct RecordStoreTests {
         }
     }
 
+    @Test func treatment_and_overflow_are_logged_and_an_overflow_ends_the_wait_once() throws {
+        try withTemporaryDatabase { path in
+            let store = try RecordStore(path: path)
+            store.record(arrived("t1", at: 0))
+            store.record(.treatment(call: "t1", treatment: "moh", at: 500))
+            store.record(.overflowed(call: "t1", full: false, treatment: "announcement", code: nil, at: 60_000))
+            store.record(.overflowed(call: "t1", full: true, treatment: nil, code: 486, at: 61_000))  // over already: ignored
+            store.record(.treatment(call: "t1", treatment: "announcement", at: 60_100))
+            store.record(arrived("t2", at: 0))
+            store.record(.overflowed(call: "t2", full: true, treatment: nil, code: 486, at: 10))
+            store.flush()
+
+            let t1 = try #require(try store.call("t1"))
+            #expect(t1.outcome == .timeout)
+            #expect(t1.finalCode == nil)
+            #expect(t1.waitMs == 60_000)
+            let log = try store.queueLog(call: "t1")
+            #expect(log.map(\.event) == [.enterQueue, .treatment, .exitWithTimeout, .treatment])
+            #expect(log.map(\.agent) == [nil, "moh", "announcement", "announcement"])
+            let t2 = try #require(try store.call("t2"))
+            #expect(t2.outcome == .failed)
+            #expect(t2.finalCode == 486)
+            #expect(try store.queueLog(call: "t2").map(\.event) == [.enterQueue, .exitWithFull])
+            #expect(try store.queueLog(call: "t2").last?.code == 486)
+        }
+    }
+
     @Test func reopening_the_file_loses_nothing_written() throws {
         try withTemporaryDatabase { path in
             do {

@@ -365,10 +365,239 @@ YAML
   done
 }
 
+# ---------------------------------------------------------------- queues and treatments
+# write_queue_config DIR BLOCK QUEUE_SETTINGS [AVAILABLE]: one agent (a1, logged in unless
+# AVAILABLE is false), music on hold at b+6, an announcement at b+7, the default queue QUEUE_SETTINGS.
+write_queue_config() {
+  local dir=$1 b=$2 queue=$3 avail=${4:-true}
+  write_config "$dir" "$b" "no_answer_timeout: 3s, wrap_up: 0, heartbeat: 1s, stale_after: 10s, probe: off" 1
+  if [ "$avail" = false ]; then
+    sed -i 's|attributes: {rank: 1}}|attributes: {rank: 1}, available: false}|' "$dir/parley.yaml"
+  fi
+  {
+    echo "treatments: {moh: \"sip:moh@$IP:$((b + 6))\", announcement: \"sip:announcement@$IP:$((b + 7))\"}"
+    echo "queues:"
+    echo "  default: {$queue}"
+  } >>"$dir/parley.yaml"
+}
+# bg_caller DIR NAME XML DPORT LPORT WHO PRIO [extra...]: one call in the background
+bg_caller() {
+  local dir=$1 name=$2 xml=$3 dport=$4 lport=$5 who=$6 prio=$7; shift 7
+  (cd "$dir" && exec setsid timeout -k 5 40 sipp "$IP:$dport" -sf "$HERE/$xml" -p "$lport" -s sales \
+      -cid_str 'caller-%u-%p@%s' -m 1 -timeout 30s -timeout_error -recv_timeout 20000 \
+      -key handoff uri -key raise none -key who "$who" -key prio "$prio" \
+      $(sipp_common "$dir" "$name") "$@" >"$dir/$name.out" 2>&1) &
+  local pid=$!
+  BG_PIDS+=("$pid")
+  eval "PID_${name//-/_}=$pid"
+}
+# records DIR: stops parley serve (its records flushed) and lists its calls into DIR/calls.txt
+records() {
+  stop_pid "$SERVE_PID"
+  "$PARLEY" calls --database "$1/parley-records.sqlite" --limit 50 >"$1/calls.txt" 2>&1
+}
+# expect_call DIR WHO OUTCOME AGENT CODE EVENTS...: the record of the call from sip:WHO@ has this
+# outcome, agent and final code ("-" for none), and its queue log holds EVENTS in this order
+# (an event with an agent or treatment is written EVENT(NAME)).
+expect_call() {
+  local dir=$1 who=$2 outcome=$3 agent=$4 code=$5 row ref got; shift 5
+  row=$(awk -v w="sip:$who@" 'index($4, w) == 1' "$dir/calls.txt")
+  [ -n "$row" ] || { REASON="no record of the call from $who (calls.txt)"; return 1; }
+  got=$(echo "$row" | awk '{ print $6 " " $7 " " $8 }')
+  [ "$got" = "$agent $outcome $code" ] || { REASON="call from $who recorded as '$got', want '$agent $outcome $code' (calls.txt)"; return 1; }
+  ref=$(echo "$row" | awk '{ print $1 }')
+  "$PARLEY" calls --database "$dir/parley-records.sqlite" --call "$ref" >"$dir/log-$who.txt" 2>&1
+  got=$(awk 'NR > 1 { printf "%s%s", sep, ($5 == "-" ? $3 : $3 "(" $5 ")"); sep = " " }' "$dir/log-$who.txt")
+  [ "$got" = "$*" ] || { REASON="queue log of $who: '$got', want '$*' (log-$who.txt)"; return 1; }
+}
+# after_restart DIR BLOCK: parley serve starts again on the same database and stops; every record
+# is still there, unchanged.
+after_restart() {
+  local dir=$1
+  cp "$dir/calls.txt" "$dir/calls-before.txt"
+  start_serve "$dir" "$2" || return 1
+  records "$dir"
+  cmp -s "$dir/calls.txt" "$dir/calls-before.txt" || { REASON="records changed across a restart (calls-before.txt, calls.txt)"; return 1; }
+}
+# agent_order DIR AGENT: the caller users of the INVITEs the agent received, in order
+agent_order() {
+  received "$1/$2.messages.log" | awk '/^INVITE / { inv = 1; next } inv && /^From:/ { match($0, /sip:[^@]*@/); printf "%s ", substr($0, RSTART + 4, RLENGTH - 5); inv = 0 }'
+}
+# callers_ok DIR NAME...: each background caller made its one call
+callers_ok() {
+  local dir=$1 who r; shift
+  for who in "$@"; do wait_agent "$who" 30; r=$?; check_side "$dir" "$who" "$r" 1 || return 1; done
+}
+
+# Every agent busy: two callers wait (182); the higher priority one, though it came later, is
+# served first when the agent frees up. Records and queue log say so, before and after a restart.
+CASE_queue_priority_order() {
+  local dir=$1 b order r
+  b=$(alloc_block) || { REASON="no free ports"; return 1; }
+  write_queue_config "$dir" "$b" "max_wait: 30s"
+  start_serve "$dir" "$b" || return 1
+  start_agent "$dir" a1 agent-answers.xml $((b + 3)) 3 60
+  bg_caller "$dir" first caller-answered-hangs-up.xml "$b" $((b + 6)) first 0 -d 2500
+  sleep 0.7
+  bg_caller "$dir" low caller-queued-answered.xml "$b" $((b + 7)) low 1 -d 300
+  sleep 0.5
+  bg_caller "$dir" high caller-queued-answered.xml "$b" $((b + 8)) high 5 -d 300
+  callers_ok "$dir" first low high || return 1
+  wait_agent a1 10; r=$?
+  check_side "$dir" a1 "$r" 3 || return 1
+  order=$(agent_order "$dir" a1)
+  [ "$order" = "caller high low " ] || { REASON="agent a1 got the calls in the order '$order', want 'caller high low'"; return 1; }
+  wait_drained "$dir" 10 || return 1
+  records "$dir"
+  expect_call "$dir" high completed a1 200 ENTERQUEUE "OFFER(a1)" "CONNECT(a1)" "COMPLETE(a1)" || return 1
+  expect_call "$dir" low completed a1 200 ENTERQUEUE "OFFER(a1)" "CONNECT(a1)" "COMPLETE(a1)" || return 1
+  after_restart "$dir" "$b" || return 1
+}
+
+# Every agent busy: a queued caller gives up (CANCEL): 487, recorded as abandoned.
+CASE_queue_caller_abandons_while_queued() {
+  local dir=$1 b r
+  b=$(alloc_block) || { REASON="no free ports"; return 1; }
+  write_queue_config "$dir" "$b" "max_wait: 30s"
+  start_serve "$dir" "$b" || return 1
+  start_agent "$dir" a1 agent-answers.xml $((b + 3)) 1 60
+  bg_caller "$dir" first caller-answered-hangs-up.xml "$b" $((b + 6)) first 0 -d 3000
+  sleep 0.7
+  bg_caller "$dir" quitter caller-queued-cancel-expect-487.xml "$b" $((b + 7)) quitter 0
+  callers_ok "$dir" first quitter || return 1
+  wait_agent a1 10; r=$?
+  check_side "$dir" a1 "$r" 1 || return 1
+  wait_drained "$dir" 10 || return 1
+  records "$dir"
+  expect_call "$dir" quitter abandoned - 487 ENTERQUEUE ABANDON || return 1
+  after_restart "$dir" "$b" || return 1
+}
+
+# Every agent busy: the caller waits on music on hold (connected by the buffer server), and when
+# the agent frees up it is moved to the agent by a re-INVITE; the hold server gets a BYE.
+CASE_queue_music_on_hold_then_moved_to_agent() {
+  local dir=$1 b r
+  b=$(alloc_block) || { REASON="no free ports"; return 1; }
+  write_queue_config "$dir" "$b" "max_wait: 30s, treatment: moh"
+  start_serve "$dir" "$b" || return 1
+  start_agent "$dir" a1 agent-answers.xml $((b + 3)) 2 60
+  start_agent "$dir" moh treatment-answers.xml $((b + 6)) 1 60
+  bg_caller "$dir" first caller-answered-hangs-up.xml "$b" $((b + 8)) first 0 -d 2500
+  sleep 0.7
+  bg_caller "$dir" held caller-treatment-moved.xml "$b" $((b + 9)) held 0 -d 500
+  callers_ok "$dir" first held || return 1
+  wait_agent a1 10; r=$?; check_side "$dir" a1 "$r" 2 || return 1
+  wait_agent moh 10; r=$?; check_side "$dir" moh "$r" 1 || return 1
+  no_port_leak "$dir" held $((b + 3)) $((b + 6)) || return 1
+  no_port_leak "$dir" moh $((b + 9)) "$b" || return 1
+  no_port_leak "$dir" a1 $((b + 9)) "$b" $((b + 6)) || return 1
+  wait_drained "$dir" 10 || return 1
+  [ "$(stat "$dir" buffer_table on_treatment)" = 0 ] || { REASON="buffer on_treatment=$(stat "$dir" buffer_table on_treatment) after the calls"; return 1; }
+  records "$dir"
+  expect_call "$dir" held completed a1 200 ENTERQUEUE "TREATMENT(moh)" "OFFER(a1)" "CONNECT(a1)" "COMPLETE(a1)" || return 1
+  after_restart "$dir" "$b" || return 1
+}
+
+# The hold server does not answer (nothing listens there): after a few seconds the distributor
+# gives it up, and the caller waits without it (182 only) until the agent takes the call.
+CASE_queue_silent_treatment_does_not_block_the_agent() {
+  local dir=$1 b r
+  b=$(alloc_block) || { REASON="no free ports"; return 1; }
+  write_queue_config "$dir" "$b" "max_wait: 30s, treatment: moh"
+  # T1 100 ms: the buffer server's INVITE to the silent hold server times out (64*T1) in 6.4 s.
+  sed -i 's|probe: off}|probe: off, t1: 100ms}|' "$dir/parley.yaml"
+  start_serve "$dir" "$b" || return 1
+  start_agent "$dir" a1 agent-answers.xml $((b + 3)) 2 60
+  bg_caller "$dir" first caller-answered-hangs-up.xml "$b" $((b + 8)) first 0 -d 2000
+  sleep 0.7
+  bg_caller "$dir" held caller-queued-answered.xml "$b" $((b + 9)) held 0 -d 300
+  callers_ok "$dir" first held || return 1
+  wait_agent a1 10; r=$?; check_side "$dir" a1 "$r" 2 || return 1
+  wait_drained "$dir" 15 || return 1
+  grep -q "treatment moh did not answer" "$dir/serve.log" || { REASON="no 'treatment moh did not answer' in serve.log"; return 1; }
+  records "$dir"
+  expect_call "$dir" held completed a1 200 ENTERQUEUE "OFFER(a1)" "CONNECT(a1)" "COMPLETE(a1)" || return 1
+}
+
+# On music on hold, the caller hangs up: the hold server gets a BYE, the call is abandoned.
+CASE_queue_caller_hangs_up_on_hold_abandoned() {
+  local dir=$1 b r
+  b=$(alloc_block) || { REASON="no free ports"; return 1; }
+  write_queue_config "$dir" "$b" "max_wait: 30s, treatment: moh, no_agent: queue" false
+  start_serve "$dir" "$b" || return 1
+  start_agent "$dir" moh treatment-answers.xml $((b + 6)) 1 60
+  bg_caller "$dir" quitter caller-treatment-hangs-up.xml "$b" $((b + 9)) quitter 0
+  callers_ok "$dir" quitter || return 1
+  wait_agent moh 10; r=$?; check_side "$dir" moh "$r" 1 || return 1
+  wait_drained "$dir" 10 || return 1
+  records "$dir"
+  expect_call "$dir" quitter abandoned - 487 ENTERQUEUE "TREATMENT(moh)" ABANDON || return 1
+}
+
+# No agent logged in, the queue waits anyway; over max wait the caller gets the queue's status.
+CASE_queue_max_wait_gives_the_status() {
+  local dir=$1 b
+  b=$(alloc_block) || { REASON="no free ports"; return 1; }
+  write_queue_config "$dir" "$b" "max_wait: 1s, no_agent: queue, status: 486" false
+  start_serve "$dir" "$b" || return 1
+  bg_caller "$dir" waiter caller-queued-expect-486.xml "$b" $((b + 9)) waiter 0
+  callers_ok "$dir" waiter || return 1
+  records "$dir"
+  expect_call "$dir" waiter timeout - 486 ENTERQUEUE EXITWITHTIMEOUT || return 1
+}
+
+# No agent logged in and the queue rejects: the queue's status at once, no 182.
+CASE_queue_no_agent_rejects_with_status() {
+  local dir=$1 b
+  b=$(alloc_block) || { REASON="no free ports"; return 1; }
+  write_queue_config "$dir" "$b" "no_agent: reject, status: 486" false
+  start_serve "$dir" "$b" || return 1
+  bg_caller "$dir" rejected caller-expect-486.xml "$b" $((b + 9)) rejected 0
+  callers_ok "$dir" rejected || return 1
+  records "$dir"
+  expect_call "$dir" rejected failed - 486 ENTERQUEUE FAILED || return 1
+}
+
+# Max length 1: the second caller overflows at once to the announcement; the first, over max
+# wait, too. The announcement hangs up each after 1 s.
+CASE_queue_max_length_and_max_wait_overflow_to_announcement() {
+  local dir=$1 b r
+  b=$(alloc_block) || { REASON="no free ports"; return 1; }
+  write_queue_config "$dir" "$b" "max_wait: 2s, max_length: 1, no_agent: queue, overflow: announcement" false
+  start_serve "$dir" "$b" || return 1
+  start_agent "$dir" announcement treatment-announces.xml $((b + 7)) 2 60
+  bg_caller "$dir" first caller-treatment-hung-up.xml "$b" $((b + 8)) first 0
+  sleep 0.5
+  bg_caller "$dir" second caller-treatment-hung-up.xml "$b" $((b + 9)) second 0
+  callers_ok "$dir" first second || return 1
+  wait_agent announcement 10; r=$?; check_side "$dir" announcement "$r" 2 || return 1
+  wait_drained "$dir" 10 || return 1
+  records "$dir"
+  expect_call "$dir" second failed - - ENTERQUEUE "EXITWITHFULL(announcement)" "TREATMENT(announcement)" || return 1
+  expect_call "$dir" first timeout - - ENTERQUEUE "EXITWITHTIMEOUT(announcement)" "TREATMENT(announcement)" || return 1
+}
+
+# On music on hold past max wait, with a status as overflow: the buffer server hangs up caller
+# and hold server; recorded as a timeout.
+CASE_queue_max_wait_on_hold_hangs_up() {
+  local dir=$1 b r
+  b=$(alloc_block) || { REASON="no free ports"; return 1; }
+  write_queue_config "$dir" "$b" "max_wait: 1500ms, treatment: moh, no_agent: queue, status: 486" false
+  start_serve "$dir" "$b" || return 1
+  start_agent "$dir" moh treatment-answers.xml $((b + 6)) 1 60
+  bg_caller "$dir" waiter caller-treatment-hung-up.xml "$b" $((b + 9)) waiter 0
+  callers_ok "$dir" waiter || return 1
+  wait_agent moh 10; r=$?; check_side "$dir" moh "$r" 1 || return 1
+  wait_drained "$dir" 10 || return 1
+  records "$dir"
+  expect_call "$dir" waiter timeout - - ENTERQUEUE "TREATMENT(moh)" EXITWITHTIMEOUT || return 1
+}
+
 CASES=""
 for enc in uri message tunnel; do
   CASES="$CASES $enc-answered-caller-hangs-up $enc-answered-agent-hangs-up $enc-caller-cancel-expect-487 $enc-agent-486-next-agent-answers $enc-agent-no-answer-next-agent-answers $enc-hold-resume-info-options-update $enc-agent-holds-resumes $enc-separate-processes"
 done
+CASES="$CASES queue-priority-order queue-caller-abandons-while-queued queue-music-on-hold-then-moved-to-agent queue-caller-hangs-up-on-hold-abandoned queue-silent-treatment-does-not-block-the-agent queue-max-wait-gives-the-status queue-no-agent-rejects-with-status queue-max-length-and-max-wait-overflow-to-announcement queue-max-wait-on-hold-hangs-up"
 CASES="$CASES config-bad-file-refused lost-bye-probe-hangs-up-agent rule-classify-raises-call-connects rule-select-agent-raises-call-connects rule-handoff-raises-call-connects agent-no-answers-go-on-break agent-wrap-up-sends-next-call-elsewhere separate-buffer-crash-frees-agent"
 
 # ---------------------------------------------------------------- main

@@ -1,7 +1,8 @@
 -- Tests/sipp-callpath/rules/init.lua: rules for the call-path SIPp suite. Deterministic on
 -- purpose: the caller's scenario chooses what the rules decide through test headers.
 -- classify: X-Test-Raise: classify makes the hook raise (the call must still connect, on the
---   default "default", which every agent serves); otherwise the type is "sales".
+--   default "default", which every agent serves); otherwise the type is "sales", with the
+--   priority X-Test-Priority gives (0 without it).
 -- select_agent: the candidate with the lowest attrs.rank (so "agent 1 refuses, agent 2 answers"
 --   is repeatable); X-Test-Raise: select_agent makes it raise (default: longest idle).
 -- handoff_encoding: X-Test-Handoff (uri, message or tunnel); X-Test-Raise: handoff makes it raise.
@@ -13,7 +14,8 @@ end
 
 function classify(invite)
   if raises(invite, "classify") then error("classify raised on purpose (X-Test-Raise)") end
-  return "sales"
+  -- X-Test-Priority: N (the queue tests) sets the call's priority.
+  return "sales", {priority = tonumber(invite:header("X-Test-Priority") or "") or 0}
 end
 
 function select_agent(call, agents)

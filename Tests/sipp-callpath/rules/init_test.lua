@@ -14,3 +14,11 @@ function test_classify_raises_when_asked()
   local ok = pcall(classify, sip.invite{headers = {["X-Test-Raise"] = "classify"}})
   assert_eq(ok, false)
 end
+
+function test_priority_follows_the_test_header()
+  local t, opts = classify(sip.invite{headers = {["X-Test-Priority"] = "5"}})
+  assert_eq(t, "sales")
+  assert_eq(opts, {priority = 5})
+  local _, plain = classify(sip.invite{})
+  assert_eq(plain, {priority = 0})
+end
