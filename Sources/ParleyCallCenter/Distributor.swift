@@ -118,6 +118,8 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
     private var attemptsByKey: [TransactionKey: Attempt] = [:]
     private var attemptsByBranch: [String: Attempt] = [:]
     private var waiting: [DistributorCall] = []
+    /// How many of `waiting` are of each call type (max length is checked on every arrival).
+    private var waitingPerType: [String: Int] = [:]
     /// Calls whose caller is connected to a treatment (answered, so no longer held by their
     /// INVITE transaction) and still waiting for an agent, by reference.
     private var onTreatment: [String: DistributorCall] = [:]
@@ -142,9 +144,7 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
 
     /// Callers waiting for an agent now (queued, on a treatment or not), per call type.
     public var waitingByType: [String: Int] {
-        var n: [String: Int] = [:]
-        for c in waiting { n[c.info.type, default: 0] += 1 }
-        return n
+        waitingPerType.filter { $0.value > 0 }
     }
 
     /// Starts the reconciliation timer.
@@ -692,7 +692,7 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
         }
         if !call.counted {
             call.counted = true
-            if let max = call.policy.maxLength, waiting.lazy.filter({ $0.info.type == call.info.type }).count >= max {
+            if let max = call.policy.maxLength, waitingPerType[call.info.type, default: 0] >= max {
                 overflow(call, full: true)
                 return
             }
@@ -701,6 +701,7 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
         counters.queued += 1
         let i = waiting.firstIndex { Self.before(call, $0) } ?? waiting.endIndex
         waiting.insert(call, at: i)
+        waitingPerType[call.info.type, default: 0] += 1
         if !call.sentQueued, !call.finalSent {
             call.sentQueued = true
             stack.respond(182, "Queued", to: call.serverKey, toTag: nil)
@@ -727,13 +728,14 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
         guard call.queued else { return }
         call.queued = false
         waiting.removeAll { $0 === call }
+        waitingPerType[call.info.type, default: 1] -= 1
     }
 
     /// An agent became available: offer it the waiting calls, highest priority first.
     private func serveQueue() {
         for call in waiting where call.queued && call.treatmentAttempt == nil {
-            call.queued = false
-            waiting.removeAll { $0 === call }
+            guard agents.all.contains(where: \.isAvailable) else { return }  // nobody left to offer to
+            dequeue(call)
             tryNext(call)
         }
     }
