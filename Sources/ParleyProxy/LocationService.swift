@@ -21,6 +21,19 @@ public struct Binding: Sendable, Equatable {
 
     public var uri: URI { contact.uri }
 
+    public init(aor: String, contact: NameAddress, q: Double, expiresAt: SIPInstant, callID: String, cseq: UInt32,
+                path: [String] = [], source: String? = nil, updatedAt: SIPInstant) {
+        self.aor = aor
+        self.contact = contact
+        self.q = q
+        self.expiresAt = expiresAt
+        self.callID = callID
+        self.cseq = cseq
+        self.path = path
+        self.source = source
+        self.updatedAt = updatedAt
+    }
+
     /// Seconds left at `now`, rounded up.
     public func remaining(at now: SIPInstant) -> Int64 {
         max(0, (expiresAt.milliseconds - now.milliseconds + 999) / 1000)

@@ -4,6 +4,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import ParleyProxy
+import ParleyRegistration
 import ParleySIP
 import ParleyTransaction
 import ParleyTransport
@@ -20,7 +21,8 @@ struct RegistrarCommand: ParsableCommand {
         (challenged with digest authentication when --realm is given; users from --user NAME:PASSWORD). \
         Any other request for an address of record goes to its contacts one after the other, highest q \
         first, the next on a failure response or when a branch gives no final answer within \
-        --branch-timeout. Bindings live in memory. Stops on SIGINT or SIGTERM.
+        --branch-timeout. Bindings live in memory, and with --database also in SQLite, so a restarted \
+        registrar keeps them until they expire. Stops on SIGINT or SIGTERM.
         """
     )
 
@@ -44,6 +46,9 @@ struct RegistrarCommand: ParsableCommand {
 
     @Option(name: .customLong("max-expires"), help: "Longest registration granted, seconds.")
     var maxExpires: UInt32 = 3600
+
+    @Option(help: "A SQLite file that keeps the bindings across restarts (created if missing).")
+    var database: String?
 
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: String = "info"
@@ -81,6 +86,16 @@ struct RegistrarCommand: ParsableCommand {
         var proxyConfig = ProxyConfiguration()
         proxyConfig.branchTimeout = .milliseconds(Int64(branchTimeout * 1000))
         let registrarConfig = config, forkConfig = proxyConfig, passwords = users
+        var store: RegistrarBindingStore?
+        if let database {
+            let log = Logger(label: "parley.registrar")
+            do {
+                store = try RegistrarBindingStore(path: database) { error in log.error("binding not written: \(error)") }
+            } catch {
+                throw ValidationError("--database: \(error)")
+            }
+        }
+        let persisted = store
 
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let loop = group.next()
@@ -89,6 +104,14 @@ struct RegistrarCommand: ParsableCommand {
             let stack = SIPStack(transport: transport)
             let registrar = SIPRegistrar(stack: stack, configuration: registrarConfig, proxyConfiguration: forkConfig) { name, _ in
                 passwords[name]
+            }
+            if let persisted {
+                let wall = { Int64(Date().timeIntervalSince1970 * 1000) }
+                if let list = try? persisted.load(now: .now(), wallNowMs: wall()) {
+                    registrar.location.restore(list)
+                    registrar.logger.info("restored \(list.count) binding(s) from \(persisted.path)")
+                }
+                registrar.onChange = { aor, bindings in persisted.replace(aor: aor, bindings: bindings, now: .now(), wallNowMs: wall()) }
             }
             return transport.listen(.udp, on: listenAddress)
                 .flatMap { _ in transport.listen(.tcp, on: listenAddress) }
@@ -107,5 +130,6 @@ struct RegistrarCommand: ParsableCommand {
         if let summary { FileHandle.standardError.write(Data(summary.utf8)) }
         _ = try? loop.flatSubmit { registrar.stack.stop(); return registrar.stack.transport.close() }.wait()
         try? group.syncShutdownGracefully()
+        store?.flush()
     }
 }

@@ -1,4 +1,7 @@
 import Foundation
+import ParleyProxy
+import ParleySIP
+import ParleyTransaction
 import ParleyRegistration
 import ParleyRules
 import Testing
@@ -125,5 +128,35 @@ struct FanOutStateTests {
         #expect(addresses[0].bindings.map(\.ruleQ) == [1000, 500])
         #expect(addresses[0].bindings.map(\.owner) == [.parley, .agent("alice")])
         #expect(throws: RegistrationStoreError.self) { _ = try RegistrationStore(path: NSTemporaryDirectory()) }
+    }
+}
+
+@Suite("parley registrar's bindings in SQLite")
+struct RegistrarBindingStoreTests {
+    @Test("bindings come back after a reopen with the time they had left, Path and q kept; expired ones and forgotten AORs do not")
+    func roundTrip() throws {
+        let path = NSTemporaryDirectory() + "parley-registrar-\(UUID().uuidString).sqlite"
+        defer { for s in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + s) } }
+        let t0 = SIPInstant(milliseconds: 5_000)
+        func binding(_ aor: String, _ contact: String, q: Double, left: Int64) throws -> Binding {
+            Binding(aor: aor, contact: try NameAddress.parse(contact), q: q, expiresAt: SIPInstant(milliseconds: 5_000 + left),
+                    callID: "c-\(contact)", cseq: 3, path: ["<sip:127.0.0.1:5062;lr>"], source: "127.0.0.1:5081", updatedAt: t0)
+        }
+        do {
+            let store = try RegistrarBindingStore(path: path)
+            store.replace(aor: "sip:sales@cc.test", bindings: [try binding("sip:sales@cc.test", "<sip:bob@127.0.0.1:5082>", q: 0.9, left: 60_000),
+                                                              try binding("sip:sales@cc.test", "<sip:old@127.0.0.1:5089>", q: 0.1, left: 500)],
+                          now: t0, wallNowMs: 1_000_000)
+            store.replace(aor: "sip:gone@cc.test", bindings: [try binding("sip:gone@cc.test", "<sip:g@127.0.0.1:5083>", q: 1, left: 60_000)],
+                          now: t0, wallNowMs: 1_000_000)
+            store.replace(aor: "sip:gone@cc.test", bindings: [], now: t0, wallNowMs: 1_000_000)
+            store.flush()
+        }
+        // Reopened 10 s later (wall clock) by a process whose monotonic clock starts at 0.
+        let again = try RegistrarBindingStore(path: path)
+        let list = try again.load(now: SIPInstant(milliseconds: 0), wallNowMs: 1_010_000)
+        #expect(list.map(\.uri.description) == ["sip:bob@127.0.0.1:5082"])
+        #expect(list.first?.expiresAt.milliseconds == 50_000)
+        #expect(list.first?.q == 0.9 && list.first?.path == ["<sip:127.0.0.1:5062;lr>"] && list.first?.cseq == 3)
     }
 }
