@@ -1,0 +1,382 @@
+#!/usr/bin/env bash
+# bench/run-callpath.sh: Parley's whole call path against Kamailio with Lua routing, on loopback.
+#
+#   Parley:   SIPp caller -> distributor -> buffer server -> SIPp agents (UAS_COUNT processes)
+#   Kamailio: SIPp caller -> kamailio (app_lua/KEMI, Record-Route, round robin) -> the same agents
+#
+# For each, the call rate is raised step by step until a step fails (a failed call on either
+# side, an unexpected message, or retransmissions over 5% of the calls). Prints per step the
+# calls, failures, UDP receive-buffer errors and CPU seconds of each process (the server, the
+# SIPp caller, the SIPp agents together), then the highest rate with zero failures and CPU
+# seconds per 1,000 calls, and Parley's rate as a ratio of Kamailio's. Then Parley's memory per
+# active call: its resident memory with MEM_CALLS calls held open, minus its idle resident
+# memory, divided by MEM_CALLS.
+#
+#   bash bench/run-callpath.sh [--parley PATH] [--rules DIR] [--only kamailio|parley|memory]
+#        [--step-seconds S] [--max-rate R] [--hold-ms MS] [--uas N] [--max-minutes M]
+#        [--memory-calls N] [--memory-rate R] [--no-memory] [--records on|off]
+#
+# Defaults: Parley is .build/release/parley (swift build -c release; this script does not
+# build), rules/ of this checkout; 5 s of calls per step at 100, 200, ... up to R=3000 calls/s;
+# calls hold 1000 ms between ACK and BYE; 3 SIPp agent processes; 10,000 calls at 40 calls/s
+# for the memory figure (10,200 agents: the distributor's per-call cost grows with the number of
+# agents, about 27 ms of CPU per call at that size); the whole run stops by itself within M=30 minutes. Installs what is
+# missing (sip-tester, kamailio, kamailio-lua-modules) with apt-get when run as root.
+#
+# Parley runs `parley serve` with a configuration written per step (enough agents that agent
+# availability never caps the rate: rate x (hold + 1 s) x 1.25 + 10; wrap_up 0; probes off, since
+# SIPp's agents do not answer in-dialog OPTIONS; call records on, as in production, unless
+# --records off). Agents' contacts are spread over the SIPp
+# agent processes' ports. Kamailio runs bench/kamailio/callpath.cfg with 2 UDP workers (-n 2).
+# Nothing is asserted: figures only. Logs stay in /tmp/parley-bench-callpath.XXXXXX.
+set -u
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+SCEN="$ROOT/bench/callpath"
+KAMCFG="$ROOT/bench/kamailio/callpath.cfg"
+KAMLUA="$ROOT/bench/kamailio/callpath.lua"
+PARLEY="$ROOT/.build/release/parley"
+RULES="$ROOT/rules"
+ONLY=""
+STEP_S=5
+MAX_RATE=3000
+HOLD_MS=1000
+UAS_COUNT=3
+MAX_MIN=30
+MEM_CALLS=10000
+MEM_RATE=40
+MEM_FULL_CALLS=2000
+MEM_BUFFER_RATE=200
+MEMORY=1
+RECORDS=on
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --parley) PARLEY=$2; shift 2 ;;
+    --rules) RULES=$2; shift 2 ;;
+    --only) ONLY=$2; shift 2 ;;
+    --step-seconds) STEP_S=$2; shift 2 ;;
+    --max-rate) MAX_RATE=$2; shift 2 ;;
+    --hold-ms) HOLD_MS=$2; shift 2 ;;
+    --uas) UAS_COUNT=$2; shift 2 ;;
+    --max-minutes) MAX_MIN=$2; shift 2 ;;
+    --memory-calls) MEM_CALLS=$2; shift 2 ;;
+    --memory-rate) MEM_RATE=$2; shift 2 ;;
+    --memory-full-calls) MEM_FULL_CALLS=$2; shift 2 ;;
+    --no-memory) MEMORY=0; shift ;;
+    --records) RECORDS=$2; shift 2 ;;
+    -h|--help) sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "unknown argument: $1" >&2; exit 2 ;;
+  esac
+done
+case "$ONLY" in ""|kamailio|parley|memory) ;; *) echo "--only kamailio, parley or memory" >&2; exit 2 ;; esac
+[ "$UAS_COUNT" -ge 1 ] && [ "$UAS_COUNT" -le 6 ] || { echo "--uas must be 1 to 6" >&2; exit 2; }
+
+# ---------------------------------------------------------------- what the bench needs
+missing=""
+for p in sip-tester kamailio kamailio-lua-modules iproute2; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+  if [ "$(id -u)" -ne 0 ]; then echo "missing packages:$missing (run as root to install them)" >&2; exit 2; fi
+  echo "installing:$missing"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null || { echo "apt-get install failed" >&2; exit 2; }
+fi
+for tool in sipp kamailio ss timeout setsid awk; do
+  command -v "$tool" >/dev/null 2>&1 || { echo "missing tool: $tool" >&2; exit 2; }
+done
+
+IP=127.0.0.1
+HZ=$(getconf CLK_TCK)
+HOLD_S=$(awk -v h="$HOLD_MS" 'BEGIN { printf "%d", (h + 999) / 1000 }')
+LOGROOT=$(mktemp -d /tmp/parley-bench-callpath.XXXXXX)
+KEEP=1
+FAILED=0
+PORT_BASE=16060
+BG_PIDS=()
+# shellcheck source=../Tests/lib/sipp-common.sh
+. "$ROOT/Tests/lib/sipp-common.sh"
+trap on_exit EXIT
+trap 'exit 130' INT TERM
+T0=$(date +%s)
+DEADLINE=$(( T0 + MAX_MIN * 60 ))
+
+RATES=""
+for r in 100 200 300 400 500 600 800 1000 1200 1400 1600 1800 2000 2250 2500 2750 3000 3500 4000 5000; do
+  [ "$r" -le "$MAX_RATE" ] && RATES="$RATES $r"
+done
+
+# ---------------------------------------------------------------- measuring
+# CPU ticks (utime+stime) of every process of session SID (Kamailio and its children, or Parley).
+session_ticks() {
+  local sid=$1 f t=0 a
+  for f in /proc/[0-9]*/stat; do
+    read -r a 2>/dev/null <"$f" || continue
+    a=${a##*) }
+    set -- $a
+    [ "$4" = "$sid" ] && t=$(( t + ${12} + ${13} ))
+  done
+  echo "$t"
+}
+machine_busy() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat; }
+rcvbuf_errors() { awk '/^Udp:/ { if (h) { print $6; exit } h = 1 }' /proc/net/snmp; }
+rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
+secs() { awk -v t="$1" -v hz="$HZ" 'BEGIN { printf "%.2f", t / hz }'; }
+per_k() { awk -v t="$1" -v hz="$HZ" -v n="$2" 'BEGIN { if (n > 0) printf "%.3f", t / hz * 1000 / n; else print "-" }'; }
+num() { case "$1" in ''|*[!0-9]*) echo 0 ;; *) echo "$1" ;; esac; }
+# Runs a command and writes the CPU ticks it and its children used to FILE.ticks.
+run_timed() { # FILE cmd...
+  local out=$1; shift
+  bash -c 'out=$1; shift; "$@"; rc=$?; read -r s </proc/$$/stat; s=${s##*) }; set -- $s; echo $(( ${14} + ${15} )) >"$out.ticks"; exit $rc' _ "$out" "$@"
+}
+# A value from parley serve's --stats-file: stat FILE LINE_PREFIX KEY
+stat() { awk -v p="$2" -v k="$3" '$1 == p { for (i = 2; i <= NF; i++) { split($i, kv, "="); if (kv[1] == k) print kv[2] } }' "$1" 2>/dev/null | head -n 1; }
+
+# ---------------------------------------------------------------- Parley's configuration
+# write_config FILE BLOCK AGENTS: distributor b, buffer b+1; agent i at port b+3+(i mod UAS_COUNT)
+write_config() {
+  local file=$1 b=$2 n=$3
+  {
+    echo "# bench/run-callpath.sh: $n agents over $UAS_COUNT SIPp agent processes"
+    echo "rules: $RULES"
+    echo "roles: [distributor, buffer]"
+    echo "listeners: {distributor: \"$IP:$b\", buffer: \"$IP:$((b + 1))\"}"
+    echo "timers: {no_answer_timeout: 15s, wrap_up: 0, max_no_answer: 0, queue_timeout: 30s, heartbeat: 5s, probe: off, stale_after: 15s}"
+    echo "log_level: error"
+    if [ "$RECORDS" = off ]; then echo "records: {database: off}"; else echo "records: {database: $(dirname "$file")/records.sqlite}"; fi
+    echo "skills: [sales, support, billing]"
+    echo "agents:"
+    awk -v n="$n" -v k="$UAS_COUNT" -v ip="$IP" -v b="$b" 'BEGIN {
+      for (i = 1; i <= n; i++) printf "  - {id: a%d, skills: [sales, support, billing], contact: \"sip:a%d@%s:%d\"}\n", i, i, ip, b + 3 + (i % k) }'
+  } >"$file"
+}
+agents_for() { awk -v r="$1" -v h="$HOLD_MS" 'BEGIN { printf "%d", r * (h / 1000 + 1) * 1.25 + 10 }'; }
+
+# start_parley DIR BLOCK AGENTS [buffer] -> PARLEY_PID (session leader); with `buffer`, the
+# buffer server alone (--role buffer)
+start_parley() {
+  local dir=$1 b=$2 n=$3 role=() port=$2
+  [ "${4:-}" = buffer ] && { role=(--role buffer); port=$(( b + 1 )); }
+  write_config "$dir/parley.yaml" "$b" "$n"
+  setsid "$PARLEY" serve --config "$dir/parley.yaml" "${role[@]}" --stats-file "$dir/stats.txt" --log-level error >"$dir/parley.log" 2>&1 &
+  PARLEY_PID=$!; BG_PIDS+=("$PARLEY_PID")
+  wait_listening "$port" udp "$PARLEY_PID" 60
+}
+# start_kamailio DIR BLOCK -> KAM_PID
+start_kamailio() {
+  local dir=$1 b=$2 ports="" i
+  for i in $(seq 0 $((UAS_COUNT - 1))); do ports="$ports $((b + 3 + i))"; done
+  CALLPATH_AGENTS="$ports" setsid kamailio -f "$KAMCFG" -DD -E -n 2 -m 512 -M 16 -u root -g root -P "$dir/kamailio.pid" \
+    -l "udp:$IP:$b" -A "LUA_SCRIPT=\"$KAMLUA\"" >"$dir/kamailio.log" 2>&1 &
+  KAM_PID=$!; BG_PIDS+=("$KAM_PID")
+  wait_listening "$b" udp "$KAM_PID" 15
+}
+
+COMMON=(-nostdin -i "$IP" -buff_size 4194304 -trace_stat -fd 1 -trace_err)
+# start_agents DIR BLOCK SECONDS -> AGENT_PIDS
+start_agents() {
+  local dir=$1 b=$2 secs=$3 i port
+  AGENT_PIDS=()
+  for i in $(seq 0 $((UAS_COUNT - 1))); do
+    port=$((b + 3 + i))
+    (cd "$dir" && exec setsid timeout -k 5 $((secs + 10)) sipp -sf "$SCEN/agent-answers.xml" -p "$port" -timeout "${secs}s" "${COMMON[@]}" \
+      -stf "$dir/uas$i.csv" -error_file "$dir/uas$i.errors.log" >"$dir/uas$i.out" 2>&1) &
+    AGENT_PIDS+=("$!"); BG_PIDS+=("$!")
+  done
+  for i in $(seq 0 $((UAS_COUNT - 1))); do wait_listening $((b + 3 + i)) udp "${AGENT_PIDS[$i]}" 5 || true; done
+}
+# stop_agents DIR -> AGENT_TICKS (CPU of the agent processes, read before they stop), AGENT_FAILED,
+# AGENT_UNEXP, AGENT_RETRANS from their statistics files
+stop_agents() {
+  local dir=$1 i p
+  AGENT_TICKS=0; AGENT_FAILED=0; AGENT_UNEXP=0; AGENT_RETRANS=0
+  for p in "${AGENT_PIDS[@]}"; do AGENT_TICKS=$(( AGENT_TICKS + $(session_ticks "$p") )); done
+  for p in "${AGENT_PIDS[@]}"; do stop_pid "$p"; done
+  for i in $(seq 0 $((UAS_COUNT - 1))); do
+    AGENT_FAILED=$(( AGENT_FAILED + $(num "$(csv "$dir/uas$i.csv" 'FailedCall(C)')") ))
+    AGENT_UNEXP=$(( AGENT_UNEXP + $(num "$(csv "$dir/uas$i.csv" 'FailedUnexpectedMessage(C)')") ))
+    AGENT_RETRANS=$(( AGENT_RETRANS + $(num "$(csv "$dir/uas$i.csv" 'Retransmissions(C)')") ))
+  done
+}
+
+# ---------------------------------------------------------------- the rate steps
+# run_step NAME BLOCK RATE DIR: one step of RATE calls/s for STEP_S seconds; prints its line and
+# sets STEP_PASSED (0/1), STEP_CPU (the per-1,000-calls figures) and STEP_WHY
+run_step() {
+  local name=$1 b=$2 rate=$3 sd=$4 calls=$(( $3 * STEP_S )) n="-" sid p0 p1 e0 e1 m0 m1 ok failed unexp retrans tu tp to i
+  mkdir -p "$sd"
+  if [ "$name" = parley ]; then
+    n=$(agents_for "$rate")
+    if ! start_parley "$sd" "$b" "$n"; then
+      STEP_PASSED=0; STEP_WHY="parley did not start ($(tail -n 2 "$sd/parley.log" | tr '\n' ' ' | cut -c1-200))"; return
+    fi
+    sid=$PARLEY_PID
+    sleep 0.5
+  else
+    sid=$KAM_PID
+  fi
+  start_agents "$sd" "$b" $(( STEP_S + HOLD_S + 40 ))
+  local scen="$SCEN/caller-answered-through-proxy.xml"
+  [ "$name" = parley ] && scen="$SCEN/caller-answered-by-buffer-contact.xml"
+  p0=$(session_ticks "$sid"); e0=$(rcvbuf_errors); m0=$(machine_busy)
+  local a0=0 p; for p in "${AGENT_PIDS[@]}"; do a0=$(( a0 + $(session_ticks "$p") )); done
+  (cd "$sd" && run_timed "$sd/uac" timeout -k 5 $(( STEP_S + HOLD_S + 60 )) sipp "$IP:$b" -sf "$scen" \
+    -p $((b + 9)) -m "$calls" -r "$rate" -rp 1000 -l $(( rate * (HOLD_S + 5) + 100 )) -d "$HOLD_MS" \
+    -timeout $(( STEP_S + HOLD_S + 40 ))s -recv_timeout 20000 "${COMMON[@]}" -stf "$sd/uac.csv" \
+    -error_file "$sd/uac.errors.log" >"$sd/uac.out" 2>&1)
+  sleep 2.5   # the agents' timewait after the last BYE
+  p1=$(session_ticks "$sid"); e1=$(rcvbuf_errors); m1=$(machine_busy)
+  stop_agents "$sd"
+  AGENT_TICKS=$(( AGENT_TICKS - a0 ))
+  if [ "$name" = parley ]; then stop_pid "$PARLEY_PID"; fi
+  ok=$(num "$(csv "$sd/uac.csv" 'SuccessfulCall(C)')"); failed=$(num "$(csv "$sd/uac.csv" 'FailedCall(C)')")
+  unexp=$(( $(num "$(csv "$sd/uac.csv" 'FailedUnexpectedMessage(C)')") + AGENT_UNEXP ))
+  retrans=$(( $(num "$(csv "$sd/uac.csv" 'Retransmissions(C)')") + AGENT_RETRANS ))
+  tu=$(num "$(cat "$sd/uac.ticks" 2>/dev/null)"); tp=$(( p1 - p0 ))
+  # other: what the rest of the machine used in the same window (other builds and tests on this
+  # shared box): it makes a step's figures noisy when it is not near 0
+  to=$(( m1 - m0 - tp - tu - AGENT_TICKS )); [ "$to" -lt 0 ] && to=0
+  printf '%-8s %6s %6s %6s %6s %6s %7s %7s %6s | %6s %6s %6s %6s | %s %s %s\n' "" "$rate" "$calls" "$ok" "$((failed + AGENT_FAILED))" "$unexp" \
+    "$retrans" "$((e1 - e0))" "$n" "$(secs "$tp")" "$(secs "$tu")" "$(secs "$AGENT_TICKS")" "$(secs "$to")" \
+    "$(per_k "$tp" "$calls")" "$(per_k "$tu" "$calls")" "$(per_k "$AGENT_TICKS" "$calls")"
+  STEP_CPU="server $(per_k "$tp" "$calls") s, sipp caller $(per_k "$tu" "$calls") s, sipp agents $(per_k "$AGENT_TICKS" "$calls") s"
+  if [ "$ok" = "$calls" ] && [ "$failed" = 0 ] && [ "$AGENT_FAILED" = 0 ] && [ "$unexp" = 0 ] && [ $(( retrans * 20 )) -le "$calls" ]; then
+    STEP_PASSED=1; STEP_WHY=""
+  elif [ "$ok" = "$calls" ] && [ "$failed" = 0 ] && [ "$AGENT_FAILED" = 0 ] && [ "$unexp" = 0 ]; then
+    STEP_PASSED=0; STEP_WHY="no failed call, but $retrans retransmissions (over 5% of the calls)"
+  else
+    STEP_PASSED=0; STEP_WHY="$((calls - ok)) of $calls calls not successful"
+  fi
+}
+
+# bench NAME (kamailio|parley): the steps, each failing step run once more (this box is shared:
+# one call lost to a burst of someone else's work should not end the ramp); sets BEST_<NAME>
+bench() {
+  local name=$1 b dir rate best=0 bestline="" stopped="" budget_end try
+  # Kamailio's steps get the first 35% of the time, Parley's until 70%, the memory run the rest
+  budget_end=$(( T0 + MAX_MIN * 60 * 35 / 100 ))
+  [ "$name" = parley ] && budget_end=$(( T0 + MAX_MIN * 60 * 70 / 100 ))
+  [ -n "$ONLY" ] && budget_end=$DEADLINE
+  b=$(alloc_block) || { echo "$name: no free ports"; return 1; }
+  dir="$LOGROOT/$name"; mkdir -p "$dir"
+  if [ "$name" = kamailio ] && ! start_kamailio "$dir" "$b"; then
+    echo "kamailio: FAILED TO START ($(tail -n 3 "$dir/kamailio.log" | tr '\n' ' ' | cut -c1-200))"; return 1
+  fi
+  printf '%-8s %6s %6s %6s %6s %6s %7s %7s %6s | %-27s | %s\n' "$name" rate calls ok failed unexp retrans rcvbuf agents \
+    "CPU s: server uac uas other" "CPU s per 1,000 calls: server uac uas"
+  for rate in $RATES; do
+    for try in 1 2; do
+      if [ $(( $(date +%s) + STEP_S + HOLD_S + 40 )) -gt "$budget_end" ]; then stopped="time budget reached before $rate calls/s"; break 2; fi
+      run_step "$name" "$b" "$rate" "$dir/r$rate-$try"
+      [ "$STEP_PASSED" = 1 ] && break
+      if [ "$name" = kamailio ] && ! kill -0 "$KAM_PID" 2>/dev/null; then break; fi
+    done
+    if [ "$STEP_PASSED" = 1 ]; then
+      best=$rate; bestline=$STEP_CPU
+    else
+      stopped="first failing step: $rate calls/s, twice ($STEP_WHY)"
+      break
+    fi
+    if [ "$name" = kamailio ] && ! kill -0 "$KAM_PID" 2>/dev/null; then stopped="kamailio exited during the $rate calls/s step"; break; fi
+  done
+  [ -z "$stopped" ] && stopped="reached the rate cap ($MAX_RATE calls/s)"
+  [ "$name" = kamailio ] && stop_pid "$KAM_PID"
+  eval "BEST_$name=$best"
+  echo "$name: highest rate with zero failures: $best calls/s ($stopped)"
+  [ -n "$bestline" ] && echo "$name: CPU per 1,000 calls at $best calls/s: $bestline"
+  echo
+}
+
+# ---------------------------------------------------------------- memory per active call
+# memory MODE CALLS RATE: resident memory of the parley process with CALLS calls held open, minus
+# its idle resident memory, per call. MODE full: callers -> distributor -> buffer server (one
+# process; CALLS agents, as each agent holds one call). MODE buffer: `parley serve --role
+# buffer` alone, the SIPp caller handing each call off itself (INVITE sip:buffer@...;agent=aN,
+# the `uri` encoding), so the calls the buffer server holds cost what they cost without the
+# distributor's per-call work, which grows with the number of agents.
+memory() {
+  local mode=$1 mcalls=$2 mrate=$3 b dir n setup hold idle peak steady calls=0 i up=0 sid scen target
+  b=$(alloc_block) || { echo "memory: no free ports"; return 1; }
+  dir="$LOGROOT/memory-$mode"; mkdir -p "$dir/warm" "$dir/hold"
+  n=$(( mcalls + mcalls / 50 + 50 ))
+  setup=$(( (mcalls + mrate - 1) / mrate ))
+  # held long enough for every call to be up, then 40 s more (the INVITE transactions of the
+  # last calls end 64*T1 = 32 s after their answer), then the measurement
+  hold=$(( setup + 75 ))
+  if [ $(( $(date +%s) + setup + 150 )) -gt "$DEADLINE" ]; then
+    echo "memory ($mode): NOT RUN: not enough of the time budget left ($(( DEADLINE - $(date +%s) )) s for ~$(( setup + 150 )) s)"; return 1
+  fi
+  if [ "$mode" = buffer ]; then
+    scen="$SCEN/caller-handoff-to-buffer.xml"; target="$IP:$((b + 1))"
+    start_parley "$dir" "$b" "$n" buffer || { echo "memory ($mode): parley did not start ($(tail -n 2 "$dir/parley.log" | tr '\n' ' '))"; return 1; }
+  else
+    scen="$SCEN/caller-answered-by-buffer-contact.xml"; target="$IP:$b"
+    start_parley "$dir" "$b" "$n" || { echo "memory ($mode): parley did not start ($(tail -n 2 "$dir/parley.log" | tr '\n' ' '))"; return 1; }
+  fi
+  sid=$PARLEY_PID
+  # warm-up: 200 short calls, so that what is allocated once (rule state, caches, pools) is in
+  # the idle figure; then 36 s for their transactions to end
+  start_agents "$dir/warm" "$b" 60
+  (cd "$dir/warm" && timeout -k 5 60 sipp "$target" -sf "$scen" -p $((b + 9)) \
+    -m 200 -r "$mrate" -d 0 -timeout 40s "${COMMON[@]}" -stf "$dir/warm/uac.csv" >"$dir/warm/uac.out" 2>&1)
+  stop_agents "$dir/warm"
+  sleep 36
+  idle=$(rss_kb "$PARLEY_PID")
+  echo "memory ($mode): $n agents configured, after 200 warm-up calls ($(csv "$dir/warm/uac.csv" 'SuccessfulCall(C)') ok): idle RSS $idle KiB"
+  start_agents "$dir/hold" "$b" $(( hold + setup + 30 ))
+  local t0 p0 p1 upt; p0=$(session_ticks "$sid")
+  (cd "$dir/hold" && exec setsid timeout -k 5 $(( hold + setup + 40 )) sipp "$target" -sf "$scen" \
+    -p $((b + 9)) -m "$mcalls" -r "$mrate" -rp 1000 -l $(( mcalls + 100 )) -d $(( hold * 1000 )) \
+    -timeout $(( hold + setup + 30 ))s -recv_timeout 30000 "${COMMON[@]}" -stf "$dir/hold/uac.csv" \
+    -error_file "$dir/hold/uac.errors.log" >"$dir/hold/uac.out" 2>&1) &
+  local uac=$!; BG_PIDS+=("$uac")
+  t0=$(date +%s)
+  # all calls up: the buffer server's table holds them (bounded wait)
+  for i in $(seq $(( (setup + 30) * 2 ))); do
+    calls=$(num "$(stat "$dir/stats.txt" buffer_table calls)")
+    [ "$calls" -ge "$mcalls" ] && { up=1; break; }
+    kill -0 "$uac" 2>/dev/null || break
+    sleep 0.5
+  done
+  peak=$(rss_kb "$PARLEY_PID"); p1=$(session_ticks "$sid"); upt=$(( $(date +%s) - t0 ))
+  cp "$dir/stats.txt" "$dir/stats-all-up.txt" 2>/dev/null
+  [ "$up" != 1 ] && echo "memory ($mode): only $calls of $mcalls calls up after $upt s (caller: $(csv "$dir/hold/uac.csv" 'SuccessfulCall(C)') ok, $(csv "$dir/hold/uac.csv" 'FailedCall(C)') failed so far)"
+  echo "memory ($mode): $calls calls up after $upt s: RSS $peak KiB; parley CPU while setting them up $(secs $(( p1 - p0 ))) s ($(per_k $(( p1 - p0 )) "$calls") s per 1,000 calls)"
+  echo "memory ($mode):   $(grep -E '^(distributor_table|buffer_table)' "$dir/stats.txt" | tr '\n' ' ')"
+  # 40 s later: the calls' INVITE transactions are over; what is left is the calls themselves
+  sleep 40
+  steady=$(rss_kb "$PARLEY_PID"); calls=$(num "$(stat "$dir/stats.txt" buffer_table calls)")
+  cp "$dir/stats.txt" "$dir/stats-steady.txt" 2>/dev/null
+  echo "memory ($mode): 40 s later, $calls calls up: RSS $steady KiB"
+  echo "memory ($mode):   $(grep -E '^(distributor_table|buffer_table)' "$dir/stats.txt" | tr '\n' ' ')"
+  if [ "$calls" -gt 0 ]; then
+    echo "memory ($mode) per active call, (RSS - idle RSS) / calls: when all were up $(awk -v a="$peak" -v i="$idle" -v n="$calls" 'BEGIN { printf "%.2f", (a - i) / n }') KiB; steady (transactions over) $(awk -v a="$steady" -v i="$idle" -v n="$calls" 'BEGIN { printf "%.2f", (a - i) / n }') KiB (target: < 8 KB)"
+  fi
+  stop_pid "$uac"
+  stop_agents "$dir/hold"
+  stop_pid "$PARLEY_PID"
+  echo
+}
+
+# ---------------------------------------------------------------- run
+echo "# bench/run-callpath.sh: SIPp caller -> server -> $UAS_COUNT SIPp agent processes, loopback UDP, $(nproc) cores shared by everything"
+echo "# steps of $STEP_S s of calls, hold $HOLD_MS ms, rate cap $MAX_RATE calls/s, time cap $MAX_MIN min; logs: $LOGROOT"
+echo "# Kamailio $(kamailio -v 2>/dev/null | sed -n 's/^version: kamailio \([^ ]*\).*/\1/p'): bench/kamailio/callpath.cfg + callpath.lua (app_lua/KEMI, tm + rr, Record-Route), -n 2"
+echo "# Parley: $PARLEY serve, distributor + buffer server in one process, rules $RULES"
+echo "# load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo
+BEST_kamailio=0; BEST_parley=0; PARLEY_OK=1
+if [ ! -x "$PARLEY" ] && [ "$ONLY" != kamailio ]; then
+  echo "parley: NOT RUN: no binary at $PARLEY (build it with: swift build -c release)"; PARLEY_OK=0
+fi
+M0=$(machine_busy)
+[ "$ONLY" = "" ] || [ "$ONLY" = kamailio ] && bench kamailio
+[ "$PARLEY_OK" = 1 ] && { [ "$ONLY" = "" ] || [ "$ONLY" = parley ]; } && bench parley
+if [ "$ONLY" = "" ] && [ "$PARLEY_OK" = 1 ] && [ "$BEST_kamailio" -gt 0 ]; then
+  echo "parley / kamailio (highest rate with zero failures): $BEST_parley / $BEST_kamailio = $(awk -v p="$BEST_parley" -v k="$BEST_kamailio" 'BEGIN { printf "%.2f", p / k }') (target: >= 1.0)"
+  echo
+fi
+if [ "$PARLEY_OK" = 1 ] && [ "$MEMORY" = 1 ] && { [ "$ONLY" = "" ] || [ "$ONLY" = memory ]; }; then
+  memory buffer "$MEM_CALLS" "$MEM_BUFFER_RATE"
+  memory full "$MEM_FULL_CALLS" "$MEM_RATE"
+fi
+echo "total time: $(( $(date +%s) - T0 )) s; load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
