@@ -100,7 +100,7 @@ public final class RegistrationRole: SIPTransactionUser, @unchecked Sendable {
 
     private enum Pending {
         case agent(server: TransactionKey, agentID: String, request: SIPMessage, cseq: UInt32, authTried: Bool, removesAll: Bool)
-        case address(PlannedRegister, authTried: Bool)
+        case address(PlannedRegister, chunk: Int, authTried: Bool)
     }
     private var pending: [TransactionKey: Pending] = [:]
     private var addressesInFlight: Set<String> = []
@@ -293,6 +293,8 @@ public final class RegistrationRole: SIPTransactionUser, @unchecked Sendable {
         watch(key)
     }
     private var pendingForwards: [TransactionKey: AgentForward] = [:]
+    /// The shortest expiry granted so far to the parts of an address's REGISTER.
+    private var grantedSoFar: [String: UInt32] = [:]
 
     private func agentRequest(_ f: AgentForward, agentID: String, callID: String, cseq: UInt32, authorization: (String, String)?) -> SIPMessage? {
         guard let uri = try? URI.parse(configuration.upstreamURI) else { return nil }
@@ -370,9 +372,16 @@ public final class RegistrationRole: SIPTransactionUser, @unchecked Sendable {
             }
             agentsInFlight.remove(agentID)
             agentAnswered(response, code: code, server: server, agentID: agentID, request: request, forward: forward)
-        case .address(let planned, let authTried):
+        case .address(let planned, let chunk, let authTried):
             if (code == 401 || code == 407), !authTried, let auth = credentials(for: response, uri: configuration.upstreamURI) {
-                if sendAddress(planned, authorization: auth) { return }
+                if sendAddress(planned, chunk: chunk, authorization: auth) { return }
+            }
+            if (200..<300).contains(code) {
+                // The granted time of this part; the address counts from the shortest.
+                for b in Self.chunks(of: planned)[chunk].set {
+                    if let g = Self.grantedSeconds(response, contact: b.contact) { grantedSoFar[planned.aor] = min(grantedSoFar[planned.aor] ?? g, g) }
+                }
+                if chunk + 1 < Self.chunks(of: planned).count, sendAddress(planned, chunk: chunk + 1, authorization: nil) { return }
             }
             addressesInFlight.remove(planned.aor)
             addressAnswered(response, code: code, planned: planned)
@@ -456,18 +465,14 @@ public final class RegistrationRole: SIPTransactionUser, @unchecked Sendable {
     private func addressAnswered(_ response: SIPMessage, code: Int, planned: PlannedRegister) {
         let now = clock()
         if (200..<300).contains(code) {
-            var granted = configuration.expires
-            var minimum: UInt32?
-            for b in planned.set {
-                if let g = Self.grantedSeconds(response, contact: b.contact) { minimum = min(minimum ?? g, g) }
-            }
-            if let minimum { granted = minimum }
+            let granted = grantedSoFar.removeValue(forKey: planned.aor) ?? configuration.expires
             state.confirmed(planned.aor, set: planned.desired, grantedSeconds: granted, nowMs: now, full: planned.full)
             if planned.reason != .refresh {
                 let list = planned.desired.map { "\($0.contact) q=\(RegistrationQ.format($0.q))" }.joined(separator: ", ")
                 logger.info("registration: \(planned.aor) now holds \(list)")
             }
         } else {
+            grantedSoFar[planned.aor] = nil
             counters.addressFailures += 1
             let why = code == 0 ? "no answer" : "\(code) \(response.reasonPhrase ?? "")"
             state.failed(planned.aor, error: why, nowMs: now)
@@ -510,7 +515,7 @@ public final class RegistrationRole: SIPTransactionUser, @unchecked Sendable {
             counters.upstreamFailures += 1
             logger.warning("registration: the upstream registrar did not answer \(agentID)'s REGISTER; the agent gets 504; its bindings are unchanged")
             stack.respond(504, "Server Time-out: the upstream registrar did not answer", to: server)
-        case .address(let planned, _):
+        case .address(let planned, _, _):
             addressesInFlight.remove(planned.aor)
             addressAnswered(.response(0, "no answer"), code: 0, planned: planned)
         }
@@ -562,15 +567,30 @@ public final class RegistrationRole: SIPTransactionUser, @unchecked Sendable {
         let planned = state.plan(desired: desiredBindings(), nowMs: now, inFlight: addressesInFlight) { aor in
             "fanout-\(aor.hashValue & 0xFFFFFFF)-\(self.stack.newTag())@parley"
         }
-        for p in planned { _ = sendAddress(p, authorization: nil) }
+        for p in planned { _ = sendAddress(p, chunk: 0, authorization: nil) }
+    }
+
+    /// Contacts per REGISTER: an address with many agents is sent in parts, one after the other
+    /// (same Call-ID, rising CSeq), each small enough for UDP.
+    public static let contactsPerRegister = 12
+
+    /// The parts of a planned REGISTER: bindings to set first, then those to remove.
+    static func chunks(of p: PlannedRegister) -> [(set: [UpstreamBinding], remove: [UpstreamBinding])] {
+        let entries = p.set.map { ($0, true) } + p.remove.map { ($0, false) }
+        guard !entries.isEmpty else { return [([], [])] }
+        return stride(from: 0, to: entries.count, by: contactsPerRegister).map { start in
+            let part = entries[start..<min(start + contactsPerRegister, entries.count)]
+            return (part.filter(\.1).map(\.0), part.filter { !$0.1 }.map(\.0))
+        }
     }
 
     @discardableResult
-    private func sendAddress(_ p: PlannedRegister, authorization: (String, String)?) -> Bool {
+    private func sendAddress(_ p: PlannedRegister, chunk: Int, authorization: (String, String)?) -> Bool {
         guard let record = state.addresses[p.aor] else { return false }
+        let part = Self.chunks(of: p)[chunk]
         let cseq = state.nextCSeq(p.aor)
         let extra = authorization.map { [$0] } ?? []
-        guard let request = try? FanOutPlan.register(aor: p.aor, registrar: configuration.upstreamURI, set: p.set, remove: p.remove,
+        guard let request = try? FanOutPlan.register(aor: p.aor, registrar: configuration.upstreamURI, set: part.set, remove: part.remove,
                                                      expires: configuration.expires, callID: record.callID, cseq: cseq,
                                                      fromTag: "fan\(record.callID.hashValue & 0xFFFFF)", headers: extra),
               let key = stack.sendRequest(request, to: configuration.upstream) else {
@@ -579,7 +599,7 @@ public final class RegistrationRole: SIPTransactionUser, @unchecked Sendable {
         }
         counters.addressRegisters += 1
         addressesInFlight.insert(p.aor)
-        pending[key] = .address(p, authTried: authorization != nil)
+        pending[key] = .address(p, chunk: chunk, authTried: authorization != nil)
         watch(key)
         return true
     }

@@ -56,6 +56,9 @@ public final class SIPTransport: @unchecked Sendable {
                 .channelOption(.socketOption(.so_reuseaddr), value: 1)
                 .channelOption(.socketOption(.so_rcvbuf), value: 4 << 20)
                 .channelOption(.maxMessagesPerRead, value: 16)
+                // A datagram may hold up to 65,535 bytes (a registrar's 200 lists every binding);
+                // NIO's default reads only 2,048 and would cut larger messages short.
+                .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 65_536))
                 .channelInitializer { [self] channel in
                     channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(UDPHandler(transport: self)) }
                 }

@@ -18,6 +18,7 @@ final class Phone: @unchecked Sendable {
     init(group: EventLoopGroup) async throws {
         let box = Box()
         channel = try await DatagramBootstrap(group: group)
+            .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 65_536))
             .channelInitializer { ch in
                 ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(Collector(box: box)) }
             }
@@ -339,6 +340,40 @@ struct RegistrationRoleTests {
         try await group.shutdownGracefully()
     }
 
+    @Test("a REGISTER and its 200 larger than 2,048 bytes cross UDP whole (an address with many bindings)")
+    func largeDatagrams() async throws {
+        let h = try await FanOutHarness()
+        defer { h.removeDatabase() }
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let phone = try await Phone(group: group)
+        let contacts = (0..<60).map { "Contact: <sip:agent\($0)@127.0.0.1:\(40000 + $0)>;q=0.5" }.joined(separator: "\n")
+        func text(_ cseq: Int, _ auth: String?) -> String {
+            """
+            REGISTER sip:cc.test SIP/2.0
+            Via: SIP/2.0/UDP 127.0.0.1:\(phone.port);branch=z9hG4bKbig\(cseq)
+            Max-Forwards: 70
+            From: <sip:big@cc.test>;tag=big
+            To: <sip:big@cc.test>
+            Call-ID: big-1
+            CSeq: \(cseq) REGISTER
+            \(contacts)
+            Expires: 600
+            \(auth.map { "Authorization: \($0)\n" } ?? "")Content-Length: 0
+
+
+            """
+        }
+        #expect(text(1, nil).utf8.count > 2048)
+        try await phone.send(text(1, nil), to: h.upstreamAddress)
+        let challenge = try DigestChallenge.parse(try #require(try await phone.wait(for: "401") { $0.statusCode == 401 }.headers["WWW-Authenticate"]))
+        let c = DigestAuth.credentials(for: challenge, username: "parley", password: "up-pw", method: "REGISTER", uri: "sip:cc.test", cnonce: "b")
+        try await phone.send(text(2, c.headerValue), to: h.upstreamAddress)
+        let ok = try await phone.wait(for: "200") { $0.statusCode == 200 }
+        #expect(try ok.contacts().count == 60)
+        try await h.shutdown()
+        try await group.shutdownGracefully()
+    }
+
     @Test("an upstream that does not answer: the agent gets 504, the role keeps what it had and retries the fan-out later")
     func upstreamDown() async throws {
         // A port nothing listens on.
@@ -360,5 +395,21 @@ struct RegistrationRoleTests {
         #expect(error == "no answer")
         try await h.shutdown()
         try await group.shutdownGracefully()
+    }
+}
+
+@Suite("Registration role: REGISTER parts")
+struct RegisterPartsTests {
+    @Test("an address with many bindings is sent in parts of at most 12 contacts, settings first, removals last")
+    func parts() {
+        let set = (0..<30).map { UpstreamBinding(aor: "sip:sales@cc.test", contact: "sip:a\($0)@127.0.0.1", q: 900 - $0, owner: .agent("a\($0)")) }
+        let remove = (0..<5).map { UpstreamBinding(aor: "sip:sales@cc.test", contact: "sip:r\($0)@127.0.0.1", q: 100, owner: .agent("r\($0)")) }
+        let p = PlannedRegister(aor: "sip:sales@cc.test", set: set, desired: set, full: true, remove: remove, reason: .refresh)
+        let parts = RegistrationRole.chunks(of: p)
+        #expect(parts.map(\.set.count) == [12, 12, 6])
+        #expect(parts.map(\.remove.count) == [0, 0, 5])
+        #expect(parts.flatMap(\.set) == set && parts.flatMap(\.remove) == remove)
+        let empty = PlannedRegister(aor: "sip:sales@cc.test", set: [], desired: [], full: true, remove: [], reason: .refresh)
+        #expect(RegistrationRole.chunks(of: empty).count == 1)
     }
 }
