@@ -5,7 +5,7 @@
 #   Kamailio: SIPp caller -> kamailio (app_lua/KEMI, Record-Route, round robin) -> the same agents
 #
 # For each, the call rate is raised step by step until a step fails (a failed call on either
-# side, an unexpected message, or retransmissions over 5% of the calls). Prints per step the
+# side, an unexpected message counting as one); a failing step is run once more. Prints per step the
 # calls, failures, UDP receive-buffer errors and CPU seconds of each process (the server, the
 # SIPp caller, the SIPp agents together), then the highest rate with zero failures and CPU
 # seconds per 1,000 calls, and Parley's rate as a ratio of Kamailio's. Then Parley's memory per
@@ -239,10 +239,12 @@ run_step() {
     "$retrans" "$((e1 - e0))" "$n" "$(secs "$tp")" "$(secs "$tu")" "$(secs "$AGENT_TICKS")" "$(secs "$to")" \
     "$(per_k "$tp" "$calls")" "$(per_k "$tu" "$calls")" "$(per_k "$AGENT_TICKS" "$calls")"
   STEP_CPU="server $(per_k "$tp" "$calls") s, sipp caller $(per_k "$tu" "$calls") s, sipp agents $(per_k "$AGENT_TICKS" "$calls") s"
-  if [ "$ok" = "$calls" ] && [ "$failed" = 0 ] && [ "$AGENT_FAILED" = 0 ] && [ "$unexp" = 0 ] && [ $(( retrans * 20 )) -le "$calls" ]; then
+  # passed: every call successful on both sides (an unexpected message fails its call).
+  # Retransmissions are not failures; the column shows them (a server that keeps up needs none
+  # on loopback: many mean replies later than T1, 500 ms)
+  if [ "$ok" = "$calls" ] && [ "$failed" = 0 ] && [ "$AGENT_FAILED" = 0 ] && [ "$unexp" = 0 ]; then
     STEP_PASSED=1; STEP_WHY=""
-  elif [ "$ok" = "$calls" ] && [ "$failed" = 0 ] && [ "$AGENT_FAILED" = 0 ] && [ "$unexp" = 0 ]; then
-    STEP_PASSED=0; STEP_WHY="no failed call, but $retrans retransmissions (over 5% of the calls)"
+    [ $(( retrans * 20 )) -gt "$calls" ] && [ -z "$LATE_RATE" ] && LATE_RATE=$rate
   else
     STEP_PASSED=0; STEP_WHY="$((calls - ok)) of $calls calls not successful"
   fi
@@ -252,6 +254,7 @@ run_step() {
 # one call lost to a burst of someone else's work should not end the ramp); sets BEST_<NAME>
 bench() {
   local name=$1 b dir rate best=0 bestline="" stopped="" budget_end try
+  LATE_RATE=""
   # Kamailio's steps get the first 35% of the time, Parley's until 70%, the memory run the rest
   budget_end=$(( T0 + MAX_MIN * 60 * 35 / 100 ))
   [ "$name" = parley ] && budget_end=$(( T0 + MAX_MIN * 60 * 70 / 100 ))
@@ -283,6 +286,7 @@ bench() {
   eval "BEST_$name=$best"
   echo "$name: highest rate with zero failures: $best calls/s ($stopped)"
   [ -n "$bestline" ] && echo "$name: CPU per 1,000 calls at $best calls/s: $bestline"
+  [ -n "$LATE_RATE" ] && echo "$name: from $LATE_RATE calls/s on, retransmissions over 5% of the calls (answers later than T1, 500 ms), yet no failed call"
   echo
 }
 
