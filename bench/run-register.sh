@@ -6,12 +6,14 @@
 #
 #   bash bench/run-register.sh [--parley PATH] [--agents N] [--window W] [--max-minutes M]
 #
-# Each run: N agents (default 400) over 4 skills (200 agents per skill address) register once,
+# Each run: N agents (default 2000), each with two skills, register once,
 # with at most W (default 200) registrations in flight (bench/register/register-load.py: each
 # agent answers its own digest challenge, which SIPp cannot do with a user name per agent); the
 # figure is N over the time they took, with the failed count. Then the time until the upstream
 # holds every fan-out binding (Parley at q 1.0 and the 200 agents of a skill address, read back
-# with a SIPp REGISTER query). Parley: .build/release/parley (this script does not build).
+# with a SIPp REGISTER query). Skills: 4, or N/125 when that is more, so that an address holds
+# at most 250 agents (the upstream's 200 lists every binding of the address, and must fit a UDP
+# datagram and Parley's 32 KiB header limit). Parley: .build/release/parley (this script does not build).
 # Loopback only; every process bounded in time; the whole script stops within M (default 5)
 # minutes. Figures only, nothing asserted.
 set -u
@@ -21,7 +23,7 @@ KAMCFG="$ROOT/bench/kamailio/registrar.cfg"
 LOAD="$ROOT/bench/register/register-load.py"
 QUERYXML="$ROOT/Tests/sipp-registration/uac-register-query-expect-200.xml"
 PARLEY="$ROOT/.build/release/parley"
-AGENTS=400
+AGENTS=2000
 WINDOW=200
 MAX_MIN=5
 while [ $# -gt 0 ]; do
@@ -59,6 +61,8 @@ spawn() { local log=$1; shift; setsid "$@" >>"$log" 2>&1 & SPAWN_PID=$!; BG_PIDS
 now() { date +%s.%N; }
 
 SKILLS=(sales support billing tech)
+for i in $(seq 5 $(( (AGENTS + 124) / 125 ))); do SKILLS+=("skill$i"); done
+NS=${#SKILLS[@]}
 # Agents a0..aN-1: skills i%4 and (i+1)%4; contacts on ports 40000+i (nobody listens: only the
 # registrations are measured).
 make_files() { # DIR REG_PORT UP_PORT DIST_PORT
@@ -72,7 +76,7 @@ make_files() { # DIR REG_PORT UP_PORT DIST_PORT
     echo "log_level: warning"
     echo "agents:"
     for i in $(seq 0 $((AGENTS - 1))); do
-      echo "  - {id: a$i, skills: [${SKILLS[$((i % 4))]}, ${SKILLS[$(((i + 1) % 4))]}], contact: \"sip:a$i@$IP:$((40000 + i))\"}"
+      echo "  - {id: a$i, skills: [${SKILLS[$((i % NS))]}, ${SKILLS[$(((i + 1) % NS))]}], contact: \"sip:a$i@$IP:$((40000 + i))\"}"
     done
     echo "registration:"
     echo "  listen: \"$IP:$2\""
@@ -110,12 +114,13 @@ register() {
 # settled DIR UP_PORT -> seconds until sip:sales@ holds Parley + every sales agent (or "not")
 settled() {
   local dir=$1 port=$2 t0 want n i
-  want=$(( AGENTS / 2 + 1 ))
+  # Parley's binding, and every agent with the first skill (i % NS == 0 or (i + 1) % NS == 0)
+  want=$(awk -v a="$AGENTS" -v n="$NS" 'BEGIN { c = 1; for (i = 0; i < a; i++) if (i % n == 0 || (i + 1) % n == 0) c++; print c }')
   t0=$(now)
   for i in $(seq 60); do
     rm -f "$dir/query.messages.log"
     (cd "$dir" && timeout 10 sipp "$IP:$port" -sf "$QUERYXML" -i "$IP" -p "$QCLIENT" -m 1 -nostdin -timeout 8s -key domain "$DOMAIN" \
-        -key agent sales -au parley -ap up-pw -trace_msg -message_file "$dir/query.messages.log" >/dev/null 2>&1)
+        -key agent "${SKILLS[0]}" -au parley -ap up-pw -trace_msg -message_file "$dir/query.messages.log" >/dev/null 2>&1)
     n=$(grep -io "<sip:[^>]*>" "$dir/query.messages.log" 2>/dev/null | grep -c "@$IP:")
     # the query's own REGISTERs carry no Contact: every match is from the 200's Contact set
     [ "$n" -ge "$want" ] && { awk -v a="$t0" -v b="$(now)" 'BEGIN { printf "%.1f\n", b - a }'; return 0; }
@@ -125,7 +130,7 @@ settled() {
   echo "not within 30 s ($n of $want)"
 }
 
-echo "# $AGENTS agents, 2 skills each ($(( AGENTS / 2 )) per skill address), $WINDOW in flight; logs: $LOG"
+echo "# $AGENTS agents, 2 skills each, $NS skill addresses ($(( AGENTS * 2 / NS )) agents each), $WINDOW in flight; logs: $LOG"
 printf "%-44s %10s %7s %8s %s\n" "what" "REG/s" "failed" "seconds" "fan-out settled"
 for kind in kamailio parley; do
   [ "$(left)" -gt 30 ] || { echo "# out of time"; break; }

@@ -15,6 +15,7 @@ import Yams
 ///   realm: cc.example.com            # digest realm for agents (default: the domain)
 ///   algorithm: SHA-256               # MD5 (default) or SHA-256
 ///   upstream: 127.0.0.1:5080         # the network's registrar
+///   upstream_transport: udp          # or tcp (a 200 listing hundreds of bindings outgrows UDP)
 ///   upstream_uri: sip:cc.example.com # Request-URI of the REGISTERs sent there (default sip:DOMAIN)
 ///   upstream_user: parley            # Parley's credentials there (answers its 401/407)
 ///   upstream_password: secret
@@ -32,6 +33,7 @@ public struct RegistrationSettings: Sendable, Equatable {
     public var realm: String
     public var algorithm: DigestAlgorithm = .md5
     public var upstream: String
+    public var upstreamTransport: SIPTransportKind = .udp
     public var upstreamURI: String
     public var upstreamUser: String?
     public var upstreamPassword: String?
@@ -53,7 +55,7 @@ extension Reader {
     mutating func registration(_ node: Node, base: String) -> RegistrationSettings? {
         guard let m = mapping(node, key: "registration") else { return nil }
         let p = "registration."
-        allowOnly(m, ["listen", "domain", "realm", "algorithm", "upstream", "upstream_uri", "upstream_user", "upstream_password",
+        allowOnly(m, ["listen", "domain", "realm", "algorithm", "upstream", "upstream_transport", "upstream_uri", "upstream_user", "upstream_password",
                       "expires", "min_expires", "max_expires", "upstream_timeout", "reorder_interval", "database", "credentials"],
                   prefix: p)
         let listen = address(m["listen"], key: p + "listen", required: true)
@@ -72,6 +74,13 @@ extension Reader {
         if let n = m["algorithm"] {
             if let v = n.string, let a = DigestAlgorithm(parameter: v) { s.algorithm = a }
             else { fail(n, p + "algorithm", "expected MD5 or SHA-256, got '\(n.string ?? "?")'") }
+        }
+        if let n = m["upstream_transport"] {
+            switch n.string?.lowercased() {
+            case "udp": s.upstreamTransport = .udp
+            case "tcp": s.upstreamTransport = .tcp
+            default: fail(n, p + "upstream_transport", "expected udp or tcp, got '\(n.string ?? "?")'")
+            }
         }
         if let n = m["upstream_uri"], let v = string(n, key: p + "upstream_uri") {
             if case .sip? = try? URI.parse(v) { s.upstreamURI = v } else { fail(n, p + "upstream_uri", "'\(v)' is not a SIP URI") }
@@ -137,7 +146,7 @@ extension ParleyConfiguration {
         var c = RegistrationRoleConfiguration(
             domain: s.domain, agentPasswords: s.credentials,
             agentSkills: Dictionary(uniqueKeysWithValues: agents.map { ($0.id, $0.skills) }), skills: skills,
-            upstream: SIPDestination(transport: .udp, address: upstream), upstreamURI: s.upstreamURI,
+            upstream: SIPDestination(transport: s.upstreamTransport, address: upstream), upstreamURI: s.upstreamURI,
             parleyHostPort: "\(dHost):\(dPort)", pathURI: "sip:\(host):\(port)")
         c.realm = s.realm
         c.algorithm = s.algorithm

@@ -36,6 +36,7 @@ import Testing
               domain: cc.example.com
               algorithm: SHA-256
               upstream: 127.0.0.1:5080
+              upstream_transport: tcp
               upstream_user: parley
               upstream_password: up-secret
               expires: 120
@@ -55,6 +56,7 @@ import Testing
         #expect(rc.treatments["moh"] == "sip:moh@127.0.0.1:5090")
         #expect(rc.parleyHostPort == "127.0.0.1:5060" && rc.pathURI == "sip:127.0.0.1:5062")
         #expect(rc.upstreamUsername == "parley" && rc.agentPasswords["alice"] == "a-secret")
+        #expect(rc.upstream.transport == .tcp)
     }
 
     @Test func withoutTheSectionTheRoleIsNotRun() throws {
