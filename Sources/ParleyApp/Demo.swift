@@ -60,8 +60,9 @@ public struct DemoSnapshot: Sendable {
     public var bufferEnded: Int
     public var agents: [Agent]
 
-    /// Every call that reached an agent's phone and was answered, per the phones.
-    public var answeredByPhones: Int { agents.reduce(0) { $0 + ($1.phone?.figures.answered ?? 0) } }
+    /// Calls the agents' phones answered that reached a caller (an answer that crossed the
+    /// caller's CANCEL did not).
+    public var answeredByPhones: Int { agents.reduce(0) { $0 + ($1.phone?.figures.connected ?? 0) } }
 
     /// Whether nothing is in flight anywhere: no caller waiting or talking, no phone ringing or
     /// talking, no call queued at the distributor, none in the buffer server's table, no agent
@@ -101,6 +102,9 @@ public struct DemoSnapshot: Sendable {
                 if d.calls != c.offered { p.append("the distributor saw \(d.calls) calls, callers placed \(c.offered)") }
                 if d.answered != c.answered { p.append("the distributor counts \(d.answered) answered, callers \(c.answered)") }
             }
+            for a in agents where a.phone.map({ $0.figures.connected != a.callsHandled }) ?? false {
+                p.append("agent \(a.id): the distributor counts \(a.callsHandled) calls handled, the phone connected \(a.phone?.figures.connected ?? 0)")
+            }
             let handled = agents.reduce(0) { $0 + $1.callsHandled }
             if handled != c.answered { p.append("agents handled \(handled) calls, callers saw \(c.answered) answered") }
             if c.waiting != 0 || c.talking != 0 { p.append("\(c.waiting) calls still waiting and \(c.talking) up after the end") }
@@ -122,6 +126,7 @@ public struct DemoSnapshot: Sendable {
         for a in agents {
             let phone = a.phone.map {
                 "phone \($0.state.rawValue.padding(toLength: 7, withPad: " ", startingAt: 0))  answered \($0.figures.answered)  declined \($0.figures.declined)  let ring \($0.figures.letRing)"
+                    + ($0.figures.answeredTooLate > 0 ? "  too late \($0.figures.answeredTooLate)" : "")
             } ?? ""
             s += "    \(a.id.padding(toLength: 10, withPad: " ", startingAt: 0)) \(a.state.padding(toLength: 9, withPad: " ", startingAt: 0)) handled \(String(a.callsHandled).padding(toLength: 4, withPad: " ", startingAt: 0)) \(phone)\n"
         }

@@ -44,6 +44,11 @@ public final class DemoAgentPhones: SIPTransactionUser, @unchecked Sendable {
         public var hungUp = 0
         /// Answered calls the other side hung up (BYE received).
         public var hungUpOn = 0
+        /// Answers the caller never got: the caller's CANCEL crossed the 200 (the buffer server
+        /// then CANCELs, ACKs and hangs up this leg). Counted in `answered` too.
+        public var answeredTooLate = 0
+        /// Answered calls that reached a caller.
+        public var connected: Int { answered - answeredTooLate }
     }
 
     public struct AgentView: Sendable {
@@ -67,6 +72,7 @@ public final class DemoAgentPhones: SIPTransactionUser, @unchecked Sendable {
         var leg: DialogLeg
         var answered = false
         var acknowledged = false
+        var cancelledAfterAnswer = false
         var ok: SIPMessage?
         var timers: [TimerToken] = []
         init(agent: Agent, invite: TransactionKey, request: SIPMessage, leg: DialogLeg) {
@@ -185,7 +191,16 @@ public final class DemoAgentPhones: SIPTransactionUser, @unchecked Sendable {
     }
 
     public func stack(_ stack: SIPStack, didReceiveCancel cancel: SIPMessage, forInvite invite: TransactionKey) {
-        guard let call = byInvite[invite], !call.answered else { return }
+        guard let call = byInvite[invite] else { return }
+        if call.answered {
+            // Our 200 crossed the caller's CANCEL: the buffer server had already answered the
+            // caller 487, so this answer never reached a caller.
+            if !call.cancelledAfterAnswer {
+                call.cancelledAfterAnswer = true
+                call.agent.figures.answeredTooLate += 1
+            }
+            return
+        }
         stack.respond(487, to: invite, toTag: call.leg.localTag)
         finish(call)
     }

@@ -55,18 +55,21 @@ import Testing
         #expect(c.abandoned == 0)
         #expect(c.failed == 0, "failures: \(c.failureCodes)")
         // Every answer a caller got came from a phone, and every answered call ended with a BYE.
+        // (At the end, a phone's 200 may cross the CANCEL of a caller being cut off: the buffer
+        // server hangs that leg up, and the phone counts the answer as too late.)
+        let tooLate = final.agents.reduce(0) { $0 + ($1.phone?.figures.answeredTooLate ?? 0) }
         #expect(final.answeredByPhones == c.answered)
         #expect(c.completed == c.answered)
         let byes = final.agents.reduce(0) { $0 + ($1.phone?.figures.hungUp ?? 0) + ($1.phone?.figures.hungUpOn ?? 0) }
-        #expect(byes == c.answered)
+        #expect(byes == c.answered + tooLate)
         // More than one agent took calls (the rules spread them), and each one's count is the distributor's.
         #expect(final.agents.filter { ($0.phone?.figures.answered ?? 0) > 0 }.count >= 2)
-        for a in final.agents { #expect(a.callsHandled == a.phone?.figures.answered, "agent \(a.id)") }
+        for a in final.agents { #expect(a.callsHandled == a.phone?.figures.connected, "agent \(a.id)") }
         #expect(final.bufferEnded == c.answered)
         // A declined call (486) moved on to another agent (no caller failed): the phones saw each INVITE.
         let offeredToPhones = final.agents.reduce(0) { $0 + ($1.phone?.figures.offered ?? 0) }
         let declined = final.agents.reduce(0) { $0 + ($1.phone?.figures.declined ?? 0) }
-        #expect(offeredToPhones >= c.answered + declined)
+        #expect(offeredToPhones >= c.answered + tooLate + declined)
 
         // The distributor wrote one record per call; the answered ones completed.
         let store = try RecordStore(path: try #require(o.recordsPath))
