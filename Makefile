@@ -38,7 +38,7 @@ demo: release
 test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test
-	.build/debug/parley test rules examples/rules
+	.build/debug/parley test rules examples/rules Tests/sipp-callpath/rules Tests/sipp-registration/rules
 	bash Tests/cli/sip-parse.sh
 	bash Tests/cli/demo.sh
 	bash Tests/sipp/run.sh

@@ -158,10 +158,20 @@ public final class ParleyServer: @unchecked Sendable {
             let transport = SIPTransport(loop: loop, logger: Logger(label: "parley.registration.transport"))
             let stack = SIPStack(transport: transport, timers: timers, logger: Logger(label: "parley.registration.stack"))
             let role = RegistrationRole(stack: stack, configuration: rc, rules: rules, store: persisted)
+            role.onContactsChanged = { [weak self] contacts in self?.registeredContactsChanged(contacts) }
             return transport.listen(.udp, on: address)
                 .flatMap { _ in transport.listen(.tcp, on: address) }
                 .map { _ in role.start(); return role }
         }.wait()
+    }
+
+    /// Agents' registered contacts, from the registration role: the buffer server dials them and
+    /// the rules see them as `agent.contact` (in this process; a distributor or buffer server in
+    /// another process keeps the configured contacts).
+    private func registeredContactsChanged(_ contacts: [String: String]) {
+        let configured = Dictionary(configuration.agents.map { ($0.id, $0.contact.description) }, uniquingKeysWith: { a, _ in a })
+        if let b = buffer { b.stack.loop.execute { b.useRegisteredContacts(contacts) } }
+        if let d = distributor { d.stack.loop.execute { d.useRegisteredContacts(contacts, configured: configured) } }
     }
 
     /// Counters and table sizes of every role, one `key=value` per line.

@@ -61,6 +61,11 @@ public final class AgentBook: @unchecked Sendable {
         }
     }
 
+    /// Sets the contact the rules see as `agent.contact` (the registered one, or the configured one).
+    public func setContact(_ id: String, _ contact: String?) {
+        apply(id) { m, _ in m.contact = contact; return false }
+    }
+
     public func offer(_ id: String, call: String) -> Bool { apply(id) { m, t in m.offer(call: call, now: t) } }
     public func answered(_ id: String, call: String) { apply(id) { m, t in m.answered(call: call, now: t) } }
     public func noAnswer(_ id: String, call: String) { apply(id) { m, t in m.noAnswer(call: call, now: t) } }

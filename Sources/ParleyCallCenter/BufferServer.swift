@@ -119,6 +119,23 @@ public final class BufferServer: SIPTransactionUser, @unchecked Sendable {
         probe?.cancel()
     }
 
+    /// Registered contacts (agent id -> contact URI, from the registration role) take the place
+    /// of the configured ones; an agent that is no longer registered goes back to its configured
+    /// contact (or none). Calls already up keep the leg they have.
+    public func useRegisteredContacts(_ registered: [String: String]) {
+        if configuredContacts == nil { configuredContacts = configuration.agentContacts }
+        var contacts = configuredContacts ?? [:]
+        for (id, text) in registered {
+            if let uri = try? URI.parse(text), Resolver.destination(for: uri) != nil {
+                contacts[id] = uri
+            } else {
+                logger.warning("agent \(id)'s registered contact \(text) is not a SIP URI the buffer server can reach; keeping its configured contact")
+            }
+        }
+        configuration.agentContacts = contacts
+    }
+    private var configuredContacts: [String: URI]?
+
     /// Calls in the routing table.
     public var activeCalls: Int { calls.count }
 

@@ -147,6 +147,15 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
         waitingPerType.filter { $0.value > 0 }
     }
 
+    /// Registered contacts (agent id -> contact URI) replace the configured ones the rules see as
+    /// `agent.contact`; an agent no longer registered shows its configured contact again.
+    public func useRegisteredContacts(_ registered: [String: String], configured: [String: String]) {
+        for a in agents.all {
+            let contact = registered[a.id] ?? configured[a.id]
+            if a.contact != contact { agents.setContact(a.id, contact) }
+        }
+    }
+
     /// Starts the reconciliation timer.
     public func start() { scheduleReconcile() }
     public func stop() { reconcileTimer?.cancel() }

@@ -108,6 +108,10 @@ public final class RegistrationRole: SIPTransactionUser, @unchecked Sendable {
     /// Call-ID and CSeq per agent for its REGISTERs upstream (kept with its registration).
     private var agentUpstream: [String: (callID: String, cseq: UInt32)] = [:]
     private var replanScheduled = false
+    /// Called on the loop with every registered agent's contact (agent id -> contact URI) after
+    /// the set changed: a registration, an unregistration, an expiry, a restore. The call path
+    /// dials these rather than the configured contacts.
+    public var onContactsChanged: (([String: String]) -> Void)?
     private var ticker: TimerToken?
     private var stopped = false
 
@@ -140,6 +144,7 @@ public final class RegistrationRole: SIPTransactionUser, @unchecked Sendable {
             do {
                 state.restore(agents: try store.loadAgents(), addresses: try store.loadAddresses(), nowMs: clock())
                 for a in state.agents.values { agentUpstream[a.agentID] = (a.upstreamCallID, a.upstreamCSeq) }
+                onContactsChanged?(state.agentContacts)
                 logger.info("registration: restored \(state.agents.count) agent(s) and \(state.addresses.count) address(es) from \(store.path)")
             } catch {
                 logger.error("registration: cannot read \(store.path): \(error)")
@@ -408,6 +413,7 @@ public final class RegistrationRole: SIPTransactionUser, @unchecked Sendable {
                 store?.removeAgent(agentID)
                 logger.info("registration: \(agentID) unregistered; its fan-out bindings go")
                 agentUpstream[agentID] = nil
+                onContactsChanged?(state.agentContacts)
                 scheduleReplan()
             }
         } else if let contact = forward.contact {
@@ -420,7 +426,10 @@ public final class RegistrationRole: SIPTransactionUser, @unchecked Sendable {
             if let directory, directory.agent(agentID) == nil {
                 directory.update(AgentInfo(id: agentID, skills: configuration.agentSkills[agentID] ?? [], state: .available, contact: contact))
             }
-            if changed { scheduleReplan() }
+            if changed {
+                onContactsChanged?(state.agentContacts)
+                scheduleReplan()
+            }
         }
     }
 
@@ -559,11 +568,13 @@ public final class RegistrationRole: SIPTransactionUser, @unchecked Sendable {
         guard !stopped else { return }
         counters.replans += 1
         let now = clock()
-        for gone in state.expireAgents(nowMs: now) {
+        let expired = state.expireAgents(nowMs: now)
+        for gone in expired {
             logger.info("registration: \(gone.agentID)'s registration expired; its fan-out bindings go")
             store?.removeAgent(gone.agentID)
             agentUpstream[gone.agentID] = nil
         }
+        if !expired.isEmpty { onContactsChanged?(state.agentContacts) }
         let planned = state.plan(desired: desiredBindings(), nowMs: now, inFlight: addressesInFlight) { aor in
             "fanout-\(aor.hashValue & 0xFFFFFFF)-\(self.stack.newTag())@parley"
         }

@@ -106,9 +106,10 @@ timers: {no_answer_timeout: 5s, probe: off, t1: 100ms}
 skills: [sales, support]
 treatments: {moh: "sip:moh@$IP:$MOH"}
 records: {database: off}
+# The configured contacts lead nowhere: calls reach the agents at the contacts they registered.
 agents:
-  - {id: alice, skills: [sales], contact: "sip:alice@$IP:$ALICE"}
-  - {id: bob, skills: [sales, support], contact: "sip:bob@$IP:$BOB"}
+  - {id: alice, skills: [sales], contact: "sip:alice@$IP:$OTHER"}
+  - {id: bob, skills: [sales, support], contact: "sip:bob@$IP:$OTHER"}
 registration:
   listen: "$IP:$REG"
   domain: $DOMAIN
