@@ -181,7 +181,7 @@ public final class ParleyServer: @unchecked Sendable {
             if let s = try? d.stack.loop.submit({ () -> String in
                 let c = d.counters
                 let states = d.agents.stateCounts
-                return "distributor calls=\(c.calls) answered=\(c.answered) failed=\(c.failed) cancelled=\(c.cancelled) no_answers=\(c.noAnswers) queued=\(c.queued) rule_failures=\(c.ruleFailures) events=\(c.eventsReceived) reconciled=\(c.reconciled) handoffs_uri=\(c.handoffs["uri"] ?? 0) handoffs_message=\(c.handoffs["message"] ?? 0) handoffs_tunnel=\(c.handoffs["tunnel"] ?? 0)\n"
+                return "distributor calls=\(c.calls) answered=\(c.answered) failed=\(c.failed) cancelled=\(c.cancelled) no_answers=\(c.noAnswers) queued=\(c.queued) queue_timeouts=\(c.queueTimeouts) overflows=\(c.overflows) rejected=\(c.rejected) treatments=\(c.treatments) moves=\(c.moves) rule_failures=\(c.ruleFailures) events=\(c.eventsReceived) reconciled=\(c.reconciled) handoffs_uri=\(c.handoffs["uri"] ?? 0) handoffs_message=\(c.handoffs["message"] ?? 0) handoffs_tunnel=\(c.handoffs["tunnel"] ?? 0)\n"
                     + "distributor_table \(d.tableSizes) transactions=\(d.stack.transactionCount)\n"
                     + "agents " + AgentState.allCases.map { "\($0.rawValue)=\(states[$0] ?? 0)" }.joined(separator: " ") + "\n"
                     + d.agents.all.map { "agent \($0.id) state=\($0.ruleState.rawValue) calls_handled=\($0.callsHandled) no_answers=\($0.consecutiveNoAnswers)" }.joined(separator: "\n")
@@ -194,7 +194,7 @@ public final class ParleyServer: @unchecked Sendable {
         if let b = buffer {
             if let s = try? b.stack.loop.submit({ () -> String in
                 let c = b.counters
-                return "buffer handoffs_uri=\(c.handoffs["uri"] ?? 0) handoffs_message=\(c.handoffs["message"] ?? 0) handoffs_tunnel=\(c.handoffs["tunnel"] ?? 0) answered=\(c.answered) failed=\(c.failed) cancelled=\(c.cancelled) ended=\(c.ended) relayed_in_dialog=\(c.relayedInDialog) refused=\(c.refused) probes_failed=\(c.probesFailed) events_sent=\(c.eventsSent)\n"
+                return "buffer handoffs_uri=\(c.handoffs["uri"] ?? 0) handoffs_message=\(c.handoffs["message"] ?? 0) handoffs_tunnel=\(c.handoffs["tunnel"] ?? 0) answered=\(c.answered) failed=\(c.failed) cancelled=\(c.cancelled) ended=\(c.ended) relayed_in_dialog=\(c.relayedInDialog) refused=\(c.refused) probes_failed=\(c.probesFailed) events_sent=\(c.eventsSent) treatments=\(c.treatments) moves=\(c.moves) moves_failed=\(c.movesFailed)\n"
                     + "buffer_table \(b.tableSizes) transactions=\(b.stack.transactionCount)"
             }).wait() { lines.append(s) }
         }

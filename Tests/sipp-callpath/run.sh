@@ -493,6 +493,8 @@ CASE_queue_music_on_hold_then_moved_to_agent() {
   no_port_leak "$dir" a1 $((b + 9)) "$b" $((b + 6)) || return 1
   wait_drained "$dir" 10 || return 1
   [ "$(stat "$dir" buffer_table on_treatment)" = 0 ] || { REASON="buffer on_treatment=$(stat "$dir" buffer_table on_treatment) after the calls"; return 1; }
+  [ "$(stat "$dir" distributor moves)/$(stat "$dir" buffer moves)/$(stat "$dir" buffer treatments)" = "1/1/1" ] \
+    || { REASON="moves (distributor/buffer) and treatments: $(stat "$dir" distributor moves)/$(stat "$dir" buffer moves)/$(stat "$dir" buffer treatments), want 1/1/1"; return 1; }
   records "$dir"
   expect_call "$dir" held completed a1 200 ENTERQUEUE "TREATMENT(moh)" "OFFER(a1)" "CONNECT(a1)" "COMPLETE(a1)" || return 1
   after_restart "$dir" "$b" || return 1
