@@ -8,6 +8,15 @@ public final class AgentBook: @unchecked Sendable {
     private var machines: [String: AgentStateMachine] = [:]
     /// Configuration order, for stable listings.
     public private(set) var order: [String] = []
+    /// Each agent's place in `order`.
+    private var position: [String: Int] = [:]
+    /// Who can be offered a call now, and who is logged in, per skill and overall (positions in
+    /// `order`): kept in step with every state change so that choosing an agent costs what the
+    /// available agents of one skill cost, not what every agent costs.
+    private var availableBySkill: [String: Set<Int>] = [:]
+    private var availableAll: Set<Int> = []
+    private var onlineBySkill: [String: Int] = [:]
+    private var onlineAll = 0
     private let directory: AgentDirectory
     private let now: () -> Int64
     private var wakeups: [String: TimerToken] = [:]
@@ -19,12 +28,59 @@ public final class AgentBook: @unchecked Sendable {
     public init(agents: [AgentStateMachine], directory: AgentDirectory, now: @escaping () -> Int64) {
         self.directory = directory
         self.now = now
-        for a in agents {
+        for a in agents where machines[a.id] == nil {
             machines[a.id] = a
+            position[a.id] = order.count
             order.append(a.id)
             directory.update(a.info)
+            index(a, position: order.count - 1, add: true)
         }
     }
+
+    private static func isOnline(_ m: AgentStateMachine) -> Bool {
+        if case .offline = m.state { return false }
+        return true
+    }
+
+    /// Adds an agent to (or removes it from) the availability and login indexes.
+    private func index(_ m: AgentStateMachine, position p: Int, add: Bool) {
+        if m.isAvailable {
+            if add { availableAll.insert(p) } else { availableAll.remove(p) }
+            for s in Set(m.skills) {
+                if add { availableBySkill[s, default: []].insert(p) } else { availableBySkill[s]?.remove(p) }
+            }
+        }
+        if Self.isOnline(m) {
+            onlineAll += add ? 1 : -1
+            for s in Set(m.skills) { onlineBySkill[s, default: 0] += add ? 1 : -1 }
+        }
+    }
+
+    /// Whether an agent serves `type`: holds it as a skill, or `type` is no configured skill.
+    private func serves(_ m: AgentStateMachine, type: String, knownSkills: Set<String>) -> Bool {
+        !knownSkills.contains(type) || m.skills.contains(type)
+    }
+
+    /// Available agents that serve `type` and are not in `excluding`, in configuration order.
+    public func availableServing(type: String, knownSkills: Set<String>, excluding: [String]) -> [String] {
+        let pool = knownSkills.contains(type) ? (availableBySkill[type] ?? []) : availableAll
+        var positions = pool
+        for id in excluding { if let p = position[id] { positions.remove(p) } }
+        return positions.sorted().map { order[$0] }
+    }
+
+    /// Whether an agent serving `type` is logged in (not offline), leaving out `excluding`.
+    public func anyLoggedIn(type: String, knownSkills: Set<String>, excluding: [String] = []) -> Bool {
+        let total = knownSkills.contains(type) ? (onlineBySkill[type] ?? 0) : onlineAll
+        var excluded = 0
+        for id in Set(excluding) {
+            if let m = machines[id], Self.isOnline(m), serves(m, type: type, knownSkills: knownSkills) { excluded += 1 }
+        }
+        return total - excluded > 0
+    }
+
+    /// Whether any agent at all can be offered a call now.
+    public var anyAvailable: Bool { !availableAll.isEmpty }
 
     public func agent(_ id: String) -> AgentStateMachine? { machines[id] }
     public var all: [AgentStateMachine] { order.compactMap { machines[$0] } }
@@ -44,6 +100,10 @@ public final class AgentBook: @unchecked Sendable {
         let before = m
         let changed = event(&m, t)
         machines[id] = m
+        if let p = position[id], before.isAvailable != m.isAvailable || Self.isOnline(before) != Self.isOnline(m) {
+            index(before, position: p, add: false)
+            index(m, position: p, add: true)
+        }
         if m != before { directory.update(m.info) }
         if changed {
             reschedule(id)

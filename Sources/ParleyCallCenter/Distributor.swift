@@ -238,24 +238,22 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
             enqueue(call)
             return
         }
-        let serving = agents.serving(type: call.info.type, knownSkills: configuration.skills)
-        let loggedIn = serving.filter { if case .offline = $0.state { return false } else { return true } }
-        if loggedIn.isEmpty {
+        let type = call.info.type, skills = configuration.skills
+        if !agents.anyLoggedIn(type: type, knownSkills: skills) {
             if call.policy.noAgent == .queue {
                 enqueue(call)
             } else {
                 counters.rejected += 1
-                giveUp(call, code: call.policy.status, reason: "no agent for \(call.info.type) is logged in", exit: .failed)
+                giveUp(call, code: call.policy.status, reason: "no agent for \(type) is logged in", exit: .failed)
             }
             return
         }
-        let untried = loggedIn.filter { !call.info.attempts.contains($0.id) }
-        if untried.isEmpty {
+        if !agents.anyLoggedIn(type: type, knownSkills: skills, excluding: call.info.attempts) {
             // Every agent who could take it was offered it (the rules never offer a call twice).
-            giveUp(call, code: call.policy.status, reason: "no agent for \(call.info.type) took the call", exit: .failed)
+            giveUp(call, code: call.policy.status, reason: "no agent for \(type) took the call", exit: .failed)
             return
         }
-        let candidates = untried.filter(\.isAvailable).map(\.id)
+        let candidates = agents.availableServing(type: type, knownSkills: skills, excluding: call.info.attempts)
         var chosen: String?
         if !candidates.isEmpty {
             let selection = call.rules.selectAgent(for: call.info, candidates: candidates)
@@ -743,7 +741,7 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
     /// An agent became available: offer it the waiting calls, highest priority first.
     private func serveQueue() {
         for call in waiting where call.queued && call.treatmentAttempt == nil {
-            guard agents.all.contains(where: \.isAvailable) else { return }  // nobody left to offer to
+            guard agents.anyAvailable else { return }  // nobody left to offer to
             dequeue(call)
             tryNext(call)
         }

@@ -1,0 +1,83 @@
+import ParleyRules
+import Testing
+
+@testable import ParleyCallCenter
+
+/// The agent book's indexes (available agents per skill, logged-in counts) against a plain scan
+/// of every agent, through a long seeded run of offers, answers, no-answers, refusals, call
+/// ends, wrap-up and break deadlines.
+@Suite struct AgentBookTests {
+    static let skills: Set<String> = ["sales", "support", "billing"]
+
+    /// A small deterministic generator (xorshift), so a failure repeats.
+    struct Rng {
+        var s: UInt64
+        mutating func next(_ n: Int) -> Int {
+            s ^= s << 13; s ^= s >> 7; s ^= s << 17
+            return Int(s % UInt64(n))
+        }
+    }
+
+    func scanAvailable(_ book: AgentBook, type: String, excluding: [String]) -> [String] {
+        book.serving(type: type, knownSkills: Self.skills).filter { $0.isAvailable && !excluding.contains($0.id) }.map(\.id)
+    }
+
+    func scanLoggedIn(_ book: AgentBook, type: String, excluding: [String]) -> Bool {
+        book.serving(type: type, knownSkills: Self.skills).contains {
+            if case .offline = $0.state { return false }
+            return !excluding.contains($0.id)
+        }
+    }
+
+    @Test func indexesAgreeWithAScanOfEveryAgent() {
+        var rng = Rng(s: 0x9E37_79B9_7F4A_7C15)
+        let names = ["sales", "support", "billing"]
+        var now: Int64 = 0
+        let timers = AgentTimers(wrapUpMs: 300, maxNoAnswer: 2, breakMs: 1_000, staleMs: 500)
+        let machines = (0..<40).map { i in
+            AgentStateMachine(id: "a\(i)", skills: [names[i % 3]] + (i % 4 == 0 ? [names[(i + 1) % 3]] : []), contact: nil,
+                              timers: timers, available: i % 5 != 0, now: 0)
+        }
+        let book = AgentBook(agents: machines, directory: AgentDirectory(), now: { now })
+        var calls: [String: String] = [:]  // call -> agent
+        for step in 0..<5_000 {
+            now += Int64(rng.next(120))
+            let id = "a\(rng.next(40))"
+            let call = "c\(step)"
+            switch rng.next(8) {
+            case 0, 1: if book.offer(id, call: call) { calls[call] = id }
+            case 2:
+                if let (c, a) = calls.randomElement(using: &rng) { book.answered(a, call: c) }
+            case 3:
+                if let (c, a) = calls.randomElement(using: &rng) { book.noAnswer(a, call: c); calls[c] = nil }
+            case 4:
+                if let (c, a) = calls.randomElement(using: &rng) { book.rejected(a, call: c); calls[c] = nil }
+            case 5:
+                if let (c, a) = calls.randomElement(using: &rng) { book.callEnded(a, call: c); calls[c] = nil }
+            case 6:
+                book.apply(id) { m, t in m.tick(now: t) }
+            default:
+                book.apply(id) { m, t in
+                    if case .offline = m.state { m.setAvailable(now: t) } else if m.isAvailable { m.setOffline(now: t) }
+                    return true
+                }
+            }
+            let excluding = (0..<rng.next(3)).map { _ in "a\(rng.next(40))" }
+            for type in names + ["default"] {
+                #expect(book.availableServing(type: type, knownSkills: Self.skills, excluding: excluding)
+                        == scanAvailable(book, type: type, excluding: excluding), "step \(step) type \(type)")
+                #expect(book.anyLoggedIn(type: type, knownSkills: Self.skills, excluding: excluding)
+                        == scanLoggedIn(book, type: type, excluding: excluding), "step \(step) type \(type)")
+            }
+            #expect(book.anyAvailable == book.all.contains(where: \.isAvailable))
+        }
+    }
+}
+
+extension Dictionary {
+    func randomElement(using rng: inout AgentBookTests.Rng) -> (Key, Value)? {
+        guard !isEmpty else { return nil }
+        let i = index(startIndex, offsetBy: rng.next(count))
+        return (self[i].key, self[i].value)
+    }
+}
