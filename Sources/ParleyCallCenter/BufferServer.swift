@@ -831,6 +831,10 @@ public final class BufferServer: SIPTransactionUser, @unchecked Sendable {
     }
 
     public func stack(_ stack: SIPStack, didTerminate transaction: TransactionKey) {
+        // The caller's INVITE transaction is over: nothing can reach the call through it any more
+        // (a CANCEL needs it alive), so the index entry goes now rather than with the call.
+        if byInviteTransaction.removeValue(forKey: transaction) != nil { return }
+        if byMove.removeValue(forKey: transaction) != nil { return }
         guard let purpose = clientTransactions.removeValue(forKey: transaction) else { return }
         switch purpose {
         case .agentInvite(let call):
