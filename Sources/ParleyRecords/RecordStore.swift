@@ -127,19 +127,37 @@ public struct RecordStoreError: Error, CustomStringConvertible, Sendable {
     public var description: String { "\(path): \(message)" }
 }
 
-/// Call records and the queue log in one SQLite database (GRDB). Writes made with `record` are
-/// queued and applied in order off the caller's thread; `flush` waits for them. Every write is a
-/// committed transaction: a process that stops and reopens the file loses nothing written.
+/// Call records and the queue log in one SQLite database (GRDB).
+///
+/// `record` only appends the event to an in-memory batch (under a lock) and returns: it never
+/// waits for the database. One writer, a serial dispatch queue of the store's own, applies the
+/// batch in recording order in one transaction, each event in its own savepoint (an event that
+/// fails, e.g. one for an unknown call, is rolled back alone and reported to `onError`; the rest
+/// of the batch is written). The batch is written when it reaches `batchLimit` events or
+/// `batchDelay` after its first event, whichever comes first; `flush` and `recordNow` write it at
+/// once. What a crash can lose: the events not yet committed (at most about `batchDelay` worth);
+/// nothing committed is lost (WAL, synchronous NORMAL).
 public final class RecordStore: Sendable {
     public let path: String
     private let db: DatabaseQueue
-    /// Called (on the database's queue) when an asynchronous write fails.
+    /// Called (on the store's writer queue) when an event cannot be written. It must not call
+    /// `flush` or `recordNow` (they wait for that queue).
     private let onError: @Sendable (Error) -> Void
+    /// A batch is written once it holds this many events...
+    public let batchLimit: Int
+    /// ...or this long after its first event.
+    public let batchDelay: DispatchTimeInterval
+    /// The single writer: every batch is applied on it, in order.
+    private let writer = DispatchQueue(label: "parley.records.writer")
+    private let pending = PendingEvents()
 
     /// Opens (creating it and its tables if needed) the database at `path`.
-    public init(path: String, onError: @escaping @Sendable (Error) -> Void = { _ in }) throws {
+    public init(path: String, batchLimit: Int = 256, batchDelay: DispatchTimeInterval = .milliseconds(20),
+                onError: @escaping @Sendable (Error) -> Void = { _ in }) throws {
         self.path = path
         self.onError = onError
+        self.batchLimit = max(1, batchLimit)
+        self.batchDelay = batchDelay
         var isDirectory: ObjCBool = false
         if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
             throw RecordStoreError(path: path, message: "is a directory, not a database file")
@@ -147,6 +165,9 @@ public final class RecordStore: Sendable {
         var config = Configuration()
         config.busyMode = .timeout(5)
         // WAL: `parley calls` and `parley stats` read while `parley serve` writes, neither waiting.
+        // GRDB then also sets `synchronous = NORMAL`: a commit does not wait for fsync of the WAL,
+        // which is safe against the process crashing (committed data survives it); only a power
+        // loss or OS crash can roll back the last commits (the file stays consistent).
         config.journalMode = .wal
         do {
             db = try DatabaseQueue(path: path, configuration: config)
@@ -196,35 +217,76 @@ public final class RecordStore: Sendable {
 
     // MARK: Writing
 
-    /// Queues the event's write; returns at once. Failures go to `onError`.
+    /// Adds the event to the pending batch; returns at once (never waits for the database).
+    /// Failures go to `onError`.
     public func record(_ event: CallEvent) {
-        let onError = self.onError
-        db.asyncWrite({ db in try Self.apply(event, db) }, completion: { _, result in
-            if case .failure(let e) = result { onError(e) }
-        })
+        switch pending.append(event, limit: batchLimit) {
+        case .none:
+            break
+        case .armTimer:
+            // The store stays alive until its pending events are written.
+            writer.asyncAfter(deadline: .now() + batchDelay) { [self] in
+                pending.timerFired()
+                writePending()
+            }
+        case .writeNow:
+            writer.async { [self] in writePending() }
+        }
     }
 
-    /// Writes the event now (waits for the queued writes first).
+    /// Writes the pending events, then this one, and waits; throws this event's failure (the
+    /// pending ones' go to `onError`). Not to be called on an event loop or from `onError`.
     public func recordNow(_ event: CallEvent) throws {
-        try db.write { db in try Self.apply(event, db) }
+        try writer.sync {
+            writePending()
+            try db.write { db in try Self.apply(event, db) }
+        }
     }
 
-    /// Waits until every queued write is done.
+    /// Writes every pending event and waits until it is committed. Not to be called from `onError`.
     public func flush() {
-        _ = try? db.write { _ in }
+        writer.sync { writePending() }
     }
 
+    /// Applies the pending batch in one transaction, each event in its own savepoint. On the writer.
+    private func writePending() {
+        let batch = pending.take()
+        guard !batch.isEmpty else { return }
+        var failures: [Error] = []
+        do {
+            try db.write { db in
+                for event in batch {
+                    do {
+                        try db.inSavepoint {
+                            try Self.apply(event, db)
+                            return .commit
+                        }
+                    } catch {
+                        failures.append(error)
+                    }
+                }
+            }
+        } catch {
+            // The transaction itself failed (disk full, database locked past the busy timeout...):
+            // none of the batch was written.
+            failures = [RecordStoreError(path: path, message: "\(batch.count) events not written: \(error)")]
+        }
+        for failure in failures { onError(failure) }
+    }
+
+    /// Applies one event. Statements are cached on the connection: compiling the SQL anew for
+    /// each event cost more than the writes.
     private static func apply(_ event: CallEvent, _ db: Database) throws {
         if case .arrived(let call, let sipCallID, let caller, let queue, let priority, let version, let at) = event {
-            try db.execute(sql: """
+            try db.cachedStatement(sql: """
                 INSERT OR IGNORE INTO calls (reference, sip_call_id, caller, queue, priority, rules_version, arrived_ms, outcome)
                 VALUES (?, ?, ?, ?, ?, ?, ?, 'waiting')
-                """, arguments: [call, sipCallID, caller, queue, priority, version, at])
+                """).execute(arguments: [call, sipCallID, caller, queue, priority, version, at])
             guard db.changesCount > 0 else { return }
             try log(db, at, call, queue, nil, .enterQueue, version, nil, nil)
             return
         }
-        guard let row = try Row.fetchOne(db, sql: "SELECT queue, rules_version, arrived_ms, answered_ms, outcome FROM calls WHERE reference = ?",
+        guard let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT queue, rules_version, arrived_ms, answered_ms, outcome FROM calls WHERE reference = ?"),
                                          arguments: [event.call]) else {
             throw RecordStoreError(path: db.configuration.label ?? "", message: "event for unknown call \(event.call)")
         }
@@ -237,50 +299,53 @@ public final class RecordStore: Sendable {
         case .arrived:
             break
         case .offered(let call, let agent, let at):
-            try db.execute(sql: "UPDATE calls SET offers = offers + 1 WHERE reference = ?", arguments: [call])
+            try db.cachedStatement(sql: "UPDATE calls SET offers = offers + 1 WHERE reference = ?").execute(arguments: [call])
             try log(db, at, call, queue, agent, .offer, version, nil, nil)
         case .notAnswered(let call, let agent, let code, let at):
             try log(db, at, call, queue, agent, .ringNoAnswer, version, nil, code)
         case .connected(let call, let agent, let at):
             guard outcome == .waiting else { return }
-            try db.execute(sql: "UPDATE calls SET answered_ms = ?, agent = ?, outcome = 'answered', final_code = 200 WHERE reference = ?",
-                           arguments: [at, agent, call])
+            try db.cachedStatement(sql: "UPDATE calls SET answered_ms = ?, agent = ?, outcome = 'answered', final_code = 200 WHERE reference = ?").execute(arguments: [at, agent, call])
             try log(db, at, call, queue, agent, .connect, version, at - arrived, nil)
         case .abandoned(let call, let at):
             guard outcome == .waiting else { return }
-            try db.execute(sql: "UPDATE calls SET ended_ms = ?, outcome = 'abandoned', final_code = 487 WHERE reference = ?",
-                           arguments: [at, call])
+            try db.cachedStatement(sql: "UPDATE calls SET ended_ms = ?, outcome = 'abandoned', final_code = 487 WHERE reference = ?").execute(arguments: [at, call])
             try log(db, at, call, queue, nil, .abandon, version, at - arrived, nil)
         case .completed(let call, let agent, let at):
             guard outcome == .answered, let answered else { return }
-            try db.execute(sql: "UPDATE calls SET ended_ms = ?, outcome = 'completed' WHERE reference = ?", arguments: [at, call])
+            try db.cachedStatement(sql: "UPDATE calls SET ended_ms = ?, outcome = 'completed' WHERE reference = ?").execute(arguments: [at, call])
             try log(db, at, call, queue, agent, .complete, version, at - answered, nil)
         case .failed(let call, let code, let timedOut, let at):
             guard outcome == .waiting else { return }
             let o: CallOutcome = timedOut ? .timeout : .failed
-            try db.execute(sql: "UPDATE calls SET ended_ms = ?, outcome = ?, final_code = ? WHERE reference = ?",
-                           arguments: [at, o.rawValue, code, call])
+            try db.cachedStatement(sql: "UPDATE calls SET ended_ms = ?, outcome = ?, final_code = ? WHERE reference = ?").execute(arguments: [at, o.rawValue, code, call])
             try log(db, at, call, queue, nil, timedOut ? .exitWithTimeout : .failed, version, at - arrived, code)
         case .treatment(let call, let treatment, let at):
             try log(db, at, call, queue, treatment, .treatment, version, nil, nil)
         case .overflowed(let call, let full, let treatment, let code, let at):
             guard outcome == .waiting else { return }
             let o: CallOutcome = full ? .failed : .timeout
-            try db.execute(sql: "UPDATE calls SET ended_ms = ?, outcome = ?, final_code = ? WHERE reference = ?",
-                           arguments: [at, o.rawValue, code, call])
+            try db.cachedStatement(sql: "UPDATE calls SET ended_ms = ?, outcome = ?, final_code = ? WHERE reference = ?").execute(arguments: [at, o.rawValue, code, call])
             try log(db, at, call, queue, treatment, full ? .exitWithFull : .exitWithTimeout, version, at - arrived, code)
         }
     }
 
     private static func log(_ db: Database, _ at: Int64, _ call: String, _ queue: String, _ agent: String?, _ event: QueueLogEvent,
                             _ version: String, _ duration: Int64?, _ code: Int?) throws {
-        try db.execute(sql: """
+        try db.cachedStatement(sql: """
             INSERT INTO queue_log (time_ms, call, queue, agent, event, rules_version, duration_ms, code)
             VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-            """, arguments: [at, call, queue, agent, event.rawValue, version, duration, code])
+            """).execute(arguments: [at, call, queue, agent, event.rawValue, version, duration, code])
     }
 
     // MARK: Reading
+
+    /// The connection's journal mode and `synchronous` level (0 OFF, 1 NORMAL, 2 FULL), for tests.
+    func sqliteSettings() throws -> (journalMode: String, synchronous: Int) {
+        try db.read { db in
+            (try String.fetchOne(db, sql: "PRAGMA journal_mode") ?? "", try Int.fetchOne(db, sql: "PRAGMA synchronous") ?? -1)
+        }
+    }
 
     /// The most recent calls, newest first.
     public func recentCalls(limit: Int = 20) throws -> [CallRecord] {
@@ -374,5 +439,48 @@ public final class RecordStore: Sendable {
                 return s
             }
         }
+    }
+}
+
+/// The events recorded but not yet written, and whether a write of them is already on its way.
+private final class PendingEvents: @unchecked Sendable {
+    enum Next { case none, armTimer, writeNow }
+    private let lock = NSLock()
+    private var events: [CallEvent] = []
+    /// A delayed write is scheduled (one at a time).
+    private var timerArmed = false
+    /// An immediate write (the batch reached its limit) is queued on the writer.
+    private var writeQueued = false
+
+    /// Appends; says whether the caller must schedule a write.
+    func append(_ event: CallEvent, limit: Int) -> Next {
+        lock.lock()
+        defer { lock.unlock() }
+        events.append(event)
+        if events.count >= limit {
+            if writeQueued { return .none }
+            writeQueued = true
+            return .writeNow
+        }
+        if timerArmed || writeQueued { return .none }
+        timerArmed = true
+        return .armTimer
+    }
+
+    func timerFired() {
+        lock.lock()
+        timerArmed = false
+        lock.unlock()
+    }
+
+    /// Takes every pending event, in recording order.
+    func take() -> [CallEvent] {
+        lock.lock()
+        defer { lock.unlock() }
+        writeQueued = false
+        let taken = events
+        events = []
+        events.reserveCapacity(64)
+        return taken
     }
 }

@@ -15,6 +15,14 @@ private func arrived(_ call: String, queue: String = "sales", at: Int64, version
              rulesVersion: version, at: at)
 }
 
+/// Errors reported through `onError`, from any thread.
+private final class Reported: @unchecked Sendable {
+    private let lock = NSLock()
+    private var errors: [Error] = []
+    func add(_ e: Error) { lock.lock(); errors.append(e); lock.unlock() }
+    var all: [Error] { lock.lock(); defer { lock.unlock() }; return errors }
+}
+
 @Suite("Record store")
 struct RecordStoreTests {
     @Test func answered_call_leaves_a_completed_record_and_one_log_line_per_event() throws {
@@ -173,5 +181,105 @@ struct RecordStoreTests {
         let dir = FileManager.default.temporaryDirectory.path
         #expect(throws: RecordStoreError.self) { try RecordStore(path: dir) }
         #expect(throws: RecordStoreError.self) { try RecordStore(path: "/nonexistent-parley-dir/x/records.sqlite") }
+    }
+
+    // MARK: Batched writes
+
+    @Test(arguments: [1, 16, 256])
+    func events_recorded_from_several_threads_all_land_in_per_call_order(batchLimit: Int) throws {
+        try withTemporaryDatabase { path in
+            let reported = Reported()
+            let store = try RecordStore(path: path, batchLimit: batchLimit, onError: reported.add)
+            let threads = 8, callsPerThread = 50
+            DispatchQueue.concurrentPerform(iterations: threads) { t in
+                let calls = (0..<callsPerThread).map { "t\(t)-c\($0)" }
+                // Each thread interleaves its calls: every call's first event, then every call's second...
+                for c in calls { store.record(arrived(c, at: 0)) }
+                for c in calls { store.record(.offered(call: c, agent: "a\(t)", at: 10)) }
+                for c in calls { store.record(.connected(call: c, agent: "a\(t)", at: 20)) }
+                for c in calls { store.record(.completed(call: c, agent: "a\(t)", at: 30)) }
+            }
+            store.flush()
+            #expect(reported.all.isEmpty)
+            let log = try store.queueLog()
+            #expect(log.count == threads * callsPerThread * 4)
+            var perCall: [String: [QueueLogEvent]] = [:]
+            for line in log { perCall[line.call, default: []].append(line.event) }
+            #expect(perCall.count == threads * callsPerThread)
+            #expect(perCall.values.allSatisfy { $0 == [.enterQueue, .offer, .connect, .complete] })
+            let calls = try store.recentCalls(limit: 1_000)
+            #expect(calls.count == threads * callsPerThread)
+            #expect(calls.allSatisfy { $0.outcome == .completed && $0.offers == 1 && $0.talkMs == 10 })
+        }
+    }
+
+    @Test func a_bad_event_is_reported_and_the_rest_of_its_batch_is_written() throws {
+        try withTemporaryDatabase { path in
+            let reported = Reported()
+            // One batch: nothing is written before flush.
+            let store = try RecordStore(path: path, batchDelay: .seconds(60), onError: reported.add)
+            store.record(arrived("ok", at: 0))
+            store.record(.offered(call: "ghost", agent: "alice", at: 5))  // no such call
+            store.record(.offered(call: "ok", agent: "alice", at: 10))
+            store.record(.connected(call: "ok", agent: "alice", at: 20))
+            store.flush()
+            let call = try #require(try store.call("ok"))
+            #expect(call.outcome == .answered)
+            #expect(call.offers == 1)
+            #expect(try store.queueLog().map(\.event) == [.enterQueue, .offer, .connect])
+            #expect(try store.queueLog(call: "ghost").isEmpty)
+            let errors = reported.all
+            #expect(errors.count == 1)
+            #expect(errors.first.map { "\($0)".contains("unknown call ghost") } == true)
+        }
+    }
+
+    @Test func flush_writes_everything_pending_without_waiting_for_the_delay() throws {
+        try withTemporaryDatabase { path in
+            let store = try RecordStore(path: path, batchDelay: .seconds(3_600))
+            for i in 0..<5_000 {
+                store.record(arrived("f\(i)", at: Int64(i)))
+                store.record(.abandoned(call: "f\(i)", at: Int64(i) + 1))
+            }
+            store.flush()
+            #expect(try store.queueLog().count == 10_000)
+            #expect(try store.queueStats().first?.abandoned == 5_000)
+            // And it survives reopening.
+            #expect(try RecordStore(path: path).queueLog().count == 10_000)
+        }
+    }
+
+    @Test func record_now_writes_the_pending_events_first() throws {
+        try withTemporaryDatabase { path in
+            let store = try RecordStore(path: path, batchDelay: .seconds(3_600))
+            store.record(arrived("n1", at: 0))
+            // Would throw "unknown call" if the pending arrival were not written first.
+            try store.recordNow(.offered(call: "n1", agent: "alice", at: 10))
+            #expect(try store.queueLog(call: "n1").map(\.event) == [.enterQueue, .offer])
+            #expect(throws: RecordStoreError.self) { try store.recordNow(.offered(call: "nobody", agent: "alice", at: 10)) }
+        }
+    }
+
+    @Test func events_are_written_without_flush_after_the_delay() async throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("parley-records-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let store = try RecordStore(path: dir.appendingPathComponent("records.sqlite").path, batchDelay: .milliseconds(5))
+        store.record(arrived("d1", at: 0))
+        // No flush: the delayed write lands by itself (polled, generous bound; not a speed check).
+        var seen = false
+        for _ in 0..<1_000 where !seen {
+            try await Task.sleep(for: .milliseconds(10))
+            seen = try store.call("d1") != nil
+        }
+        #expect(seen)
+    }
+
+    @Test func the_database_is_in_wal_mode_with_synchronous_normal() throws {
+        try withTemporaryDatabase { path in
+            let settings = try RecordStore(path: path).sqliteSettings()
+            #expect(settings.journalMode == "wal")
+            #expect(settings.synchronous == 1)
+        }
     }
 }
