@@ -143,6 +143,8 @@ public struct TransactionTable<Context> {
 
     /// How many transactions are live.
     public var count: Int { entries.count }
+    /// How many the table's storage holds without growing (it shrinks after a burst).
+    public var capacity: Int { entries.capacity }
     public var isEmpty: Bool { entries.isEmpty }
     /// The keys of the live transactions.
     public var keys: some Collection<TransactionKey> { entries.keys }
@@ -212,8 +214,21 @@ public struct TransactionTable<Context> {
     private mutating func handle(_ event: TransactionEvent, key: TransactionKey, now: SIPInstant) -> Output {
         let actions = entries[key]!.transaction.handle(event, now: now)
         let context = entries[key]!.context
-        if entries[key]!.transaction.isTerminated { entries[key] = nil }
+        if entries[key]!.transaction.isTerminated {
+            entries[key] = nil
+            shrinkIfSparse()
+        }
         return Output(key: key, context: context, actions: actions)
+    }
+
+    /// A Dictionary keeps the capacity of its largest size. After a burst (10,000 calls set up
+    /// in a minute, then only their dialogs left) that is kilobytes per past transaction, so a
+    /// table down to an eighth of its capacity is rebuilt at its size (amortised O(1)).
+    private mutating func shrinkIfSparse() {
+        guard entries.capacity > 4096, entries.count * 8 < entries.capacity else { return }
+        var smaller = [TransactionKey: Entry](minimumCapacity: entries.count * 2)
+        for (k, v) in entries { smaller[k] = v }
+        entries = smaller
     }
 
     /// The INVITE server transaction a received CANCEL refers to (9.2), if it is live.

@@ -23,6 +23,32 @@ struct TransactionTableTests {
         #expect(table.transaction(for: out.key)?.stateName == "proceeding")
     }
 
+    @Test("after a burst the table's storage shrinks back, and what is still live is still found")
+    func storageShrinksAfterABurst() throws {
+        var table = TransactionTable<Int>()
+        var keys: [TransactionKey] = []
+        for i in 0..<10_000 {
+            let out = try table.startClient(request: Msg.options(branch: "z9hG4bKburst\(i)"), transport: .reliable, context: i, now: .zero)
+            keys.append(out.key)
+        }
+        let peak = table.capacity
+        #expect(peak >= 10_000)
+        // Over TCP a final response ends a non-INVITE client transaction at once (Timer K is 0).
+        for (i, key) in keys.enumerated() where i % 100 != 0 {
+            let r = Msg.response(200, to: Msg.options(branch: "z9hG4bKburst\(i)"))
+            guard case .handled = table.receive(r, now: SIPInstant(milliseconds: 10)) else {
+                Issue.record("response \(i) did not match")
+                return
+            }
+            _ = key
+        }
+        #expect(table.count == 100)
+        #expect(table.capacity * 3 < peak)
+        for (i, key) in keys.enumerated() where i % 100 == 0 {
+            #expect(table.context(for: key) == i)
+        }
+    }
+
     @Test("RFC 6026 8.8: a response matching no client transaction is reported as stray")
     func strayResponse() {
         var table = TransactionTable<Int>()
