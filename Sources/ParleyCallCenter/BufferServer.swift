@@ -905,15 +905,8 @@ public final class BufferServer: SIPTransactionUser, @unchecked Sendable {
         eventCSeq += 1
         let uri = configuration.eventURI ?? .sip(SIPURI(user: "distributor", host: SIPHost.from(address: target.address), port: target.address.port))
         let local = stack.transport.advertisedAddress(for: target.transport, toward: target.address)
-        var h = SIPHeaders()
-        h.append(HeaderName(.maxForwards), "70")
-        h.append(HeaderName(.from), "<sip:buffer@\(local.map(hostPort) ?? "invalid")>;tag=\(eventCallID.prefix(12))")
-        h.append(HeaderName(.to), "<\(uri)>")
-        h.append(HeaderName(.callID), eventCallID)
-        h.append(HeaderName(.cseq), "\(eventCSeq) MESSAGE")
-        h.append(HeaderName(.contentType), HandoffWire.eventType)
-        var m = SIPMessage.request(.message, uri, headers: h, body: Array(event.body.utf8))
-        m.updateContentLength()
+        let m = HandoffWire.eventMessage(event, requestURI: uri, from: "<sip:buffer@\(local.map(hostPort) ?? "invalid")>;tag=\(eventCallID.prefix(12))",
+                                         to: "<\(uri)>", callID: eventCallID, cseq: eventCSeq)
         if let key = stack.sendRequest(m, to: target) {
             clientTransactions[key] = .event
             counters.eventsSent += 1

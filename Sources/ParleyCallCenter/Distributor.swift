@@ -515,19 +515,7 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
             attempt.final = true
             attempt.noAnswerTimer?.cancel()
             if attempt.abandoned { return }
-            if call.treatmentAttempt === attempt { call.treatmentAttempt = nil }
-            logger.warning("call \(call.reference): treatment \(attempt.agent) answered \(code); the caller waits without it")
-            if call.cancelled {
-                if call.liveAttempts <= 0 { finish(call, code: 487) }
-            } else if attempt.kind == .treatmentMove || call.done {
-                // The overflow treatment failed: the caller gets the queue's status instead.
-                call.done = false
-                giveUp(call, code: call.policy.status, reason: "overflow treatment \(attempt.agent) failed", exit: .failed)
-            } else {
-                call.treatmentFailed = true
-                if call.queued { dequeue(call) }
-                tryNext(call)
-            }
+            treatmentFailed(attempt, call: call, why: "answered \(code)")
         }
     }
 
@@ -535,13 +523,19 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
         guard !attempt.final, !attempt.abandoned, let call = attempt.call else { return }
         attempt.abandoned = true
         cancelAttempt(attempt)
+        treatmentFailed(attempt, call: call, why: "did not answer")
+    }
+
+    /// A treatment that failed or did not answer: a waiting caller goes on waiting without it;
+    /// a caller sent to an overflow treatment gets the queue's status instead.
+    private func treatmentFailed(_ attempt: Attempt, call: DistributorCall, why: String) {
         if call.treatmentAttempt === attempt { call.treatmentAttempt = nil }
-        logger.warning("call \(call.reference): treatment \(attempt.agent) did not answer; the caller waits without it")
+        logger.warning("call \(call.reference): treatment \(attempt.agent) \(why); the caller waits without it")
         if call.cancelled {
             if call.liveAttempts <= 0 { finish(call, code: 487) }
         } else if attempt.kind == .treatmentMove || call.done {
             call.done = false
-            giveUp(call, code: call.policy.status, reason: "overflow treatment \(attempt.agent) did not answer", exit: .failed)
+            giveUp(call, code: call.policy.status, reason: "overflow treatment \(attempt.agent) \(why)", exit: .failed)
         } else {
             call.treatmentFailed = true
             if call.queued { dequeue(call) }
@@ -752,15 +746,9 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
         let dest = configuration.bufferDestination
         let local = stack.transport.advertisedAddress(for: dest.transport, toward: dest.address)
         linkCSeq += 1
-        var h = SIPHeaders()
-        h.append(HeaderName(.maxForwards), "70")
-        h.append(HeaderName(.from), "<sip:distributor@\(local.map(hostPort) ?? "invalid")>;tag=\(stack.newTag())")
-        h.append(HeaderName(.to), "<\(configuration.bufferURI)>")
-        h.append(HeaderName(.callID), "ctl-" + stack.newTag() + "@parley")
-        h.append(HeaderName(.cseq), "\(linkCSeq) MESSAGE")
-        h.append(HeaderName(.contentType), HandoffWire.eventType)
-        var m = SIPMessage.request(.message, .sip(configuration.bufferURI), headers: h, body: Array(event.body.utf8))
-        m.updateContentLength()
+        let m = HandoffWire.eventMessage(event, requestURI: .sip(configuration.bufferURI),
+                                         from: "<sip:distributor@\(local.map(hostPort) ?? "invalid")>;tag=\(stack.newTag())",
+                                         to: "<\(configuration.bufferURI)>", callID: "ctl-" + stack.newTag() + "@parley", cseq: linkCSeq)
         stack.sendRequest(m, to: dest)
     }
 

@@ -83,6 +83,21 @@ public enum HandoffWire {
         return m
     }
 
+    /// A MESSAGE carrying a call event between distributor and buffer server (`eventType`).
+    public static func eventMessage(_ event: CallEvent, requestURI: URI, from: String, to: String, callID: String,
+                                    cseq: UInt32) -> SIPMessage {
+        var h = SIPHeaders()
+        h.append(HeaderName(.maxForwards), "70")
+        h.append(HeaderName(.from), from)
+        h.append(HeaderName(.to), to)
+        h.append(HeaderName(.callID), callID)
+        h.append(HeaderName(.cseq), "\(cseq) MESSAGE")
+        h.append(HeaderName(.contentType), eventType)
+        var m = SIPMessage.request(.message, requestURI, headers: h, body: Array(event.body.utf8))
+        m.updateContentLength()
+        return m
+    }
+
     /// The SIP message a MESSAGE carries, if its body is `message/sip` and parses.
     public static func unwrap(_ message: SIPMessage) -> SIPMessage? {
         guard message.method == .message, let ct = (try? message.contentType()) ?? nil, ct.essence == messageSIP else { return nil }
