@@ -414,6 +414,7 @@ public final class BufferServer: SIPTransactionUser, @unchecked Sendable {
             call.agentContact = move.contact
             call.agentInviteCSeq = cseq
             call.ackToAgent = ack
+            releaseAck(call)
             call.agentAnswered = true
             call.byeSent[.agent] = false
             call.pendingAck = PerSide(caller: nil, agent: nil)
@@ -424,6 +425,7 @@ public final class BufferServer: SIPTransactionUser, @unchecked Sendable {
             } else {
                 call.treatment = nil
                 onTreatment[call.reference] = nil
+                if call.callerAcked { call.releaseCallerInvite() }
             }
             reinviteCaller(call, with: response)
             reply(200, "OK")
@@ -623,6 +625,7 @@ public final class BufferServer: SIPTransactionUser, @unchecked Sendable {
             // The ACK for the answer: on to the agent (with the SDP answer, if the offer was late).
             call.callerAcked = true
             call.ackTimer?.cancel()
+            if call.treatment == nil { call.releaseCallerInvite() }
             if !call.over { ackAgent(call, payload: ack) }
             return
         }
@@ -644,7 +647,14 @@ public final class BufferServer: SIPTransactionUser, @unchecked Sendable {
         var a = call.agent.makeRequest(.ack, contact: "", payload: payload, cseq: call.agentInviteCSeq)
         a.headers.prepend(HeaderName(.via), stack.makeVia(for: hop, branch: stack.newBranch()))
         call.ackToAgent = a
+        releaseAck(call)
         stack.sendStateless(a, to: hop)
+    }
+
+    /// The ACK sent to the agent answers its 2xx retransmissions, which stop within 64*T1: then
+    /// it goes.
+    private func releaseAck(_ call: B2BCall) {
+        stack.schedule(after: configuration.ackTimeout) { [weak call] in call?.ackToAgent = nil }
     }
 
     // MARK: In-dialog requests, either side
@@ -997,8 +1007,13 @@ final class B2BCall {
     /// A move in progress.
     var move: Move?
     let encoding: HandoffEncoding
-    /// The handed-off INVITE as received (responses to the caller leg are built from it).
-    let callerInvite: SIPMessage
+    /// The handed-off INVITE as received (responses to the caller leg are built from it, and a
+    /// move's INVITE to the agent). Released once the caller has ACKed an answer that is not a
+    /// treatment: it is most of what a call weighs (the datagram, header lines, the offer).
+    private var keptInvite: SIPMessage?
+    var callerInvite: SIPMessage { keptInvite ?? B2BCall.released }
+    static let released = SIPMessage.request(.invite, .sip(SIPURI(host: .name("invalid"))))
+    func releaseCallerInvite() { keptInvite = nil }
     let ingress: CallerIngress
     var caller: DialogLeg
     var agent: DialogLeg
@@ -1032,7 +1047,7 @@ final class B2BCall {
         self.reference = reference
         self.agentID = agentID
         self.encoding = encoding
-        self.callerInvite = callerInvite
+        self.keptInvite = callerInvite
         self.ingress = ingress
         self.caller = caller
         self.agent = agent
