@@ -104,7 +104,7 @@ let package = Package(
         .testTarget(name: "ParleyTransactionTests", dependencies: ["ParleyTransaction"]),
         .target(
             name: "ParleyRegistration",
-            dependencies: ["ParleySIP", "ParleyRules", "ParleyTransaction", "ParleyTransport", "ParleyProxy",
+            dependencies: ["ParleySIP", "ParleyRules", "ParleyTransaction", "ParleyTransport", "ParleyProxy", "ParleyRecords",
                            .product(name: "NIOCore", package: "swift-nio"), .product(name: "Logging", package: "swift-log"),
                            .product(name: "GRDB", package: "GRDB.swift")]
         ),

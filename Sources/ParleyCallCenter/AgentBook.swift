@@ -85,13 +85,6 @@ public final class AgentBook: @unchecked Sendable {
     public func agent(_ id: String) -> AgentStateMachine? { machines[id] }
     public var all: [AgentStateMachine] { order.compactMap { machines[$0] } }
 
-    /// Agents that can take a call of `type`: holding it as a skill, or every agent when no
-    /// configured skill has that name (the default type "default", a type a rule made up).
-    public func serving(type: String, knownSkills: Set<String>) -> [AgentStateMachine] {
-        let any = !knownSkills.contains(type)
-        return all.filter { any || $0.skills.contains(type) }
-    }
-
     /// Applies an event to one agent; publishes the change and schedules its next deadline.
     @discardableResult
     func apply(_ id: String, _ event: (inout AgentStateMachine, Int64) -> Bool) -> Bool {

@@ -142,11 +142,6 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
         self.agents.onAvailable = { [weak self] _ in self?.serveQueue() }
     }
 
-    /// Callers waiting for an agent now (queued, on a treatment or not), per call type.
-    public var waitingByType: [String: Int] {
-        waitingPerType.filter { $0.value > 0 }
-    }
-
     /// Registered contacts (agent id -> contact URI) replace the configured ones the rules see as
     /// `agent.contact`; an agent no longer registered shows its configured contact again.
     public func useRegisteredContacts(_ registered: [String: String], configured: [String: String]) {

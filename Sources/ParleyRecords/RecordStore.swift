@@ -158,22 +158,10 @@ public final class RecordStore: Sendable {
         self.onError = onError
         self.batchLimit = max(1, batchLimit)
         self.batchDelay = batchDelay
-        var isDirectory: ObjCBool = false
-        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
-            throw RecordStoreError(path: path, message: "is a directory, not a database file")
-        }
-        var config = Configuration()
-        config.busyMode = .timeout(5)
-        // WAL: `parley calls` and `parley stats` read while `parley serve` writes, neither waiting.
-        // GRDB then also sets `synchronous = NORMAL`: a commit does not wait for fsync of the WAL,
-        // which is safe against the process crashing (committed data survives it); only a power
-        // loss or OS crash can roll back the last commits (the file stays consistent).
-        config.journalMode = .wal
         do {
-            db = try DatabaseQueue(path: path, configuration: config)
-            try Self.migrator.migrate(db)
+            db = try SQLiteFile.open(path: path, name: "record database", migrator: Self.migrator)
         } catch {
-            throw RecordStoreError(path: path, message: "cannot open the record database: \(error)")
+            throw RecordStoreError(path: path, message: error.message)
         }
     }
 

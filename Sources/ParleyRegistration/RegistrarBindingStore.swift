@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import ParleyRecords
 import ParleyProxy
 import ParleySIP
 import ParleyTransaction
@@ -16,35 +17,27 @@ public final class RegistrarBindingStore: Sendable {
     public init(path: String, onError: @escaping @Sendable (Error) -> Void = { _ in }) throws {
         self.path = path
         self.onError = onError
-        var isDirectory: ObjCBool = false
-        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
-            throw RegistrationStoreError(path: path, message: "is a directory, not a database file")
+        var m = DatabaseMigrator()
+        m.registerMigration("v1") { db in
+            try db.execute(sql: """
+                CREATE TABLE registrar_bindings (
+                    aor TEXT NOT NULL,
+                    contact TEXT NOT NULL,
+                    q REAL NOT NULL,
+                    expires_at_ms INTEGER NOT NULL,
+                    call_id TEXT NOT NULL,
+                    cseq INTEGER NOT NULL,
+                    path TEXT NOT NULL,
+                    source TEXT,
+                    position INTEGER NOT NULL,
+                    PRIMARY KEY (aor, contact)
+                );
+                """)
         }
-        var config = Configuration()
-        config.busyMode = .timeout(5)
-        config.journalMode = .wal
         do {
-            db = try DatabaseQueue(path: path, configuration: config)
-            var m = DatabaseMigrator()
-            m.registerMigration("v1") { db in
-                try db.execute(sql: """
-                    CREATE TABLE registrar_bindings (
-                        aor TEXT NOT NULL,
-                        contact TEXT NOT NULL,
-                        q REAL NOT NULL,
-                        expires_at_ms INTEGER NOT NULL,
-                        call_id TEXT NOT NULL,
-                        cseq INTEGER NOT NULL,
-                        path TEXT NOT NULL,
-                        source TEXT,
-                        position INTEGER NOT NULL,
-                        PRIMARY KEY (aor, contact)
-                    );
-                    """)
-            }
-            try m.migrate(db)
+            db = try SQLiteFile.open(path: path, name: "registrar database", migrator: m)
         } catch {
-            throw RegistrationStoreError(path: path, message: "cannot open the registrar database: \(error)")
+            throw RegistrationStoreError(path: path, message: error.message)
         }
     }
 

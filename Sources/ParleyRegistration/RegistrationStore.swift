@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import ParleyRecords
 
 /// A problem with the registration database.
 public struct RegistrationStoreError: Error, CustomStringConvertible, Sendable {
@@ -21,18 +22,10 @@ public final class RegistrationStore: Sendable {
     public init(path: String, onError: @escaping @Sendable (Error) -> Void = { _ in }) throws {
         self.path = path
         self.onError = onError
-        var isDirectory: ObjCBool = false
-        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
-            throw RegistrationStoreError(path: path, message: "is a directory, not a database file")
-        }
-        var config = Configuration()
-        config.busyMode = .timeout(5)
-        config.journalMode = .wal
         do {
-            db = try DatabaseQueue(path: path, configuration: config)
-            try Self.migrator.migrate(db)
+            db = try SQLiteFile.open(path: path, name: "registration database", migrator: Self.migrator)
         } catch {
-            throw RegistrationStoreError(path: path, message: "cannot open the registration database: \(error)")
+            throw RegistrationStoreError(path: path, message: error.message)
         }
     }
 

@@ -18,12 +18,17 @@ import Testing
         }
     }
 
+    /// Every agent serving `type` (holding it, or any agent for a type no skill names), by a scan.
+    func serving(_ book: AgentBook, type: String) -> [AgentStateMachine] {
+        book.all.filter { !Self.skills.contains(type) || $0.skills.contains(type) }
+    }
+
     func scanAvailable(_ book: AgentBook, type: String, excluding: [String]) -> [String] {
-        book.serving(type: type, knownSkills: Self.skills).filter { $0.isAvailable && !excluding.contains($0.id) }.map(\.id)
+        serving(book, type: type).filter { $0.isAvailable && !excluding.contains($0.id) }.map(\.id)
     }
 
     func scanLoggedIn(_ book: AgentBook, type: String, excluding: [String]) -> Bool {
-        book.serving(type: type, knownSkills: Self.skills).contains {
+        serving(book, type: type).contains {
             if case .offline = $0.state { return false }
             return !excluding.contains($0.id)
         }
