@@ -337,6 +337,11 @@ for name in $CASES; do
     PASSED=$((PASSED + 1))
   else
     echo "FAIL $name: ${REASON:-failed} (logs: $dir)"
+    # what CI shows of the logs, which die with its machine: each side's counts, the proxy's
+    # last lines and the first errors SIPp logged
+    { cat "$dir/summary.txt" 2>/dev/null; tail -n 3 "$dir/proxy.log" 2>/dev/null
+      for f in "$dir"/*.errors.log; do [ -s "$f" ] && { echo "${f##*/}:"; head -n 12 "$f"; }; done
+    } | cut -c1-240 | sed 's/^/  | /'
     FAILED=$((FAILED + 1))
   fi
 done
