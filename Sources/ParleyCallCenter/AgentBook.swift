@@ -10,11 +10,13 @@ public final class AgentBook: @unchecked Sendable {
     public private(set) var order: [String] = []
     /// Each agent's place in `order`.
     private var position: [String: Int] = [:]
-    /// Who can be offered a call now, and who is logged in, per skill and overall (positions in
-    /// `order`): kept in step with every state change so that choosing an agent costs what the
-    /// available agents of one skill cost, not what every agent costs.
-    private var availableBySkill: [String: Set<Int>] = [:]
-    private var availableAll: Set<Int> = []
+    /// Each agent's slot in the directory (by position), what the rule state knows it by.
+    private var slots: [Int32] = []
+    /// Who can be offered a call now, longest idle first, and who is logged in, per skill and
+    /// overall: kept in step with every state change so that choosing an agent costs what the
+    /// available agents of one skill cost, not what every agent costs, and needs no sorting.
+    private var availableBySkill: [String: IdleOrder] = [:]
+    private var availableAll = IdleOrder()
     private var onlineBySkill: [String: Int] = [:]
     private var onlineAll = 0
     private let directory: AgentDirectory
@@ -32,7 +34,7 @@ public final class AgentBook: @unchecked Sendable {
             machines[a.id] = a
             position[a.id] = order.count
             order.append(a.id)
-            directory.update(a.info)
+            slots.append(directory.update(a.info))
             index(a, position: order.count - 1, add: true)
         }
     }
@@ -45,9 +47,10 @@ public final class AgentBook: @unchecked Sendable {
     /// Adds an agent to (or removes it from) the availability and login indexes.
     private func index(_ m: AgentStateMachine, position p: Int, add: Bool) {
         if m.isAvailable {
-            if add { availableAll.insert(p) } else { availableAll.remove(p) }
+            let key = IdleOrder.Key(since: m.idleSinceMs ?? 0, position: Int32(p))
+            if add { availableAll.insert(key) } else { availableAll.remove(key) }
             for s in Set(m.skills) {
-                if add { availableBySkill[s, default: []].insert(p) } else { availableBySkill[s]?.remove(p) }
+                if add { availableBySkill[s, default: IdleOrder()].insert(key) } else { availableBySkill[s]?.remove(key) }
             }
         }
         if Self.isOnline(m) {
@@ -61,12 +64,24 @@ public final class AgentBook: @unchecked Sendable {
         !knownSkills.contains(type) || m.skills.contains(type)
     }
 
-    /// Available agents that serve `type` and are not in `excluding`, in configuration order.
+    /// Available agents that serve `type` and are not in `excluding`, longest idle first (then
+    /// configuration order): `select_agent`'s candidates, as directory slots.
+    public func candidates(type: String, knownSkills: Set<String>, excluding: [String]) -> AgentCandidates {
+        let pool = knownSkills.contains(type) ? (availableBySkill[type] ?? IdleOrder()) : availableAll
+        let excluded = excluding.compactMap { position[$0].map(Int32.init) }
+        var c = AgentCandidates()
+        c.slots.reserveCapacity(pool.keys.count)
+        c.idleSinceMs.reserveCapacity(pool.keys.count)
+        for k in pool.keys where excluded.isEmpty || !excluded.contains(k.position) {
+            c.append(slot: slots[Int(k.position)], idleSinceMs: k.since)
+        }
+        return c
+    }
+
+    /// The same agents by id.
     public func availableServing(type: String, knownSkills: Set<String>, excluding: [String]) -> [String] {
-        let pool = knownSkills.contains(type) ? (availableBySkill[type] ?? []) : availableAll
-        var positions = pool
-        for id in excluding { if let p = position[id] { positions.remove(p) } }
-        return positions.sorted().map { order[$0] }
+        let pool = knownSkills.contains(type) ? (availableBySkill[type] ?? IdleOrder()) : availableAll
+        return pool.keys.map { order[Int($0.position)] }.filter { !excluding.contains($0) }
     }
 
     /// Whether an agent serving `type` is logged in (not offline), leaving out `excluding`.
@@ -93,7 +108,8 @@ public final class AgentBook: @unchecked Sendable {
         let before = m
         let changed = event(&m, t)
         machines[id] = m
-        if let p = position[id], before.isAvailable != m.isAvailable || Self.isOnline(before) != Self.isOnline(m) {
+        if let p = position[id], before.isAvailable != m.isAvailable || Self.isOnline(before) != Self.isOnline(m)
+            || (m.isAvailable && before.idleSinceMs != m.idleSinceMs) {
             index(before, position: p, add: false)
             index(m, position: p, add: true)
         }
@@ -140,4 +156,39 @@ public final class AgentBook: @unchecked Sendable {
         for m in machines.values { c[m.ruleState, default: 0] += 1 }
         return c
     }
+}
+
+/// Available agents in the order `select_agent` sees them: the earliest idle-since first (the
+/// longest idle), then configuration order. A sorted array: an agent comes or goes by binary
+/// search and one move of the elements after it (a few microseconds for thousands of agents),
+/// and reading the order sorts nothing.
+struct IdleOrder {
+    struct Key: Comparable {
+        var since: Int64
+        var position: Int32
+        static func < (a: Key, b: Key) -> Bool { a.since != b.since ? a.since < b.since : a.position < b.position }
+    }
+    private(set) var keys: [Key] = []
+
+    private func lowerBound(_ k: Key) -> Int {
+        var lo = 0, hi = keys.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if keys[mid] < k { lo = mid + 1 } else { hi = mid }
+        }
+        return lo
+    }
+
+    mutating func insert(_ k: Key) {
+        let i = lowerBound(k)
+        if i < keys.count, keys[i] == k { return }
+        keys.insert(k, at: i)
+    }
+
+    mutating func remove(_ k: Key) {
+        let i = lowerBound(k)
+        if i < keys.count, keys[i] == k { keys.remove(at: i) }
+    }
+
+    var isEmpty: Bool { keys.isEmpty }
 }

@@ -248,7 +248,7 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
             giveUp(call, code: call.policy.status, reason: "no agent for \(type) took the call", exit: .failed)
             return
         }
-        let candidates = agents.availableServing(type: type, knownSkills: skills, excluding: call.info.attempts)
+        let candidates = agents.candidates(type: type, knownSkills: skills, excluding: call.info.attempts)
         var chosen: String?
         if !candidates.isEmpty {
             let selection = call.rules.selectAgent(for: call.info, candidates: candidates)

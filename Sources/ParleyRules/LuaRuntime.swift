@@ -92,6 +92,8 @@ final class LuaRuntime {
 
     // Resident agents: what this state holds, by id.
     private var agentSlots: [String: (slot: Int32, idleSince: Int64?)] = [:]
+    /// The id of the agent at each slot (nil: none), indexed by slot.
+    private var slotIDs: [String?] = []
     private var agentRevision: UInt64 = 0
 
     nonisolated(unsafe) private static let compactForms: [UnsafePointer<CChar>?] = {
@@ -272,10 +274,14 @@ final class LuaRuntime {
         for r in ch.removed {
             _ = parley_agent_remove(state, r.slot)
             if agentSlots[r.id]?.slot == r.slot { agentSlots[r.id] = nil }
+            if Int(r.slot) < slotIDs.count { slotIDs[Int(r.slot)] = nil }
         }
         for u in ch.updated {
             put(slot: u.slot, u.info)
             agentSlots[u.info.id] = (u.slot, u.info.idleSinceMs)
+            let i = Int(u.slot)
+            if i >= slotIDs.count { slotIDs.append(contentsOf: repeatElement(nil, count: i + 1 - slotIDs.count)) }
+            slotIDs[i] = u.info.id
         }
         agentRevision = ch.revision
     }
@@ -335,6 +341,14 @@ final class LuaRuntime {
     private var lastKnown: [String] = []
 
     /// Slots and idle times of the candidates this state knows, in the given order.
+    /// The id of the agent this state holds at `slot`.
+    func agentID(slot: Int32) -> String? {
+        Int(slot) < slotIDs.count && slot >= 0 ? slotIDs[Int(slot)] : nil
+    }
+
+    /// The slot this state holds an agent at.
+    func slot(of id: String) -> Int32? { agentSlots[id]?.slot }
+
     func candidates(_ ids: [String], nowMs: Int64) -> (slots: [Int32], idle: [Int64], ids: [String]) {
         if lastRevision != agentRevision || ids != lastIDs {
             var slots: [Int32] = []

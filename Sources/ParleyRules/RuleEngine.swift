@@ -34,6 +34,10 @@ public final class RuleEngine {
         pin().selectAgent(for: call, candidates: candidates)
     }
 
+    public func selectAgent(for call: CallInfo, candidates: AgentCandidates) -> AgentSelection {
+        pin().selectAgent(for: call, candidates: candidates)
+    }
+
     public func orderRegistrations(for address: AddressInfo, agents: [String]) -> RegistrationOrder {
         pin().orderRegistrations(for: address, agents: agents)
     }
@@ -143,6 +147,44 @@ public final class PinnedRules {
         case .failure(let e):
             result.failure = fail(.selectAgent, e.kind, e.message)
             result.agentID = longest()
+        }
+        return result
+    }
+
+    /// `select_agent` over candidates in the order the distributor keeps them (longest idle
+    /// first, see `AgentCandidates`); the default is the first of them. The agents are in the
+    /// rule state already: nothing is looked up by id, so the cost is the hook's own.
+    public func selectAgent(for call: CallInfo, candidates: AgentCandidates) -> AgentSelection {
+        let now = store.options.clock.nowMs()
+        var result = AgentSelection(agentID: nil, version: version, failure: nil)
+        defer { store.count(.selectAgent, failure: result.failure) }
+        let first = { () -> String? in
+            guard let s = candidates.slots.first else { return nil }
+            return self.runtime?.agentID(slot: s) ?? self.store.agents.agentID(slot: s)
+        }
+        guard let runtime else {
+            result.agentID = first()
+            return result
+        }
+        runtime.sync(store.agents)
+        var idle = [Int64](repeating: 0, count: candidates.count)
+        for i in idle.indices { idle[i] = max(0, now - candidates.idleSinceMs[i]) }
+        switch runtime.selectAgent(call, slots: candidates.slots, idle: idle, nowMs: now) {
+        case .success(.none):
+            result.agentID = first()
+        case .success(.some(nil)):
+            result.agentID = nil
+        case .success(.some(let id?)):
+            if let s = runtime.slot(of: id), candidates.slots.contains(s) {
+                result.agentID = id
+            } else {
+                result.failure = fail(.selectAgent, .unknownAgent,
+                                      "\(runtime.hookPosition(.selectAgent))select_agent returned \"\(id)\", which is not one of the \(candidates.count) candidate agents")
+                result.agentID = first()
+            }
+        case .failure(let e):
+            result.failure = fail(.selectAgent, e.kind, e.message)
+            result.agentID = first()
         }
         return result
     }

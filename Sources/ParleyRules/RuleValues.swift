@@ -145,6 +145,24 @@ public struct Classification: Sendable, Equatable {
     public var failure: RuleFailure?
 }
 
+/// `select_agent`'s candidates as the distributor keeps them: the agents' `AgentDirectory`
+/// slots, longest idle first, with the time each became idle. Handing these over costs no lookup
+/// by id, whatever the number of agents.
+public struct AgentCandidates: Sendable, Equatable {
+    public var slots: [Int32]
+    public var idleSinceMs: [Int64]
+    public init(slots: [Int32] = [], idleSinceMs: [Int64] = []) {
+        self.slots = slots
+        self.idleSinceMs = idleSinceMs
+    }
+    public var isEmpty: Bool { slots.isEmpty }
+    public var count: Int { slots.count }
+    public mutating func append(slot: Int32, idleSinceMs: Int64) {
+        slots.append(slot)
+        self.idleSinceMs.append(idleSinceMs)
+    }
+}
+
 /// What `select_agent` decided: an agent id, or nil to leave the call queued.
 public struct AgentSelection: Sendable, Equatable {
     public var agentID: String?

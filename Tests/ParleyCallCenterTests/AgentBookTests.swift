@@ -23,8 +23,15 @@ import Testing
         book.all.filter { !Self.skills.contains(type) || $0.skills.contains(type) }
     }
 
+    /// Longest idle first, then configuration order: the order select_agent gets.
     func scanAvailable(_ book: AgentBook, type: String, excluding: [String]) -> [String] {
-        serving(book, type: type).filter { $0.isAvailable && !excluding.contains($0.id) }.map(\.id)
+        let all = book.all
+        let at = Dictionary(uniqueKeysWithValues: all.enumerated().map { ($1.id, $0) })
+        return serving(book, type: type).filter { $0.isAvailable && !excluding.contains($0.id) }
+            .sorted { a, b in
+                let (x, y) = (a.idleSinceMs ?? 0, b.idleSinceMs ?? 0)
+                return x != y ? x < y : at[a.id]! < at[b.id]!
+            }.map(\.id)
     }
 
     func scanLoggedIn(_ book: AgentBook, type: String, excluding: [String]) -> Bool {
@@ -43,7 +50,8 @@ import Testing
             AgentStateMachine(id: "a\(i)", skills: [names[i % 3]] + (i % 4 == 0 ? [names[(i + 1) % 3]] : []), contact: nil,
                               timers: timers, available: i % 5 != 0, now: 0)
         }
-        let book = AgentBook(agents: machines, directory: AgentDirectory(), now: { now })
+        let directory = AgentDirectory()
+        let book = AgentBook(agents: machines, directory: directory, now: { now })
         var calls: [String: String] = [:]  // call -> agent
         for step in 0..<5_000 {
             now += Int64(rng.next(120))
@@ -69,8 +77,12 @@ import Testing
             }
             let excluding = (0..<rng.next(3)).map { _ in "a\(rng.next(40))" }
             for type in names + ["default"] {
+                let want = scanAvailable(book, type: type, excluding: excluding)
                 #expect(book.availableServing(type: type, knownSkills: Self.skills, excluding: excluding)
-                        == scanAvailable(book, type: type, excluding: excluding), "step \(step) type \(type)")
+                        == want, "step \(step) type \(type)")
+                let c = book.candidates(type: type, knownSkills: Self.skills, excluding: excluding)
+                #expect(c.slots.map { directory.agentID(slot: $0) ?? "?" } == want, "step \(step) type \(type)")
+                #expect(c.idleSinceMs == want.map { book.agent($0)?.idleSinceMs ?? 0 }, "step \(step) type \(type)")
                 #expect(book.anyLoggedIn(type: type, knownSkills: Self.skills, excluding: excluding)
                         == scanLoggedIn(book, type: type, excluding: excluding), "step \(step) type \(type)")
             }
