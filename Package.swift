@@ -41,6 +41,7 @@ let package = Package(
             providers: [.apt(["liblua5.4-dev"])]
         ),
         .target(name: "CLuaShim", dependencies: ["CLua"]),
+        .target(name: "CHeapStats"),
         .target(
             name: "ParleyRules",
             dependencies: ["ParleySIP", "CLuaShim", .product(name: "Logging", package: "swift-log")]
@@ -64,7 +65,7 @@ let package = Package(
         .target(
             name: "ParleyApp",
             dependencies: [
-                "ParleyCallCenter", "ParleyRegistration", "ParleyTransport", "ParleyRules", "ParleySIP",
+                "ParleyCallCenter", "ParleyRegistration", "ParleyTransport", "ParleyRules", "ParleySIP", "CHeapStats",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

@@ -14,7 +14,8 @@
 #
 #   bash bench/run-callpath.sh [--parley PATH] [--rules DIR] [--only kamailio|parley|memory]
 #        [--step-seconds S] [--max-rate R] [--hold-ms MS] [--uas N] [--max-minutes M]
-#        [--memory-calls N] [--memory-rate R] [--no-memory] [--records on|off]
+#        [--memory-calls N] [--memory-rate R] [--memory-full-calls N] [--memory-mode "buffer full"]
+#        [--no-memory] [--records on|off]
 #
 # Defaults: Parley is .build/release/parley (swift build -c release; this script does not
 # build), rules/ of this checkout; 5 s of calls per step at 100, 200, ... up to R=3000 calls/s;
@@ -49,6 +50,7 @@ MEM_FULL_CALLS=2000
 MEM_BUFFER_RATE=200
 MEMORY=1
 RECORDS=on
+MEMORY_MODES="buffer full"
 while [ $# -gt 0 ]; do
   case "$1" in
     --parley) PARLEY=$2; shift 2 ;;
@@ -63,6 +65,7 @@ while [ $# -gt 0 ]; do
     --memory-rate) MEM_RATE=$2; shift 2 ;;
     --memory-full-calls) MEM_FULL_CALLS=$2; shift 2 ;;
     --no-memory) MEMORY=0; shift ;;
+    --memory-mode) MEMORY_MODES=$2; shift 2 ;;
     --records) RECORDS=$2; shift 2 ;;
     -h|--help) sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
@@ -324,7 +327,7 @@ memory() {
     -m 200 -r "$mrate" -d 0 -timeout 40s "${COMMON[@]}" -stf "$dir/warm/uac.csv" >"$dir/warm/uac.out" 2>&1)
   stop_agents "$dir/warm"
   sleep 36
-  idle=$(rss_kb "$PARLEY_PID")
+  idle=$(rss_kb "$PARLEY_PID"); heap_idle=$(num "$(stat "$dir/stats.txt" memory heap_in_use_kib)")
   echo "memory ($mode): $n agents configured, after 200 warm-up calls ($(csv "$dir/warm/uac.csv" 'SuccessfulCall(C)') ok): idle RSS $idle KiB"
   start_agents "$dir/hold" "$b" $(( hold + setup + 30 ))
   local t0 p0 p1 upt; p0=$(session_ticks "$sid")
@@ -349,11 +352,15 @@ memory() {
   # 40 s later: the calls' INVITE transactions are over; what is left is the calls themselves
   sleep 40
   steady=$(rss_kb "$PARLEY_PID"); calls=$(num "$(stat "$dir/stats.txt" buffer_table calls)")
+  heap_steady=$(num "$(stat "$dir/stats.txt" memory heap_in_use_kib)")
   cp "$dir/stats.txt" "$dir/stats-steady.txt" 2>/dev/null
   echo "memory ($mode): 40 s later, $calls calls up: RSS $steady KiB"
   echo "memory ($mode):   $(grep -E '^(distributor_table|buffer_table)' "$dir/stats.txt" | tr '\n' ' ')"
   if [ "$calls" -gt 0 ]; then
     echo "memory ($mode) per active call, (RSS - idle RSS) / calls: when all were up $(awk -v a="$peak" -v i="$idle" -v n="$calls" 'BEGIN { printf "%.2f", (a - i) / n }') KiB; steady (transactions over) $(awk -v a="$steady" -v i="$idle" -v n="$calls" 'BEGIN { printf "%.2f", (a - i) / n }') KiB (target: < 8 KB)"
+    # of which the C heap holds (mallinfo2 over every arena, from the stats file): what is
+    # allocated for the calls, the rest of the figure being pages malloc keeps and Lua's heap
+    echo "memory ($mode)   C heap in use per call, steady: $(awk -v a="$heap_steady" -v i="$heap_idle" -v n="$calls" 'BEGIN { printf "%.2f", (a - i) / n }') KiB"
   fi
   stop_pid "$uac"
   stop_agents "$dir/hold"
@@ -380,7 +387,7 @@ if [ "$ONLY" = "" ] && [ "$PARLEY_OK" = 1 ] && [ "$BEST_kamailio" -gt 0 ]; then
   echo
 fi
 if [ "$PARLEY_OK" = 1 ] && [ "$MEMORY" = 1 ] && { [ "$ONLY" = "" ] || [ "$ONLY" = memory ]; }; then
-  memory buffer "$MEM_CALLS" "$MEM_BUFFER_RATE"
-  memory full "$MEM_FULL_CALLS" "$MEM_RATE"
+  case " $MEMORY_MODES " in *" buffer "*) memory buffer "$MEM_CALLS" "$MEM_BUFFER_RATE" ;; esac
+  case " $MEMORY_MODES " in *" full "*) memory full "$MEM_FULL_CALLS" "$MEM_RATE" ;; esac
 fi
 echo "total time: $(( $(date +%s) - T0 )) s; load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -1,3 +1,4 @@
+import CHeapStats
 import Dispatch
 import Foundation
 import Logging
@@ -204,7 +205,22 @@ public final class ParleyServer: @unchecked Sendable {
                 return "registration registers=\(c.agentRegisters) challenged=\(c.challenged) refused=\(c.refused) invalid=\(c.invalid) forwarded=\(c.forwarded) accepted=\(c.accepted) upstream_failures=\(c.upstreamFailures) address_registers=\(c.addressRegisters) address_failures=\(c.addressFailures) agents=\(g.state.agents.count)"
             }).wait() { lines.append(s) }
         }
+        lines.append(Self.memoryLine())
         return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// The process's resident memory and what the C heap holds of it (glibc's mallinfo2 over
+    /// every arena): heap_in_use is what is allocated now, heap_free what malloc keeps for
+    /// reuse without returning it to the system. RSS well above the two together is Lua's and
+    /// SQLite's own pages and the threads' stacks.
+    static func memoryLine() -> String {
+        var rss = 0
+        if let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+           let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }) {
+            rss = Int(line.split(separator: " ").dropFirst().first ?? "") ?? 0
+        }
+        let h = parley_heap_stats_now()
+        return "memory rss_kib=\(rss) heap_in_use_kib=\(h.in_use / 1024) heap_free_kib=\(h.free / 1024)"
     }
 
     /// Stops every role and closes every listener.

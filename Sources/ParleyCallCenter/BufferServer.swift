@@ -29,6 +29,10 @@ public struct BufferServerConfiguration: Sendable {
     public var probeInterval: Duration?
     /// How long to wait for the caller's ACK to a 2xx before giving the call up (64*T1).
     public var ackTimeout: Duration
+    /// How long an `ended` event waits for others to share its MESSAGE (an agent is free again
+    /// at the distributor this much later at most), and how many one MESSAGE carries.
+    public var eventDelay: Duration = .milliseconds(10)
+    public var eventBatch = 16
 
     public init(agentContacts: [String: URI] = [:], eventTarget: SIPDestination? = nil, eventURI: URI? = nil,
                 heartbeatInterval: Duration = .seconds(5), probeInterval: Duration? = .seconds(30),
@@ -98,6 +102,8 @@ public final class BufferServer: SIPTransactionUser, @unchecked Sendable {
     private var heartbeat: TimerToken?
     private var probe: TimerToken?
     private var eventCSeq: UInt32 = 0
+    private var pendingEvents: [CallEvent] = []
+    private var eventFlush: TimerToken?
     private let eventCallID: String
 
     public init(stack: SIPStack, configuration: BufferServerConfiguration, logger: Logger = Logger(label: "parley.buffer")) {
@@ -117,6 +123,7 @@ public final class BufferServer: SIPTransactionUser, @unchecked Sendable {
     public func stop() {
         heartbeat?.cancel()
         probe?.cancel()
+        flushEvents()
     }
 
     /// Registered contacts (agent id -> contact URI, from the registration role) take the place
@@ -500,8 +507,19 @@ public final class BufferServer: SIPTransactionUser, @unchecked Sendable {
         guard let local = stack.transport.advertisedAddress(for: destination.transport, toward: destination.address) else {
             return "<sip:invalid>"
         }
-        return Resolver.contact(for: local, transport: destination.transport)
+        // One string per listener, shared by every call that keeps it (a call holds two).
+        let key = ContactKey(local: local, transport: destination.transport)
+        if let known = contacts[key] { return known }
+        let contact = Resolver.contact(for: local, transport: destination.transport)
+        if contacts.count < 64 { contacts[key] = contact }
+        return contact
     }
+
+    private struct ContactKey: Hashable {
+        var local: SocketAddress
+        var transport: SIPTransportKind
+    }
+    private var contacts: [ContactKey: String] = [:]
 
     // MARK: The caller leg's INVITE transaction
 
@@ -578,6 +596,7 @@ public final class BufferServer: SIPTransactionUser, @unchecked Sendable {
             call.agentFinal = true
             call.agentAnswered = true
             call.agentProvisional = true
+            call.agentInviteKey = nil  // nothing left to CANCEL
             // The agent leg's dialog (12.1.2): remote tag, target, route set reversed.
             call.agent.remoteTag = (try? response.to())??.tag
             call.agent.remoteTarget = response.contactURI ?? call.agent.remoteTarget
@@ -625,6 +644,7 @@ public final class BufferServer: SIPTransactionUser, @unchecked Sendable {
             // The ACK for the answer: on to the agent (with the SDP answer, if the offer was late).
             call.callerAcked = true
             call.ackTimer?.cancel()
+            call.ackTimer = nil
             if call.treatment == nil { call.releaseCallerInvite() }
             if !call.over { ackAgent(call, payload: ack) }
             return
@@ -763,7 +783,7 @@ public final class BufferServer: SIPTransactionUser, @unchecked Sendable {
         if call.callerAnswered, !call.endedReported {
             call.endedReported = true
             counters.ended += 1
-            sendEvent(.ended(call: call.reference, agent: call.agentID))
+            queueEvent(.ended(call: call.reference, agent: call.agentID))
         }
         finishIfDone(call)
     }
@@ -911,16 +931,47 @@ public final class BufferServer: SIPTransactionUser, @unchecked Sendable {
 
     /// Sends a call event to the distributor in a MESSAGE.
     public func sendEvent(_ event: CallEvent) {
+        flushEvents()  // what ended before goes first
+        sendEvents([event])
+    }
+
+    private func sendEvents(_ events: [CallEvent]) {
         guard let target = configuration.eventTarget else { return }
         eventCSeq += 1
         let uri = configuration.eventURI ?? .sip(SIPURI(user: "distributor", host: SIPHost.from(address: target.address), port: target.address.port))
         let local = stack.transport.advertisedAddress(for: target.transport, toward: target.address)
-        let m = HandoffWire.eventMessage(event, requestURI: uri, from: "<sip:buffer@\(local.map(hostPort) ?? "invalid")>;tag=\(eventCallID.prefix(12))",
+        let m = HandoffWire.eventMessage(events, requestURI: uri, from: "<sip:buffer@\(local.map(hostPort) ?? "invalid")>;tag=\(eventCallID.prefix(12))",
                                          to: "<\(uri)>", callID: eventCallID, cseq: eventCSeq)
         if let key = stack.sendRequest(m, to: target) {
             clientTransactions[key] = .event
-            counters.eventsSent += 1
+            counters.eventsSent += events.count
         }
+    }
+
+    /// Calls that end go to the distributor together: one MESSAGE for what ended within
+    /// `eventDelay`, at most `eventBatch` to a MESSAGE (so it stays one datagram), instead of one
+    /// MESSAGE (and two transactions) per call.
+    func queueEvent(_ event: CallEvent) {
+        guard configuration.eventTarget != nil else { return }
+        pendingEvents.append(event)
+        if pendingEvents.count >= configuration.eventBatch {
+            flushEvents()
+        } else if eventFlush == nil {
+            eventFlush = stack.schedule(after: configuration.eventDelay) { [weak self] in
+                self?.eventFlush = nil
+                self?.flushEvents()
+            }
+        }
+    }
+
+    /// Sends the queued events now.
+    public func flushEvents() {
+        eventFlush?.cancel()
+        eventFlush = nil
+        guard !pendingEvents.isEmpty else { return }
+        let events = pendingEvents
+        pendingEvents = []
+        sendEvents(events)
     }
 
     /// Sends a MESSAGE for a reply path (the `message` encoding).
@@ -1010,8 +1061,12 @@ final class B2BCall {
     /// The handed-off INVITE as received (responses to the caller leg are built from it, and a
     /// move's INVITE to the agent). Released once the caller has ACKed an answer that is not a
     /// treatment: it is most of what a call weighs (the datagram, header lines, the offer).
-    private var keptInvite: SIPMessage?
-    var callerInvite: SIPMessage { keptInvite ?? B2BCall.released }
+    ///
+    /// What a call holds only for a while (messages, the agent INVITE's key) is boxed: a message
+    /// stored inline takes its full size in every call even when nil, and most calls spend
+    /// nearly all their life holding none.
+    private var keptInvite: Held<SIPMessage>?
+    var callerInvite: SIPMessage { keptInvite?.value ?? B2BCall.released }
     static let released = SIPMessage.request(.invite, .sip(SIPURI(host: .name("invalid"))))
     func releaseCallerInvite() { keptInvite = nil }
     let ingress: CallerIngress
@@ -1019,7 +1074,11 @@ final class B2BCall {
     var agent: DialogLeg
     var callerContact = ""
     var agentContact = ""
-    var agentInviteKey: TransactionKey?
+    private var agentInviteBox: Held<TransactionKey>?
+    var agentInviteKey: TransactionKey? {
+        get { agentInviteBox?.value }
+        set { agentInviteBox = newValue.map(Held.init) }
+    }
     var agentInviteCSeq: UInt32 = 1
     var agentProvisional = false
     var agentFinal = false
@@ -1027,7 +1086,12 @@ final class B2BCall {
     var agentAnswered = false
     var cancelPending = false
     var cancelSent = false
-    var ackToAgent: SIPMessage?
+    private var ackBox: Held<SIPMessage>?
+    /// The ACK sent to the agent, kept for 64*T1 to answer its 2xx retransmissions.
+    var ackToAgent: SIPMessage? {
+        get { ackBox?.value }
+        set { ackBox = newValue.map(Held.init) }
+    }
     var callerFinalSent = false
     var callerAnswered = false
     var callerAcked = false
@@ -1039,7 +1103,12 @@ final class B2BCall {
     var ackTimer: TimerToken?
     /// Per side that sent a re-INVITE: its CSeq and the CSeq of the one we sent on the other leg.
     var pendingAck = PerSide<(incoming: UInt32, outgoing: UInt32)?>(caller: nil, agent: nil)
-    var lastRelayedAck = PerSide<SIPMessage?>(caller: nil, agent: nil)
+    private var relayedAckBoxes = PerSide<Held<SIPMessage>?>(caller: nil, agent: nil)
+    /// The last ACK relayed to each side for a re-INVITE's 2xx (answers its retransmissions).
+    var lastRelayedAck: PerSide<SIPMessage?> {
+        get { PerSide(caller: relayedAckBoxes.caller?.value, agent: relayedAckBoxes.agent?.value) }
+        set { relayedAckBoxes = PerSide(caller: newValue.caller.map(Held.init), agent: newValue.agent.map(Held.init)) }
+    }
 
     init(id: String, reference: String, agentID: String, encoding: HandoffEncoding, callerInvite: SIPMessage,
          ingress: CallerIngress, caller: DialogLeg, agent: DialogLeg) {
@@ -1047,7 +1116,7 @@ final class B2BCall {
         self.reference = reference
         self.agentID = agentID
         self.encoding = encoding
-        self.keptInvite = callerInvite
+        self.keptInvite = Held(callerInvite)
         self.ingress = ingress
         self.caller = caller
         self.agent = agent
@@ -1092,4 +1161,10 @@ extension SIPHost {
         if case .v6 = address { return .ipv6(ip) }
         return .ipv4(ip)
     }
+}
+
+/// A value on the heap, for what a call holds only for a while.
+final class Held<Value> {
+    let value: Value
+    init(_ value: Value) { self.value = value }
 }

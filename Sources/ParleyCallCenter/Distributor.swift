@@ -752,9 +752,10 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
     private func receivedMessage(_ message: SIPMessage, key: TransactionKey) {
         if let ct = (try? message.contentType()) ?? nil, ct.essence == HandoffWire.eventType {
             stack.respond(200, to: key)
-            guard let event = CallEvent(body: message.bodyText) else { return }
-            counters.eventsReceived += 1
-            handle(event)
+            for event in CallEvent.list(body: message.bodyText) {
+                counters.eventsReceived += 1
+                handle(event)
+            }
             return
         }
         if let inner = HandoffWire.unwrap(message) {

@@ -86,6 +86,12 @@ public enum HandoffWire {
     /// A MESSAGE carrying a call event between distributor and buffer server (`eventType`).
     public static func eventMessage(_ event: CallEvent, requestURI: URI, from: String, to: String, callID: String,
                                     cseq: UInt32) -> SIPMessage {
+        eventMessage([event], requestURI: requestURI, from: from, to: to, callID: callID, cseq: cseq)
+    }
+
+    /// One MESSAGE carrying several events, a blank line between them (`CallEvent.list`).
+    public static func eventMessage(_ events: [CallEvent], requestURI: URI, from: String, to: String, callID: String,
+                                    cseq: UInt32) -> SIPMessage {
         var h = SIPHeaders()
         h.append(HeaderName(.maxForwards), "70")
         h.append(HeaderName(.from), from)
@@ -93,7 +99,7 @@ public enum HandoffWire {
         h.append(HeaderName(.callID), callID)
         h.append(HeaderName(.cseq), "\(cseq) MESSAGE")
         h.append(HeaderName(.contentType), eventType)
-        var m = SIPMessage.request(.message, requestURI, headers: h, body: Array(event.body.utf8))
+        var m = SIPMessage.request(.message, requestURI, headers: h, body: Array(events.map(\.body).joined(separator: "\n").utf8))
         m.updateContentLength()
         return m
     }
@@ -122,6 +128,24 @@ public enum CallEvent: Sendable, Equatable {
         case .live(let calls): "event=live\ncalls=\(calls.joined(separator: ","))\n"
         case .hangup(let c): "event=hangup\ncall=\(c)\n"
         }
+    }
+
+    /// Every event of a body: one, or several separated by a blank line. Sections that are no
+    /// event are left out.
+    public static func list(body: String) -> [CallEvent] {
+        var events: [CallEvent] = []
+        var section = ""
+        for line in body.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" }) {
+            let l = line.hasSuffix("\r") ? line.dropLast() : line
+            if l.isEmpty {
+                if let e = CallEvent(body: section) { events.append(e) }
+                section = ""
+            } else {
+                section += l + "\n"
+            }
+        }
+        if let e = CallEvent(body: section) { events.append(e) }
+        return events
     }
 
     public init?(body: String) {

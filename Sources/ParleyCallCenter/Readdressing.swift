@@ -53,10 +53,12 @@ public struct DialogLeg: Sendable {
     /// Our tag (To tag on the caller leg, From tag on the agent leg).
     public var localTag: String
     public var remoteTag: String?
-    /// Our address-of-record in this dialog (From when we send requests), without tag.
-    public var local: NameAddress
-    /// Theirs (To when we send requests), without tag.
-    public var remote: NameAddress
+    /// Our address-of-record in this dialog (From when we send requests) as written, without
+    /// tag. Kept as text: it is only ever written out, and a parsed name-address (URI, its
+    /// parameters, each string) weighs several times more for every call held.
+    public var local: String
+    /// Theirs (To when we send requests), as written, without tag.
+    public var remote: String
     public var localCSeq: UInt32
     public var remoteCSeq: UInt32?
     /// Where in-dialog requests go (the peer's Contact).
@@ -71,13 +73,22 @@ public struct DialogLeg: Sendable {
         self.callID = callID
         self.localTag = localTag
         self.remoteTag = remoteTag
-        self.local = local
-        self.remote = remote
+        self.local = Self.written(local)
+        self.remote = Self.written(remote)
         self.localCSeq = localCSeq
         self.remoteCSeq = remoteCSeq
         self.remoteTarget = remoteTarget
         self.routeSet = routeSet
         self.transport = transport
+    }
+
+    /// A name-address as From or To is written, without tag, always in angle brackets (so a
+    /// `;tag=` appended to it is a header parameter, never the URI's).
+    static func written(_ address: NameAddress) -> String {
+        var a = address
+        a.parameters.remove("tag")
+        a.angleBrackets = true
+        return a.description
     }
 
     /// A new in-dialog request (12.2.1.1): Request-URI the remote target, Route the route set,
@@ -94,12 +105,8 @@ public struct DialogLeg: Sendable {
         var h = SIPHeaders()
         for r in routeSet { h.append(HeaderName(.route), r) }
         h.append(HeaderName(.maxForwards), "70")
-        var from = local
-        from.parameters.set("tag", localTag)
-        h.append(HeaderName(.from), from.description)
-        var to = remote
-        if let remoteTag { to.parameters.set("tag", remoteTag) }
-        h.append(HeaderName(.to), to.description)
+        h.append(HeaderName(.from), local + ";tag=" + localTag)
+        h.append(HeaderName(.to), remoteTag.map { remote + ";tag=" + $0 } ?? remote)
         h.append(HeaderName(.callID), callID)
         h.append(HeaderName(.cseq), "\(number) \(method.rawValue)")
         if method != .ack && method != .cancel && method != .bye {

@@ -110,6 +110,15 @@ import Testing
             #expect(CallEvent(body: e.body) == e)
         }
         #expect(CallEvent(body: "event=nonsense") == nil)
+        // several in one MESSAGE, a blank line between them (CRLF or LF), junk sections left out
+        let many: [CallEvent] = [.ended(call: "c1", agent: "ann"), .ended(call: "c2", agent: "bob"), .live(calls: ["c3"])]
+        #expect(CallEvent.list(body: many.map(\.body).joined(separator: "\n")) == many)
+        #expect(CallEvent.list(body: "event=ended\r\ncall=c1\r\nagent=ann\r\n\r\nevent=nonsense\r\n\r\nevent=hangup\r\ncall=c9\r\n")
+                == [.ended(call: "c1", agent: "ann"), .hangup(call: "c9")])
+        #expect(CallEvent.list(body: "") == [])
+        let m = HandoffWire.eventMessage(many, requestURI: .sip(SIPURI(host: .name("d"))), from: "<sip:b@x>;tag=1", to: "<sip:d@x>",
+                                         callID: "ev1", cseq: 7)
+        #expect(CallEvent.list(body: m.bodyText) == many)
     }
 
     @Test func agentIDsThatCannotBeCarriedAreRefused() {
