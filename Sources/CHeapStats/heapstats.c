@@ -10,3 +10,11 @@ parley_heap_stats parley_heap_stats_now(void) {
 #endif
     return s;
 }
+
+int parley_heap_release(void) {
+#if defined(__GLIBC__)
+    return malloc_trim(0);
+#else
+    return 0;
+#endif
+}

@@ -47,10 +47,11 @@ struct parley_state {
     int ref_compiled;  // module name -> its compiled chunk (set by parley_compile_module)
     int ref_agents;    // slot -> read-only agent
     int ref_agent_data;// slot -> the agent's data table
-    int ref_key_idle;  // the interned string "idle_ms"
     int ref_ro_meta_fns; // table {newindex=, pairs=, len=} shared by read-only proxies
 
     int64_t test_now;  // the settable clock in test mode
+    int64_t hook_now;  // now for agents' idle_ms during a hook call (when hook_now_set)
+    int hook_now_set;
 
     char *error;
     size_t error_len;
@@ -687,6 +688,18 @@ static int l_log(lua_State *L) {
     return 0;
 }
 
+/// Now, for agents' idle_ms: the hook's now when the engine set one, else the clock.
+static int64_t agent_now(parley_state *S) {
+    if (S->hook_now_set) return S->hook_now;
+    if (S->config.test_mode || !S->config.callbacks.now_ms) return S->test_now;
+    return S->config.callbacks.now_ms(S->config.callbacks.ctx);
+}
+
+void parley_set_hook_now(parley_state *S, int64_t now_ms, int set) {
+    S->hook_now = now_ms;
+    S->hook_now_set = set;
+}
+
 static int l_now_ms(lua_State *L) {
     parley_state *S = state_of(L);
     if (S->config.test_mode || !S->config.callbacks.now_ms) {
@@ -825,8 +838,6 @@ static int op_open(lua_State *L) {
     S->ref_agents = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_newtable(L);
     S->ref_agent_data = luaL_ref(L, LUA_REGISTRYINDEX);
-    lua_pushliteral(L, "idle_ms");
-    S->ref_key_idle = luaL_ref(L, LUA_REGISTRYINDEX);
     return 0;
 }
 
@@ -866,6 +877,11 @@ const char *parley_last_error(parley_state *S, size_t *len) {
 }
 
 int64_t parley_memory_used(parley_state *S) { return (int64_t)S->used; }
+
+int64_t parley_collect_garbage(parley_state *S) {
+    lua_gc(S->L, LUA_GCCOLLECT);
+    return (int64_t)S->used;
+}
 
 void parley_set_limits(parley_state *S, const parley_limits *limits) { S->limits = *limits; }
 
@@ -996,6 +1012,51 @@ typedef struct {
     const parley_agent *agent;
 } agent_args;
 
+static int is_idle_key(lua_State *L, int idx) {
+    if (lua_type(L, idx) != LUA_TSTRING) return 0;
+    size_t n;
+    const char *k = lua_tolstring(L, idx, &n);
+    return n == 7 && memcmp(k, "idle_ms", 7) == 0;
+}
+
+/// __index of an agent's data table: `idle_ms`, from when the agent became idle (upvalue 1, an
+/// integer, or nil when it is not idle) and now. Computed when read, so a call's candidates are
+/// handed over without writing into each of them (old tables written to on every call cost
+/// the generational collector a traversal each).
+static int agent_idle(lua_State *L) {
+    if (!is_idle_key(L, 2)) return 0;
+    if (lua_isnil(L, lua_upvalueindex(1))) {
+        lua_pushinteger(L, 0);
+        return 1;
+    }
+    int64_t since = (int64_t)lua_tointeger(L, lua_upvalueindex(1));
+    int64_t now = agent_now(state_of(L));
+    lua_pushinteger(L, (lua_Integer)(now > since ? now - since : 0));
+    return 1;
+}
+
+/// pairs() over an agent: its data, then idle_ms (which the data table computes).
+static int agent_next(lua_State *L) {
+    // upvalue: data table. Arguments: proxy, key.
+    lua_settop(L, 2);
+    if (is_idle_key(L, 2)) {
+        lua_pushnil(L);
+        return 1;
+    }
+    if (lua_next(L, lua_upvalueindex(1))) return 2;
+    lua_pushliteral(L, "idle_ms");
+    lua_getfield(L, lua_upvalueindex(1), "idle_ms");
+    return 2;
+}
+
+static int agent_pairs(lua_State *L) {
+    luaL_getmetafield(L, 1, "__index");
+    lua_pushcclosure(L, agent_next, 1);
+    lua_pushvalue(L, 1);
+    lua_pushnil(L);
+    return 3;
+}
+
 static int op_agent_put(lua_State *L) {
     parley_state *S = state_of(L);
     agent_args *a = lua_touserdata(L, 1);
@@ -1014,8 +1075,11 @@ static int op_agent_put(lua_State *L) {
     lua_setfield(L, data, "skills");
     push_str_or_nil(L, ag->state);
     lua_setfield(L, data, "state");
-    lua_pushinteger(L, ag->idle_ms);
-    lua_setfield(L, data, "idle_ms");
+    lua_createtable(L, 0, 1);
+    if (ag->has_idle_since) lua_pushinteger(L, (lua_Integer)ag->idle_since); else lua_pushnil(L);
+    lua_pushcclosure(L, agent_idle, 1);
+    lua_setfield(L, -2, "__index");
+    lua_setmetatable(L, data);
     lua_pushinteger(L, ag->calls_handled);
     lua_setfield(L, data, "calls_handled");
     lua_pushinteger(L, ag->talk_ms);
@@ -1046,6 +1110,10 @@ static int op_agent_put(lua_State *L) {
     lua_pop(L, 1);
     lua_pushvalue(L, data);
     make_readonly(L);
+    lua_getmetatable(L, -1);
+    lua_pushcfunction(L, agent_pairs);
+    lua_setfield(L, -2, "__pairs");
+    lua_pop(L, 1);
     lua_rawgeti(L, LUA_REGISTRYINDEX, S->ref_agents);
     lua_insert(L, -2);
     lua_rawseti(L, -2, a->slot);
@@ -1074,24 +1142,15 @@ int parley_agent_remove(parley_state *S, int32_t slot) {
     return protect(S, op_agent_remove, &a, 0);
 }
 
-/// Pushes an array of the resident agents at `slots`, refreshing their idle_ms first.
+/// Pushes an array of the resident agents at `slots` (their idle_ms is computed when read).
 static void push_agents(lua_State *L, const int32_t *slots, const int64_t *idle, size_t count) {
     parley_state *S = state_of(L);
+    (void)idle;  // idle_ms is computed from each agent's idle_since when read
     lua_rawgeti(L, LUA_REGISTRYINDEX, S->ref_agents);
     int proxies = lua_gettop(L);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, S->ref_agent_data);
-    int data = lua_gettop(L);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, S->ref_key_idle);
-    int key = lua_gettop(L);
     lua_createtable(L, (int)count, 0);
     lua_Integer n = 0;
     for (size_t i = 0; i < count; i++) {
-        if (lua_rawgeti(L, data, slots[i]) == LUA_TTABLE) {
-            lua_pushvalue(L, key);
-            lua_pushinteger(L, idle[i]);
-            lua_rawset(L, -3);
-        }
-        lua_pop(L, 1);
         if (lua_rawgeti(L, proxies, slots[i]) == LUA_TNIL) {
             lua_pop(L, 1);
             continue;

@@ -32,6 +32,13 @@ public final class ParleyServer: @unchecked Sendable {
     private var tunnelClient: TunnelClient?
     private var watcher: RuleWatcher?
     private var sighup: DispatchSourceSignal?
+    private var heapTimer: DispatchSourceTimer?
+    /// How often the heap is looked at, and how much free memory malloc may keep (at least
+    /// `heapSlackBytes`, or a quarter of what is in use) before it is given back to the system.
+    public var heapCheckInterval: DispatchTimeInterval = .seconds(5)
+    public var heapSlackBytes = 16 << 20
+    /// How many times free memory was given back, and how much (for the stats line).
+    private let heapReleases = HeapReleases()
     private let logger = Logger(label: "parley.serve")
 
     public init(configuration: ParleyConfiguration, roles: [Role]? = nil) {
@@ -126,6 +133,7 @@ public final class ParleyServer: @unchecked Sendable {
         if roles.contains(.registration) {
             try startRegistration(timers: timers)
         }
+        startHeapRelease()
         logger.info("parley serve: \(roles.map(\.rawValue).joined(separator: " and ")) running")
     }
 
@@ -175,6 +183,28 @@ public final class ParleyServer: @unchecked Sendable {
         if let d = distributor { d.stack.loop.execute { d.useRegisteredContacts(contacts, configured: configured) } }
     }
 
+    /// glibc's malloc keeps what calls and transactions free for reuse: after a burst of call
+    /// set-ups (thousands of transactions and messages, freed within 32 s) that is several times
+    /// what the calls still up hold, and it stays resident. Every few seconds, when the free part
+    /// is over the slack, it goes back to the system (malloc_trim, on a thread of its own: each
+    /// arena is locked only while it is trimmed; the debug log says how long it took).
+    private func startHeapRelease() {
+        let timer = DispatchSource.makeTimerSource(queue: DispatchQueue.global(qos: .utility))
+        let slack = heapSlackBytes, releases = heapReleases, log = logger
+        timer.schedule(deadline: .now() + heapCheckInterval, repeating: heapCheckInterval)
+        timer.setEventHandler {
+            let before = parley_heap_stats_now()
+            guard before.free > max(slack, before.in_use / 4) else { return }
+            let rss0 = Self.residentKiB(), t0 = DispatchTime.now().uptimeNanoseconds
+            _ = parley_heap_release()
+            let rss = Self.residentKiB(), took = (DispatchTime.now().uptimeNanoseconds - t0) / 1_000
+            releases.note(releasedKiB: max(0, rss0 - rss))
+            log.debug("heap: \(before.free / 1024) KiB free of \((before.free + before.in_use) / 1024) KiB given back in \(took) us; RSS \(rss0) -> \(rss) KiB")
+        }
+        timer.resume()
+        heapTimer = timer
+    }
+
     /// Counters and table sizes of every role, one `key=value` per line.
     public func statistics() -> String {
         var lines: [String] = []
@@ -183,7 +213,7 @@ public final class ParleyServer: @unchecked Sendable {
                 let c = d.counters
                 let states = d.agents.stateCounts
                 return "distributor calls=\(c.calls) answered=\(c.answered) failed=\(c.failed) cancelled=\(c.cancelled) no_answers=\(c.noAnswers) queued=\(c.queued) queue_timeouts=\(c.queueTimeouts) overflows=\(c.overflows) rejected=\(c.rejected) treatments=\(c.treatments) moves=\(c.moves) rule_failures=\(c.ruleFailures) events=\(c.eventsReceived) reconciled=\(c.reconciled) handoffs_uri=\(c.handoffs["uri"] ?? 0) handoffs_message=\(c.handoffs["message"] ?? 0) handoffs_tunnel=\(c.handoffs["tunnel"] ?? 0)\n"
-                    + "distributor_table \(d.tableSizes) transactions=\(d.stack.transactionCount)\n"
+                    + "distributor_table \(d.tableSizes) transactions=\(d.stack.transactionCount) lua_kib=\((d.engine.luaMemory ?? 0) / 1024)\n"
                     + "agents " + AgentState.allCases.map { "\($0.rawValue)=\(states[$0] ?? 0)" }.joined(separator: " ") + "\n"
                     + d.agents.all.map { "agent \($0.id) state=\($0.ruleState.rawValue) calls_handled=\($0.callsHandled) no_answers=\($0.consecutiveNoAnswers)" }.joined(separator: "\n")
             }).wait() { lines.append(s) }
@@ -205,7 +235,7 @@ public final class ParleyServer: @unchecked Sendable {
                 return "registration registers=\(c.agentRegisters) challenged=\(c.challenged) refused=\(c.refused) invalid=\(c.invalid) forwarded=\(c.forwarded) accepted=\(c.accepted) upstream_failures=\(c.upstreamFailures) address_registers=\(c.addressRegisters) address_failures=\(c.addressFailures) agents=\(g.state.agents.count)"
             }).wait() { lines.append(s) }
         }
-        lines.append(Self.memoryLine())
+        lines.append(memoryLine())
         return lines.joined(separator: "\n") + "\n"
     }
 
@@ -213,20 +243,23 @@ public final class ParleyServer: @unchecked Sendable {
     /// every arena): heap_in_use is what is allocated now, heap_free what malloc keeps for
     /// reuse without returning it to the system. RSS well above the two together is Lua's and
     /// SQLite's own pages and the threads' stacks.
-    static func memoryLine() -> String {
-        var rss = 0
-        if let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
-           let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }) {
-            rss = Int(line.split(separator: " ").dropFirst().first ?? "") ?? 0
-        }
+    func memoryLine() -> String {
         let h = parley_heap_stats_now()
-        return "memory rss_kib=\(rss) heap_in_use_kib=\(h.in_use / 1024) heap_free_kib=\(h.free / 1024)"
+        let r = heapReleases.snapshot
+        return "memory rss_kib=\(Self.residentKiB()) heap_in_use_kib=\(h.in_use / 1024) heap_free_kib=\(h.free / 1024) heap_releases=\(r.count) heap_released_kib=\(r.kib)"
+    }
+
+    static func residentKiB() -> Int {
+        guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }) else { return 0 }
+        return Int(line.split(separator: " ").dropFirst().first ?? "") ?? 0
     }
 
     /// Stops every role and closes every listener.
     public func stop() {
         watcher?.stop()
         sighup?.cancel()
+        heapTimer?.cancel()
         tunnelClient?.close()
         try? tunnelServer?.close().wait()
         if let d = distributor {
@@ -246,4 +279,14 @@ public final class ParleyServer: @unchecked Sendable {
 public struct ServeError: Error, CustomStringConvertible {
     public var description: String
     public init(_ d: String) { description = d }
+}
+
+/// How often free heap memory was given back to the system, and how much resident memory that
+/// released in all.
+final class HeapReleases: @unchecked Sendable {
+    private let lock = NSLock()
+    private var count = 0
+    private var kib = 0
+    func note(releasedKiB: Int) { lock.withLock { count += 1; kib += releasedKiB } }
+    var snapshot: (count: Int, kib: Int) { lock.withLock { (count, kib) } }
 }

@@ -826,6 +826,20 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
             answeredCalls[ref] = nil
             records?.record(.completed(call: ref, agent: agent, at: now))  // ended by reconciliation
         }
+        collectRuleGarbage()
+    }
+
+    /// What the Lua state held after its last full collection here.
+    private var luaAfterCollect = 0
+
+    /// A full Lua collection when the state has grown by a quarter (and a megabyte) since the
+    /// last: Lua collects only as it allocates, so what a burst of calls left would otherwise
+    /// stay resident once calls stop coming.
+    private func collectRuleGarbage() {
+        guard let used = engine.luaMemory, used > luaAfterCollect + luaAfterCollect / 4 + (1 << 20) else { return }
+        let t0 = ContinuousClock.now
+        luaAfterCollect = engine.collectGarbage() ?? used
+        logger.debug("rules: Lua garbage collected, \(used / 1024) -> \(luaAfterCollect / 1024) KiB in \(ContinuousClock.now - t0)")
     }
 
     // MARK: The message link

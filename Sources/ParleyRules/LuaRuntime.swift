@@ -165,6 +165,8 @@ final class LuaRuntime {
     }
 
     var memoryUsed: Int { Int(parley_memory_used(state)) }
+    /// Collects all garbage now; the bytes in use after.
+    func collectGarbage() -> Int { Int(parley_collect_garbage(state)) }
 
     private func failure(_ status: Int32) -> HookError {
         let kind: RuleFailureKind
@@ -321,6 +323,8 @@ final class LuaRuntime {
                     ag.skill_count = sk.count
                     ag.state = strs[stateIdx]
                     ag.idle_ms = 0
+                    ag.idle_since = a.idleSinceMs ?? 0
+                    ag.has_idle_since = a.idleSinceMs == nil ? 0 : 1
                     ag.calls_handled = Int64(a.callsHandled)
                     ag.talk_ms = a.talkMs
                     ag.contact = strs[stateIdx + 1]
@@ -418,6 +422,8 @@ final class LuaRuntime {
 
     func selectAgent(_ call: CallInfo, slots: [Int32], idle: [Int64], nowMs: Int64) -> Result<String??, HookError> {
         currentHook = .selectAgent
+        parley_set_hook_now(state, nowMs, 1)
+        defer { parley_set_hook_now(state, 0, 0) }
         var defined: Int32 = 0
         var out = parley_string_result()
         let st = withCall(call, nowMs: nowMs) { c in
@@ -434,6 +440,8 @@ final class LuaRuntime {
 
     func handoffEncoding(_ call: CallInfo, slot: Int32, idle: Int64, nowMs: Int64) -> Result<String?, HookError> {
         currentHook = .handoffEncoding
+        parley_set_hook_now(state, nowMs, 1)
+        defer { parley_set_hook_now(state, 0, 0) }
         var defined: Int32 = 0
         var out = parley_string_result()
         let st = withCall(call, nowMs: nowMs) { c in
@@ -444,8 +452,10 @@ final class LuaRuntime {
         return .success(takeString(&out) ?? "")
     }
 
-    func orderRegistrations(_ address: AddressInfo, slots: [Int32], idle: [Int64]) -> Result<[(String, Double)]?, HookError> {
+    func orderRegistrations(_ address: AddressInfo, slots: [Int32], idle: [Int64], nowMs: Int64) -> Result<[(String, Double)]?, HookError> {
         currentHook = .orderRegistrations
+        parley_set_hook_now(state, nowMs, 1)
+        defer { parley_set_hook_now(state, 0, 0) }
         var defined: Int32 = 0
         var out = parley_order_result()
         var arena = StringArena()

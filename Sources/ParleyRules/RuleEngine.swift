@@ -30,6 +30,16 @@ public final class RuleEngine {
 
     public func classify(_ invite: InviteView) -> Classification { pin().classify(invite) }
 
+    /// Collects the Lua state's garbage now (a full cycle), returning the bytes it holds after.
+    /// Lua collects as it allocates: once calls stop arriving, what they left (call tables,
+    /// INVITE views, agents' old values) would stay until the next burst. The distributor calls
+    /// this when it reconciles, every few seconds.
+    @discardableResult
+    public func collectGarbage() -> Int? { runtime?.collectGarbage() }
+
+    /// The bytes the Lua state holds (live data and garbage not yet collected).
+    public var luaMemory: Int? { runtime?.memoryUsed }
+
     public func selectAgent(for call: CallInfo, candidates: [String]) -> AgentSelection {
         pin().selectAgent(for: call, candidates: candidates)
     }
@@ -167,9 +177,8 @@ public final class PinnedRules {
             return result
         }
         runtime.sync(store.agents)
-        var idle = [Int64](repeating: 0, count: candidates.count)
-        for i in idle.indices { idle[i] = max(0, now - candidates.idleSinceMs[i]) }
-        switch runtime.selectAgent(call, slots: candidates.slots, idle: idle, nowMs: now) {
+        // each agent's idle_ms is computed from its idle-since when the rule reads it
+        switch runtime.selectAgent(call, slots: candidates.slots, idle: [], nowMs: now) {
         case .success(.none):
             result.agentID = first()
         case .success(.some(nil)):
@@ -211,7 +220,7 @@ public final class PinnedRules {
         runtime.sync(store.agents)
         let c = runtime.candidates(agents, nowMs: now)
         let fallback = { RegistrationQ.bindings(for: RegistrationQ.defaultOrder(Array(zip(c.ids, c.idle)))) }
-        switch runtime.orderRegistrations(address, slots: c.slots, idle: c.idle) {
+        switch runtime.orderRegistrations(address, slots: c.slots, idle: c.idle, nowMs: now) {
         case .success(nil):
             result.bindings = fallback()
         case .success(let entries?):

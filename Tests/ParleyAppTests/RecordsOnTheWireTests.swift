@@ -85,6 +85,16 @@ import Testing
             "", "",
         ].joined(separator: "\r\n")
         let responses = try sendAndCollect(invite, from: port + 3, port: port)
+        // the stats end with the process's memory: resident, and what the C heap holds
+        let memory = try #require(server.statistics().split(separator: "\n").last { $0.hasPrefix("memory ") })
+        var figures: [String: Int] = [:]
+        for kv in memory.split(separator: " ").dropFirst() {
+            let p = kv.split(separator: "=")
+            figures[String(p[0])] = Int(p[1])
+        }
+        #expect((figures["rss_kib"] ?? 0) > 1_000 && (figures["heap_in_use_kib"] ?? 0) > 100, "\(memory)")
+        #expect(figures["heap_in_use_kib"]! < figures["rss_kib"]!, "\(memory)")
+        #expect(figures["heap_free_kib"] != nil && figures["heap_releases"] != nil && figures["heap_released_kib"] != nil, "\(memory)")
         server.stop()
         #expect(responses.last?.hasPrefix("SIP/2.0 480") == true)
 

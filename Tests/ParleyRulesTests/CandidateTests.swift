@@ -40,6 +40,38 @@ import Testing
         #expect(h.engine.selectAgent(for: h.call(), candidates: candidates(h, ["ann", "cat"])).agentID == "cat")
     }
 
+    /// idle_ms is computed when read (nothing is written into the resident agents per call):
+    /// it follows the clock from one call to the next, is 0 for an agent that is not idle, and
+    /// pairs() still lists it with the other fields.
+    @Test func idleTimeIsReadAtTheHooksNowAndListedByPairs() {
+        let h = Harness(["init.lua": """
+            function select_agent(call, agents)
+              local a = agents[1]
+              local keys = {}
+              for k, v in pairs(a) do if type(v) ~= "table" then keys[#keys + 1] = k .. "=" .. tostring(v) end end
+              table.sort(keys)
+              log.info(table.concat(keys, " "))
+              assert(a.no_such_field == nil)
+              return a.id
+            end
+            function handoff_encoding(call, agent)
+              log.info("handoff idle " .. agent.idle_ms)
+              return "uri"
+            end
+            """])
+        _ = h.store.reload()
+        seed(h)
+        h.store.agents.update(AgentInfo(id: "dan", skills: ["sales"], state: .busy, idleSinceMs: nil))
+        #expect(h.engine.selectAgent(for: h.call(), candidates: candidates(h, ["ann"])).agentID == "ann")
+        #expect(h.logs.records.contains { $0.message == "calls_handled=0 id=ann idle_ms=300 state=available talk_ms=0" },
+                "\(h.logs.records.map(\.message))")
+        h.clock.advance(by: 1_000)
+        _ = h.engine.selectAgent(for: h.call(), candidates: candidates(h, ["ann"]))
+        #expect(h.logs.records.contains { $0.message.contains("idle_ms=1300") }, "\(h.logs.records.map(\.message))")
+        _ = h.engine.handoffEncoding(for: h.call(), agent: "dan")
+        #expect(h.logs.records.contains { $0.message == "handoff idle 0" }, "\(h.logs.records.map(\.message))")
+    }
+
     @Test func withoutTheHookTheFirstCandidateTakesTheCall() {
         let h = Harness(["init.lua": "-- nothing\n"])
         _ = h.store.reload()

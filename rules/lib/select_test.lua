@@ -7,9 +7,18 @@ local function ids(list)
   return out
 end
 
+-- Candidates come longest idle first (Parley keeps them in that order): the first one.
 function test_sales_call_goes_to_the_longest_idle_agent()
-  local agents = { agent{ id = "ann", idle_ms = 1000 }, agent{ id = "bob", idle_ms = 9000 }, agent{ id = "cy", idle_ms = 5000 } }
+  local agents = { agent{ id = "bob", idle_ms = 9000 }, agent{ id = "cy", idle_ms = 5000 }, agent{ id = "ann", idle_ms = 1000 } }
   assert_eq(select_agent(call{ type = "sales" }, agents), "bob")
+end
+
+function test_the_first_french_speaker_is_the_longest_idle_of_them()
+  local fr = { language = "fr" }
+  local agents = { agent{ id = "ann", idle_ms = 9000 }, agent{ id = "bob", idle_ms = 5000, attrs = fr },
+                   agent{ id = "cy", idle_ms = 1000, attrs = fr } }
+  local c = call{ type = "sales", invite = sip.invite{ uri = "sip:+18005550199@cc.example.com" } }
+  assert_eq(select_agent(c, agents), "bob")
 end
 
 function test_support_call_goes_to_the_agent_with_least_talk_time()

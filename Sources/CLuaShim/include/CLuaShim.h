@@ -80,6 +80,8 @@ void parley_close(parley_state *S);
 const char *parley_last_error(parley_state *S, size_t *len);
 /// Bytes the state holds now.
 int64_t parley_memory_used(parley_state *S);
+/// A full garbage collection (outside any hook); returns the bytes in use after it.
+int64_t parley_collect_garbage(parley_state *S);
 /// Replaces the limits for later calls.
 void parley_set_limits(parley_state *S, const parley_limits *limits);
 
@@ -120,7 +122,14 @@ typedef struct {
     parley_str contact;
     const parley_attr *attrs;
     size_t attr_count;
+    /// When the agent became idle (ms); `idle_ms` is computed from it when a rule reads it, so
+    /// nothing is written into the resident agents per call. has_idle_since 0: idle_ms is 0.
+    int64_t idle_since;
+    int has_idle_since;
 } parley_agent;
+
+/// The time the next hooks see as now for agents' idle_ms (set 0: the clock callback).
+void parley_set_hook_now(parley_state *S, int64_t now_ms, int set);
 
 int parley_agent_put(parley_state *S, int32_t slot, const parley_agent *agent);
 int parley_agent_remove(parley_state *S, int32_t slot);
