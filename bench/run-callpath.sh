@@ -19,10 +19,10 @@
 #
 # Defaults: Parley is .build/release/parley (swift build -c release; this script does not
 # build), rules/ of this checkout; 5 s of calls per step at 100, 200, ... up to R=3000 calls/s;
-# calls hold 1000 ms between ACK and BYE; 3 SIPp agent processes; 10,000 calls at 40 calls/s
-# for the memory figure (10,200 agents: the distributor's per-call cost grows with the number of
-# agents, about 27 ms of CPU per call at that size); the whole run stops by itself within M=30 minutes. Installs what is
-# missing (sip-tester, kamailio, kamailio-lua-modules) with apt-get when run as root.
+# calls hold 1000 ms between ACK and BYE; 3 SIPp agent processes; for the memory figures 10,000
+# calls held open through the buffer server alone (set up at 200 calls/s) and through the whole
+# path (10,250 agents, set up at 100 calls/s); the whole run stops by itself within M=30 minutes.
+# Installs what is missing (sip-tester, kamailio, kamailio-lua-modules) with apt-get when run as root.
 #
 # Parley runs `parley serve` with a configuration written per step (enough agents that agent
 # availability never caps the rate: rate x (hold + 1 s) x 1.25 + 10; wrap_up 0; probes off, since
@@ -45,8 +45,8 @@ HOLD_MS=1000
 UAS_COUNT=3
 MAX_MIN=30
 MEM_CALLS=10000
-MEM_RATE=40
-MEM_FULL_CALLS=2000
+MEM_RATE=100
+MEM_FULL_CALLS=10000
 MEM_BUFFER_RATE=200
 MEMORY=1
 RECORDS=on
