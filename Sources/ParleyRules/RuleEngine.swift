@@ -124,41 +124,18 @@ public final class PinnedRules {
     // MARK: select_agent
 
     /// `select_agent(call, agents)`: one of the candidates' ids, or nil to keep the call queued.
-    /// `candidates` are agent ids, already filtered (available, holding the skill, not tried).
-    /// Default: the candidate idle longest (the first one on a tie).
+    /// `candidates` are agent ids, already filtered (available, holding the skill, not tried);
+    /// the hook gets them longest idle first (ties in the order given), as from the
+    /// distributor. Default: the candidate idle longest (the first one on a tie).
     public func selectAgent(for call: CallInfo, candidates: [String]) -> AgentSelection {
         let now = store.options.clock.nowMs()
-        var result = AgentSelection(agentID: nil, version: version, failure: nil)
-        defer { store.count(.selectAgent, failure: result.failure) }
-        guard let runtime else {
-            result.agentID = PinnedRules.longestIdle(candidates.compactMap { store.agents.agent($0) }, now: now)
-            return result
+        var known: [(slot: Int32, since: Int64, at: Int)] = []
+        for (i, id) in candidates.enumerated() {
+            guard let slot = store.agents.slot(of: id), let a = store.agents.agent(id) else { continue }
+            known.append((slot, min(now, a.idleSinceMs ?? now), i))  // not idle: idle_ms 0
         }
-        runtime.sync(store.agents)
-        let c = runtime.candidates(candidates, nowMs: now)
-        let longest: () -> String? = {
-            var best: (String, Int64)?
-            for (id, idle) in zip(c.ids, c.idle) where best == nil || idle > best!.1 { best = (id, idle) }
-            return best?.0
-        }
-        switch runtime.selectAgent(call, slots: c.slots, idle: c.idle, nowMs: now) {
-        case .success(.none):
-            result.agentID = longest()
-        case .success(.some(nil)):
-            result.agentID = nil
-        case .success(.some(let id?)):
-            if c.ids.contains(id) {
-                result.agentID = id
-            } else {
-                result.failure = fail(.selectAgent, .unknownAgent,
-                                      "\(runtime.hookPosition(.selectAgent))select_agent returned \"\(id)\", which is not one of the \(c.ids.count) candidate agents")
-                result.agentID = longest()
-            }
-        case .failure(let e):
-            result.failure = fail(.selectAgent, e.kind, e.message)
-            result.agentID = longest()
-        }
-        return result
+        known.sort { $0.since != $1.since ? $0.since < $1.since : $0.at < $1.at }
+        return selectAgent(for: call, candidates: AgentCandidates(slots: known.map(\.slot), idleSinceMs: known.map(\.since)))
     }
 
     /// `select_agent` over candidates in the order the distributor keeps them (longest idle
@@ -196,12 +173,6 @@ public final class PinnedRules {
             result.agentID = first()
         }
         return result
-    }
-
-    static func longestIdle(_ agents: [AgentInfo], now: Int64) -> String? {
-        var best: AgentInfo?
-        for a in agents where best == nil || a.idleMs(at: now) > best!.idleMs(at: now) { best = a }
-        return best?.id
     }
 
     // MARK: order_registrations
