@@ -270,13 +270,16 @@ static int ro_next(lua_State *L) {
     return 1;
 }
 
-static int ro_pairs(lua_State *L) {
+/// pairs() over a read-only proxy with `next` as the iterator (its upvalue: the data table).
+static int pairs_with(lua_State *L, lua_CFunction next) {
     luaL_getmetafield(L, 1, "__index");
-    lua_pushcclosure(L, ro_next, 1);
+    lua_pushcclosure(L, next, 1);
     lua_pushvalue(L, 1);
     lua_pushnil(L);
     return 3;
 }
+
+static int ro_pairs(lua_State *L) { return pairs_with(L, ro_next); }
 
 static int ro_len(lua_State *L) {
     luaL_getmetafield(L, 1, "__index");
@@ -1049,13 +1052,7 @@ static int agent_next(lua_State *L) {
     return 2;
 }
 
-static int agent_pairs(lua_State *L) {
-    luaL_getmetafield(L, 1, "__index");
-    lua_pushcclosure(L, agent_next, 1);
-    lua_pushvalue(L, 1);
-    lua_pushnil(L);
-    return 3;
-}
+static int agent_pairs(lua_State *L) { return pairs_with(L, agent_next); }
 
 static int op_agent_put(lua_State *L) {
     parley_state *S = state_of(L);
