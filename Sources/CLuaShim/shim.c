@@ -1140,9 +1140,8 @@ int parley_agent_remove(parley_state *S, int32_t slot) {
 }
 
 /// Pushes an array of the resident agents at `slots` (their idle_ms is computed when read).
-static void push_agents(lua_State *L, const int32_t *slots, const int64_t *idle, size_t count) {
+static void push_agents(lua_State *L, const int32_t *slots, size_t count) {
     parley_state *S = state_of(L);
-    (void)idle;  // idle_ms is computed from each agent's idle_since when read
     lua_rawgeti(L, LUA_REGISTRYINDEX, S->ref_agents);
     int proxies = lua_gettop(L);
     lua_createtable(L, (int)count, 0);
@@ -1158,8 +1157,8 @@ static void push_agents(lua_State *L, const int32_t *slots, const int64_t *idle,
     lua_settop(L, proxies);
 }
 
-static void push_agent(lua_State *L, int32_t slot, int64_t idle) {
-    push_agents(L, &slot, &idle, 1);
+static void push_agent(lua_State *L, int32_t slot) {
+    push_agents(L, &slot, 1);
     lua_rawgeti(L, -1, 1);
     lua_remove(L, -2);
 }
@@ -1208,10 +1207,8 @@ typedef struct {
     const parley_call *call;
     const parley_address *address;
     const int32_t *slots;
-    const int64_t *idle;
     size_t count;
     int32_t slot;
-    int64_t slot_idle;
     // results
     parley_classify_result *classify;
     parley_string_result *string;
@@ -1316,15 +1313,15 @@ static int op_select_agent(lua_State *L) {
     hook_args *a = lua_touserdata(L, 1);
     if (!push_hook(L, a)) return 0;
     push_call(L, a->call);
-    push_agents(L, a->slots, a->idle, a->count);
+    push_agents(L, a->slots, a->count);
     lua_call(L, 2, 1);
     return string_result(L, a, "an agent id (a string) or nil");
 }
 
-int parley_select_agent(parley_state *S, const parley_call *call, const int32_t *slots, const int64_t *idle_ms,
-                        size_t count, int *defined, parley_string_result *out) {
+int parley_select_agent(parley_state *S, const parley_call *call, const int32_t *slots, size_t count, int *defined,
+                        parley_string_result *out) {
     memset(out, 0, sizeof *out);
-    hook_args a = {.hook = "select_agent", .call = call, .slots = slots, .idle = idle_ms, .count = count, .string = out};
+    hook_args a = {.hook = "select_agent", .call = call, .slots = slots, .count = count, .string = out};
     int st = protect(S, op_select_agent, &a, 1);
     *defined = a.defined;
     if (st != PARLEY_OK) {
@@ -1338,16 +1335,16 @@ static int op_handoff(lua_State *L) {
     hook_args *a = lua_touserdata(L, 1);
     if (!push_hook(L, a)) return 0;
     push_call(L, a->call);
-    push_agent(L, a->slot, a->slot_idle);
+    push_agent(L, a->slot);
     lua_call(L, 2, 1);
     if (lua_isnil(L, -1)) return result_error(L, a, "returned nil, expected \"uri\", \"message\" or \"tunnel\"");
     return string_result(L, a, "\"uri\", \"message\" or \"tunnel\"");
 }
 
-int parley_handoff_encoding(parley_state *S, const parley_call *call, int32_t slot, int64_t idle_ms, int *defined,
+int parley_handoff_encoding(parley_state *S, const parley_call *call, int32_t slot, int *defined,
                             parley_string_result *out) {
     memset(out, 0, sizeof *out);
-    hook_args a = {.hook = "handoff_encoding", .call = call, .slot = slot, .slot_idle = idle_ms, .string = out};
+    hook_args a = {.hook = "handoff_encoding", .call = call, .slot = slot, .string = out};
     int st = protect(S, op_handoff, &a, 1);
     *defined = a.defined;
     if (st != PARLEY_OK) {
@@ -1371,7 +1368,7 @@ static int op_order(lua_State *L) {
     hook_args *a = lua_touserdata(L, 1);
     if (!push_hook(L, a)) return 0;
     push_address(L, a->address);
-    push_agents(L, a->slots, a->idle, a->count);
+    push_agents(L, a->slots, a->count);
     lua_call(L, 2, 1);
     if (lua_type(L, -1) != LUA_TTABLE)
         return result_error(L, a, lua_pushfstring(L, "returned a %s, expected an array of {id = ..., q = ...}", luaL_typename(L, -1)));
@@ -1407,10 +1404,10 @@ static int op_order(lua_State *L) {
     return 0;
 }
 
-int parley_order_registrations(parley_state *S, const parley_address *address, const int32_t *slots,
-                               const int64_t *idle_ms, size_t count, int *defined, parley_order_result *out) {
+int parley_order_registrations(parley_state *S, const parley_address *address, const int32_t *slots, size_t count,
+                               int *defined, parley_order_result *out) {
     memset(out, 0, sizeof *out);
-    hook_args a = {.hook = "order_registrations", .address = address, .slots = slots, .idle = idle_ms, .count = count,
+    hook_args a = {.hook = "order_registrations", .address = address, .slots = slots, .count = count,
                    .order = out};
     int st = protect(S, op_order, &a, 1);
     *defined = a.defined;

@@ -70,6 +70,13 @@ public enum HandoffWire {
     /// A MESSAGE carrying `inner` (RFC 3428; body `message/sip`).
     public static func wrap(_ inner: SIPMessage, requestURI: URI, from: String, to: String, callID: String,
                             cseq: UInt32, contact: String? = nil) -> SIPMessage {
+        message(requestURI: requestURI, from: from, to: to, callID: callID, cseq: cseq, contact: contact,
+                contentType: messageSIP, body: inner.serialized())
+    }
+
+    /// A MESSAGE between distributor and buffer server (RFC 3428) with this body.
+    private static func message(requestURI: URI, from: String, to: String, callID: String, cseq: UInt32,
+                                contact: String? = nil, contentType: String, body: [UInt8]) -> SIPMessage {
         var h = SIPHeaders()
         h.append(HeaderName(.maxForwards), "70")
         h.append(HeaderName(.from), from)
@@ -77,8 +84,8 @@ public enum HandoffWire {
         h.append(HeaderName(.callID), callID)
         h.append(HeaderName(.cseq), "\(cseq) MESSAGE")
         if let contact { h.append(HeaderName(.contact), contact) }
-        h.append(HeaderName(.contentType), messageSIP)
-        var m = SIPMessage.request(.message, requestURI, headers: h, body: inner.serialized())
+        h.append(HeaderName(.contentType), contentType)
+        var m = SIPMessage.request(.message, requestURI, headers: h, body: body)
         m.updateContentLength()
         return m
     }
@@ -92,16 +99,8 @@ public enum HandoffWire {
     /// One MESSAGE carrying several events, a blank line between them (`CallEvent.list`).
     public static func eventMessage(_ events: [CallEvent], requestURI: URI, from: String, to: String, callID: String,
                                     cseq: UInt32) -> SIPMessage {
-        var h = SIPHeaders()
-        h.append(HeaderName(.maxForwards), "70")
-        h.append(HeaderName(.from), from)
-        h.append(HeaderName(.to), to)
-        h.append(HeaderName(.callID), callID)
-        h.append(HeaderName(.cseq), "\(cseq) MESSAGE")
-        h.append(HeaderName(.contentType), eventType)
-        var m = SIPMessage.request(.message, requestURI, headers: h, body: Array(events.map(\.body).joined(separator: "\n").utf8))
-        m.updateContentLength()
-        return m
+        message(requestURI: requestURI, from: from, to: to, callID: callID, cseq: cseq, contentType: eventType,
+                body: Array(events.map(\.body).joined(separator: "\n").utf8))
     }
 
     /// The SIP message a MESSAGE carries, if its body is `message/sip` and parses.

@@ -92,8 +92,6 @@ final class LuaRuntime {
 
     // Resident agents: what this state holds, by id.
     private var agentSlots: [String: (slot: Int32, idleSince: Int64?)] = [:]
-    /// The id of the agent at each slot (nil: none), indexed by slot.
-    private var slotIDs: [String?] = []
     private var agentRevision: UInt64 = 0
 
     nonisolated(unsafe) private static let compactForms: [UnsafePointer<CChar>?] = {
@@ -276,14 +274,10 @@ final class LuaRuntime {
         for r in ch.removed {
             _ = parley_agent_remove(state, r.slot)
             if agentSlots[r.id]?.slot == r.slot { agentSlots[r.id] = nil }
-            if Int(r.slot) < slotIDs.count { slotIDs[Int(r.slot)] = nil }
         }
         for u in ch.updated {
             put(slot: u.slot, u.info)
             agentSlots[u.info.id] = (u.slot, u.info.idleSinceMs)
-            let i = Int(u.slot)
-            if i >= slotIDs.count { slotIDs.append(contentsOf: repeatElement(nil, count: i + 1 - slotIDs.count)) }
-            slotIDs[i] = u.info.id
         }
         agentRevision = ch.revision
     }
@@ -322,7 +316,6 @@ final class LuaRuntime {
                     ag.skills = sk.baseAddress
                     ag.skill_count = sk.count
                     ag.state = strs[stateIdx]
-                    ag.idle_ms = 0
                     ag.idle_since = a.idleSinceMs ?? 0
                     ag.has_idle_since = a.idleSinceMs == nil ? 0 : 1
                     ag.calls_handled = Int64(a.callsHandled)
@@ -344,15 +337,10 @@ final class LuaRuntime {
     private var lastIdleSince: [Int64?] = []
     private var lastKnown: [String] = []
 
-    /// Slots and idle times of the candidates this state knows, in the given order.
-    /// The id of the agent this state holds at `slot`.
-    func agentID(slot: Int32) -> String? {
-        Int(slot) < slotIDs.count && slot >= 0 ? slotIDs[Int(slot)] : nil
-    }
-
     /// The slot this state holds an agent at.
     func slot(of id: String) -> Int32? { agentSlots[id]?.slot }
 
+    /// Slots and idle times of the candidates this state knows, in the given order.
     func candidates(_ ids: [String], nowMs: Int64) -> (slots: [Int32], idle: [Int64], ids: [String]) {
         if lastRevision != agentRevision || ids != lastIDs {
             var slots: [Int32] = []
@@ -420,7 +408,7 @@ final class LuaRuntime {
         }
     }
 
-    func selectAgent(_ call: CallInfo, slots: [Int32], idle: [Int64], nowMs: Int64) -> Result<String??, HookError> {
+    func selectAgent(_ call: CallInfo, slots: [Int32], nowMs: Int64) -> Result<String??, HookError> {
         currentHook = .selectAgent
         parley_set_hook_now(state, nowMs, 1)
         defer { parley_set_hook_now(state, 0, 0) }
@@ -428,9 +416,7 @@ final class LuaRuntime {
         var out = parley_string_result()
         let st = withCall(call, nowMs: nowMs) { c in
             slots.withUnsafeBufferPointer { s in
-                idle.withUnsafeBufferPointer { i in
-                    parley_select_agent(state, c, s.baseAddress, i.baseAddress, s.count, &defined, &out)
-                }
+                parley_select_agent(state, c, s.baseAddress, s.count, &defined, &out)
             }
         }
         if st != PARLEY_OK { return .failure(failure(st)) }
@@ -438,21 +424,21 @@ final class LuaRuntime {
         return .success(.some(takeString(&out)))
     }
 
-    func handoffEncoding(_ call: CallInfo, slot: Int32, idle: Int64, nowMs: Int64) -> Result<String?, HookError> {
+    func handoffEncoding(_ call: CallInfo, slot: Int32, nowMs: Int64) -> Result<String?, HookError> {
         currentHook = .handoffEncoding
         parley_set_hook_now(state, nowMs, 1)
         defer { parley_set_hook_now(state, 0, 0) }
         var defined: Int32 = 0
         var out = parley_string_result()
         let st = withCall(call, nowMs: nowMs) { c in
-            parley_handoff_encoding(state, c, slot, idle, &defined, &out)
+            parley_handoff_encoding(state, c, slot, &defined, &out)
         }
         if st != PARLEY_OK { return .failure(failure(st)) }
         guard defined != 0 else { return .success(nil) }
         return .success(takeString(&out) ?? "")
     }
 
-    func orderRegistrations(_ address: AddressInfo, slots: [Int32], idle: [Int64], nowMs: Int64) -> Result<[(String, Double)]?, HookError> {
+    func orderRegistrations(_ address: AddressInfo, slots: [Int32], nowMs: Int64) -> Result<[(String, Double)]?, HookError> {
         currentHook = .orderRegistrations
         parley_set_hook_now(state, nowMs, 1)
         defer { parley_set_hook_now(state, 0, 0) }
@@ -466,9 +452,7 @@ final class LuaRuntime {
         let st = arena.with { strs in
             var a = parley_address(aor: strs[0], skill: strs[1], kind: strs[2], name: strs[3])
             return slots.withUnsafeBufferPointer { s in
-                idle.withUnsafeBufferPointer { i in
-                    parley_order_registrations(state, &a, s.baseAddress, i.baseAddress, s.count, &defined, &out)
-                }
+                parley_order_registrations(state, &a, s.baseAddress, s.count, &defined, &out)
             }
         }
         if st != PARLEY_OK { return .failure(failure(st)) }

@@ -147,7 +147,7 @@ public final class PinnedRules {
         defer { store.count(.selectAgent, failure: result.failure) }
         let first = { () -> String? in
             guard let s = candidates.slots.first else { return nil }
-            return self.runtime?.agentID(slot: s) ?? self.store.agents.agentID(slot: s)
+            return self.store.agents.agentID(slot: s)
         }
         guard let runtime else {
             result.agentID = first()
@@ -155,7 +155,7 @@ public final class PinnedRules {
         }
         runtime.sync(store.agents)
         // each agent's idle_ms is computed from its idle-since when the rule reads it
-        switch runtime.selectAgent(call, slots: candidates.slots, idle: [], nowMs: now) {
+        switch runtime.selectAgent(call, slots: candidates.slots, nowMs: now) {
         case .success(.none):
             result.agentID = first()
         case .success(.some(nil)):
@@ -191,7 +191,7 @@ public final class PinnedRules {
         runtime.sync(store.agents)
         let c = runtime.candidates(agents, nowMs: now)
         let fallback = { RegistrationQ.bindings(for: RegistrationQ.defaultOrder(Array(zip(c.ids, c.idle)))) }
-        switch runtime.orderRegistrations(address, slots: c.slots, idle: c.idle, nowMs: now) {
+        switch runtime.orderRegistrations(address, slots: c.slots, nowMs: now) {
         case .success(nil):
             result.bindings = fallback()
         case .success(let entries?):
@@ -226,9 +226,8 @@ public final class PinnedRules {
         defer { store.count(.handoffEncoding, failure: result.failure) }
         guard let runtime else { return result }
         runtime.sync(store.agents)
-        let c = runtime.candidates([agent], nowMs: now)
-        guard let slot = c.slots.first else { return result }
-        switch runtime.handoffEncoding(call, slot: slot, idle: c.idle[0], nowMs: now) {
+        guard let slot = runtime.slot(of: agent) else { return result }
+        switch runtime.handoffEncoding(call, slot: slot, nowMs: now) {
         case .success(nil):
             break
         case .success(let s?):

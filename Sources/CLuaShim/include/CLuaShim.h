@@ -116,7 +116,6 @@ typedef struct {
     const parley_str *skills;
     size_t skill_count;
     parley_str state;
-    int64_t idle_ms;
     int64_t calls_handled;
     int64_t talk_ms;
     parley_str contact;
@@ -174,11 +173,13 @@ typedef struct {
 
 /// Hook calls. A missing hook gives PARLEY_OK with `*defined = 0`.
 int parley_classify(parley_state *S, parley_str invite, int *defined, parley_classify_result *out);
-int parley_select_agent(parley_state *S, const parley_call *call, const int32_t *slots, const int64_t *idle_ms,
-                        size_t count, int *defined, parley_string_result *out);
-int parley_order_registrations(parley_state *S, const parley_address *address, const int32_t *slots,
-                               const int64_t *idle_ms, size_t count, int *defined, parley_order_result *out);
-int parley_handoff_encoding(parley_state *S, const parley_call *call, int32_t slot, int64_t idle_ms, int *defined,
+/// Agents are passed by slot (see parley_agent_put); their idle_ms is computed from idle_since
+/// at the time set by parley_set_hook_now.
+int parley_select_agent(parley_state *S, const parley_call *call, const int32_t *slots, size_t count, int *defined,
+                        parley_string_result *out);
+int parley_order_registrations(parley_state *S, const parley_address *address, const int32_t *slots, size_t count,
+                               int *defined, parley_order_result *out);
+int parley_handoff_encoding(parley_state *S, const parley_call *call, int32_t slot, int *defined,
                             parley_string_result *out);
 
 void parley_free(void *p);
