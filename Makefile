@@ -6,6 +6,9 @@ SWIFT ?= swift
 # kamailio: the upstream registrar of Tests/sipp-registration (bench/kamailio/registrar.cfg)
 APT_PACKAGES := liblua5.4-dev pkg-config sip-tester kamailio
 CONFIG ?= examples/parley.yaml
+# Release builds optimize across module boundaries, SwiftNIO's included (about 5-9% less CPU per
+# call on the call path than the default, measured with bench/run-callpath.sh's load).
+RELEASE_FLAGS ?= -Xswiftc -cross-module-optimization
 
 .PHONY: deps build release run demo test bench clean
 
@@ -22,7 +25,7 @@ build: deps
 	$(SWIFT) build
 
 release: deps
-	$(SWIFT) build -c release
+	$(SWIFT) build -c release $(RELEASE_FLAGS)
 
 # Starts the distributor and buffer server with the shipped example configuration and rules
 # (foreground; Ctrl-C stops it). README.md says how to place a call with SIPp.
@@ -43,7 +46,7 @@ test: deps
 	.build/debug/parley test rules examples/rules Tests/sipp-callpath/rules Tests/sipp-registration/rules
 	bash Tests/cli/sip-parse.sh
 	bash Tests/cli/demo.sh
-	$(SWIFT) build -c release --product parley
+	$(SWIFT) build -c release $(RELEASE_FLAGS) --product parley
 	bash Tests/sipp/run.sh --parley $(CURDIR)/.build/release/parley
 	bash Tests/sipp-callpath/run.sh --quick --parley $(CURDIR)/.build/release/parley
 	bash Tests/sipp-registration/run.sh --parley $(CURDIR)/.build/release/parley

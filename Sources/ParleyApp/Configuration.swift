@@ -38,6 +38,7 @@ public struct TreatmentConfiguration: Sendable, Equatable {
 ///   distributor: 127.0.0.1:5060   # UDP and TCP
 ///   buffer: 127.0.0.1:5070        # UDP and TCP
 ///   tunnel: 127.0.0.1:5071        # WebSocket, for the tunnel encoding (buffer side)
+///   in_process: true              # both roles here: `uri` handoffs pass in memory
 /// timers: {no_answer_timeout: 15s, wrap_up: 10s, max_no_answer: 3, break: 60s}
 /// skills: [sales, support]
 /// records: {database: parley-records.sqlite}   # relative to this file; off: no records
@@ -54,6 +55,9 @@ public struct ParleyConfiguration: Sendable {
     public var distributorListen: String
     public var bufferListen: String
     public var tunnelListen: String?
+    /// `listeners.in_process`: with both roles in this process, `uri` handoffs to agents pass
+    /// from distributor to buffer server in memory rather than through the buffer listener.
+    public var handoffInProcess = true
     public var skills: [String]
     public var agents: [AgentConfiguration]
     public var noAnswerTimeout: Duration = .seconds(15)
@@ -192,7 +196,11 @@ extension ParleyConfiguration {
         }
 
         if let n = top["listeners"], let m = r.mapping(n, key: "listeners") {
-            r.allowOnly(m, ["distributor", "buffer", "tunnel"], prefix: "listeners.")
+            r.allowOnly(m, ["distributor", "buffer", "tunnel", "in_process"], prefix: "listeners.")
+            if let v = m["in_process"] {
+                if let b = v.bool { c.handoffInProcess = b }
+                else { r.fail(v, "listeners.in_process", "expected true or false, got '\(v.string ?? "?")'") }
+            }
             c.distributorListen = r.address(m["distributor"], key: "listeners.distributor", required: true) ?? ""
             c.bufferListen = r.address(m["buffer"], key: "listeners.buffer", required: true) ?? ""
             c.tunnelListen = r.address(m["tunnel"], key: "listeners.tunnel", required: false)

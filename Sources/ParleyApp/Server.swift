@@ -130,6 +130,10 @@ public final class ParleyServer: @unchecked Sendable {
                 client.connect()
             }
         }
+        if let buffer, let distributor, c.handoffInProcess {
+            let link = InProcessHandoff(distributor: distributor, buffer: buffer)
+            try distributor.stack.loop.submit { distributor.inProcessBuffer = link }.wait()
+        }
         if roles.contains(.registration) {
             try startRegistration(timers: timers)
         }
@@ -212,7 +216,7 @@ public final class ParleyServer: @unchecked Sendable {
             if let s = try? d.stack.loop.submit({ () -> String in
                 let c = d.counters
                 let states = d.agents.stateCounts
-                return "distributor calls=\(c.calls) answered=\(c.answered) failed=\(c.failed) cancelled=\(c.cancelled) no_answers=\(c.noAnswers) queued=\(c.queued) queue_timeouts=\(c.queueTimeouts) overflows=\(c.overflows) rejected=\(c.rejected) treatments=\(c.treatments) moves=\(c.moves) rule_failures=\(c.ruleFailures) events=\(c.eventsReceived) reconciled=\(c.reconciled) handoffs_uri=\(c.handoffs["uri"] ?? 0) handoffs_message=\(c.handoffs["message"] ?? 0) handoffs_tunnel=\(c.handoffs["tunnel"] ?? 0)\n"
+                return "distributor calls=\(c.calls) answered=\(c.answered) failed=\(c.failed) cancelled=\(c.cancelled) no_answers=\(c.noAnswers) queued=\(c.queued) queue_timeouts=\(c.queueTimeouts) overflows=\(c.overflows) rejected=\(c.rejected) treatments=\(c.treatments) moves=\(c.moves) rule_failures=\(c.ruleFailures) events=\(c.eventsReceived) reconciled=\(c.reconciled) handoffs_uri=\(c.handoffs["uri"] ?? 0) handoffs_message=\(c.handoffs["message"] ?? 0) handoffs_tunnel=\(c.handoffs["tunnel"] ?? 0) handoffs_in_process=\(c.handoffsInProcess)\n"
                     + "distributor_table \(d.tableSizes) transactions=\(d.stack.transactionCount) lua_kib=\((d.engine.luaMemory ?? 0) / 1024)\n"
                     + "agents " + AgentState.allCases.map { "\($0.rawValue)=\(states[$0] ?? 0)" }.joined(separator: " ") + "\n"
                     + d.agents.all.map { "agent \($0.id) state=\($0.ruleState.rawValue) calls_handled=\($0.callsHandled) no_answers=\($0.consecutiveNoAnswers)" }.joined(separator: "\n")

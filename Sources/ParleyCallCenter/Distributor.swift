@@ -72,6 +72,8 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
     public struct Counters: Sendable, Equatable {
         public var calls = 0
         public var handoffs: [String: Int] = [:]
+        /// `uri` handoffs that went to the buffer server in memory (`inProcessBuffer`).
+        public var handoffsInProcess = 0
         public var answered = 0
         public var failed = 0
         public var cancelled = 0
@@ -109,6 +111,10 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
     /// Links for the `message` and `tunnel` encodings (`uri` needs none). An encoding whose link
     /// is missing falls back to `uri`, logged.
     public var links: [HandoffEncoding: HandoffLink] = [:]
+    /// When the buffer server runs in this process: the link `uri` handoffs to agents take instead
+    /// of the socket (the same INVITE, the agent id in its Request-URI, passed in memory; its
+    /// responses come back the same way). Treatments and moves keep the socket. nil: the socket.
+    public var inProcessBuffer: HandoffLink?
     /// Where call records and queue-log lines go (nil: none kept). Writes are queued, never
     /// waited for on the event loop.
     public var records: RecordStore?
@@ -308,7 +314,8 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
         }
         var invite = handoffInvite(call, agent: agent, encoding: encoding, kind: kind)
         logger.debug("call \(call.reference): offering to \(agent) by \(encoding)")
-        if encoding == .uri {
+        let link = encoding == .uri ? (kind == .agent ? inProcessBuffer : nil) : links[encoding]
+        if link == nil {
             guard let key = stack.sendRequest(invite, to: configuration.bufferDestination) else {
                 attemptFailed(attempt, code: 503)
                 return
@@ -316,10 +323,12 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
             attempt.key = key
             if kind.isMove { attempt.sentInvite = invite }
             attemptsByKey[key] = attempt
-        } else if let link = links[encoding] {
+        } else if let link {
             let branch = stack.newBranch(prefix: "ho")
             invite.headers.prepend(HeaderName(.via), link.via(branch: branch))
             attempt.branch = branch
+            attempt.link = link
+            if link === inProcessBuffer { counters.handoffsInProcess += 1 }
             attempt.linkInvite = invite
             attemptsByBranch[branch] = attempt
             link.send(invite) { [weak self, weak attempt] in
@@ -371,7 +380,7 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
         attempt.cancelPending = false
         if let key = attempt.key {
             stack.cancel(key)
-        } else if let invite = attempt.linkInvite, let link = links[attempt.encoding] {
+        } else if let invite = attempt.linkInvite, let link = attempt.link {
             link.send(invite.makeCancel()) {}
         }
     }
@@ -393,7 +402,7 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
         guard ((try? message.cseq()) ?? nil)?.method == .invite else { return }  // the 200 for a CANCEL
         attemptResponse(attempt, message)
         if let code = message.statusCode, code >= 300, attempt.encoding == .tunnel, let invite = attempt.linkInvite,
-           let link = links[.tunnel] {
+           let link = attempt.link {
             link.send(invite.makeACK(for: message)) {}  // 17.1.1.3, hop by hop
         }
     }
@@ -617,10 +626,7 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
         }
         if code != 487 { counters.failed += 1 }
         // Link attempts that are final can go; the rest go when their guard fires.
-        for (branch, a) in attemptsByBranch where a.call === call && a.final {
-            attemptsByBranch[branch] = nil
-            a.linkGuard?.cancel()
-        }
+        for a in call.attempts where a.final { forgetLinkAttempt(a) }
     }
 
     private func recordExit(_ call: DistributorCall, code: Int?, exit: Exit, treatment: String? = nil) {
@@ -961,6 +967,8 @@ final class Attempt {
     var key: TransactionKey?
     var branch: String?
     var linkInvite: SIPMessage?
+    /// The link the handoff went through (nil: the socket, as a transaction).
+    var link: HandoffLink?
     var provisional = false
     var final = false
     var abandoned = false

@@ -227,7 +227,10 @@ public final class RecordStore: Sendable {
     public func recordNow(_ event: CallEvent) throws {
         try writer.sync {
             writePending()
-            try db.write { db in try Self.apply(event, db) }
+            try db.write { db in
+                var rows = CallRows()
+                try Self.apply(event, db, &rows)
+            }
         }
     }
 
@@ -236,17 +239,28 @@ public final class RecordStore: Sendable {
         writer.sync { writePending() }
     }
 
-    /// Applies the pending batch in one transaction, each event in its own savepoint. On the writer.
+    /// Applies the pending batch in one transaction. On the writer. The batch is first applied
+    /// as a whole; if any event fails, that transaction is rolled back and the batch applied again
+    /// with each event in its own savepoint, so only the failing events are left out (and
+    /// reported).
     private func writePending() {
         let batch = pending.take()
         guard !batch.isEmpty else { return }
+        do {
+            try db.write { db in
+                var rows = CallRows()
+                for event in batch { try Self.apply(event, db, &rows) }
+            }
+            return
+        } catch {}
         var failures: [Error] = []
         do {
             try db.write { db in
                 for event in batch {
                     do {
                         try db.inSavepoint {
-                            try Self.apply(event, db)
+                            var rows = CallRows()
+                            try Self.apply(event, db, &rows)
                             return .commit
                         }
                     } catch {
@@ -262,27 +276,46 @@ public final class RecordStore: Sendable {
         for failure in failures { onError(failure) }
     }
 
+    /// What later events of a call need of its row, kept while a batch is applied (a call's
+    /// arrival, offer and answer usually share a batch: one read of the row instead of one per
+    /// event).
+    struct CallRow {
+        var queue: String
+        var version: String
+        var arrived: Int64
+        var answered: Int64?
+        var outcome: CallOutcome
+    }
+    typealias CallRows = [String: CallRow]
+
+    private static func row(_ call: String, _ db: Database, _ rows: inout CallRows) throws -> CallRow {
+        if let r = rows[call] { return r }
+        guard let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT queue, rules_version, arrived_ms, answered_ms, outcome FROM calls WHERE reference = ?"),
+                                         arguments: [call]) else {
+            throw RecordStoreError(path: db.configuration.label ?? "", message: "event for unknown call \(call)")
+        }
+        let r = CallRow(queue: row["queue"], version: row["rules_version"], arrived: row["arrived_ms"], answered: row["answered_ms"],
+                        outcome: CallOutcome(rawValue: row["outcome"]) ?? .waiting)
+        rows[call] = r
+        return r
+    }
+
     /// Applies one event. Statements are cached on the connection: compiling the SQL anew for
-    /// each event cost more than the writes.
-    private static func apply(_ event: CallEvent, _ db: Database) throws {
+    /// each event cost more than the writes. `rows` follows what it writes to the calls table.
+    private static func apply(_ event: CallEvent, _ db: Database, _ rows: inout CallRows) throws {
         if case .arrived(let call, let sipCallID, let caller, let queue, let priority, let version, let at) = event {
             try db.cachedStatement(sql: """
                 INSERT OR IGNORE INTO calls (reference, sip_call_id, caller, queue, priority, rules_version, arrived_ms, outcome)
                 VALUES (?, ?, ?, ?, ?, ?, ?, 'waiting')
                 """).execute(arguments: [call, sipCallID, caller, queue, priority, version, at])
             guard db.changesCount > 0 else { return }
+            rows[call] = CallRow(queue: queue, version: version, arrived: at, answered: nil, outcome: .waiting)
             try log(db, at, call, queue, nil, .enterQueue, version, nil, nil)
             return
         }
-        guard let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT queue, rules_version, arrived_ms, answered_ms, outcome FROM calls WHERE reference = ?"),
-                                         arguments: [event.call]) else {
-            throw RecordStoreError(path: db.configuration.label ?? "", message: "event for unknown call \(event.call)")
-        }
-        let queue: String = row["queue"]
-        let version: String = row["rules_version"]
-        let arrived: Int64 = row["arrived_ms"]
-        let answered: Int64? = row["answered_ms"]
-        let outcome = CallOutcome(rawValue: row["outcome"]) ?? .waiting
+        var row = try row(event.call, db, &rows)
+        let queue = row.queue, version = row.version, arrived = row.arrived
+        defer { rows[event.call] = row }
         switch event {
         case .arrived:
             break
@@ -292,28 +325,34 @@ public final class RecordStore: Sendable {
         case .notAnswered(let call, let agent, let code, let at):
             try log(db, at, call, queue, agent, .ringNoAnswer, version, nil, code)
         case .connected(let call, let agent, let at):
-            guard outcome == .waiting else { return }
+            guard row.outcome == .waiting else { return }
             try db.cachedStatement(sql: "UPDATE calls SET answered_ms = ?, agent = ?, outcome = 'answered', final_code = 200 WHERE reference = ?").execute(arguments: [at, agent, call])
+            row.answered = at
+            row.outcome = .answered
             try log(db, at, call, queue, agent, .connect, version, at - arrived, nil)
         case .abandoned(let call, let at):
-            guard outcome == .waiting else { return }
+            guard row.outcome == .waiting else { return }
             try db.cachedStatement(sql: "UPDATE calls SET ended_ms = ?, outcome = 'abandoned', final_code = 487 WHERE reference = ?").execute(arguments: [at, call])
+            row.outcome = .abandoned
             try log(db, at, call, queue, nil, .abandon, version, at - arrived, nil)
         case .completed(let call, let agent, let at):
-            guard outcome == .answered, let answered else { return }
+            guard row.outcome == .answered, let answered = row.answered else { return }
             try db.cachedStatement(sql: "UPDATE calls SET ended_ms = ?, outcome = 'completed' WHERE reference = ?").execute(arguments: [at, call])
+            row.outcome = .completed
             try log(db, at, call, queue, agent, .complete, version, at - answered, nil)
         case .failed(let call, let code, let timedOut, let at):
-            guard outcome == .waiting else { return }
+            guard row.outcome == .waiting else { return }
             let o: CallOutcome = timedOut ? .timeout : .failed
             try db.cachedStatement(sql: "UPDATE calls SET ended_ms = ?, outcome = ?, final_code = ? WHERE reference = ?").execute(arguments: [at, o.rawValue, code, call])
+            row.outcome = o
             try log(db, at, call, queue, nil, timedOut ? .exitWithTimeout : .failed, version, at - arrived, code)
         case .treatment(let call, let treatment, let at):
             try log(db, at, call, queue, treatment, .treatment, version, nil, nil)
         case .overflowed(let call, let full, let treatment, let code, let at):
-            guard outcome == .waiting else { return }
+            guard row.outcome == .waiting else { return }
             let o: CallOutcome = full ? .failed : .timeout
             try db.cachedStatement(sql: "UPDATE calls SET ended_ms = ?, outcome = ?, final_code = ? WHERE reference = ?").execute(arguments: [at, o.rawValue, code, call])
+            row.outcome = o
             try log(db, at, call, queue, treatment, full ? .exitWithFull : .exitWithTimeout, version, at - arrived, code)
         }
     }

@@ -17,6 +17,7 @@ import Testing
           distributor: 127.0.0.1:5060
           buffer: 127.0.0.1:5070
           tunnel: "[::1]:5071"
+          in_process: false
         timers: {no_answer_timeout: 12s, wrap_up: 500ms, max_no_answer: 2, break: 2m, probe: off, t1: 250}
         skills: [sales, support]
         agents:
@@ -50,6 +51,7 @@ import Testing
         #expect(c.rulesDirectory == "/etc/parley/rules")
         #expect(c.distributorListen == "127.0.0.1:5060")
         #expect(c.tunnelListen == "[::1]:5071")
+        #expect(c.handoffInProcess == false)
         #expect(c.noAnswerTimeout == .seconds(12))
         #expect(c.wrapUp == .milliseconds(500))
         #expect(c.maxNoAnswer == 2)
@@ -76,12 +78,19 @@ import Testing
               - {id: alice, contact: "mailto:bob@example.com"}
             """)
         let text = p.map(\.description)
-        #expect(text.contains("/etc/parley/parley.yaml:3: listeners.bufer: unknown key (expected one of: buffer, distributor, tunnel)"))
+        #expect(text.contains("/etc/parley/parley.yaml:3: listeners.bufer: unknown key (expected one of: buffer, distributor, in_process, tunnel)"))
         #expect(text.contains("/etc/parley/parley.yaml: listeners.buffer: missing: an address, IP:PORT or [IPv6]:PORT"))
         #expect(text.contains { $0.hasPrefix("/etc/parley/parley.yaml:4: timers.wrap_up: expected a duration") })
         #expect(text.contains("/etc/parley/parley.yaml:7: agents[1].id: agent 'alice' is configured twice"))
         #expect(text.contains { $0.hasPrefix("/etc/parley/parley.yaml:7: agents[1].contact: 'mailto:bob@example.com' is not a SIP URI") })
         #expect(p.count == 5)
+    }
+
+    @Test func inProcessHandoffIsOnUnlessTurnedOff() throws {
+        let on = try ParleyConfiguration.parse(Self.good.replacingOccurrences(of: "  in_process: false\n", with: ""), path: "/p.yaml")
+        #expect(on.handoffInProcess)
+        let p = problems(Self.good.replacingOccurrences(of: "in_process: false", with: "in_process: sometimes"))
+        #expect(p.map(\.description) == ["/etc/parley/parley.yaml:7: listeners.in_process: expected true or false, got 'sometimes'"])
     }
 
     @Test func skillsMustBeConfiguredOnes() {

@@ -195,6 +195,10 @@ answered() {
   wait_drained "$dir" 10 || return 1
   local h; h=$(stat "$dir" buffer "handoffs_$enc")
   [ "$h" = "$N" ] || { REASON="buffer server counted $h handoffs by $enc, want $N"; return 1; }
+  # uri with both roles in one process: in memory unless the configuration turns it off
+  local want=0; [ "$enc" = uri ] && [ "$mode" = together ] && ! grep -q "in_process: false" "$dir/parley.yaml" && want=$N
+  h=$(stat "$dir" distributor handoffs_in_process)
+  [ "$h" = "$want" ] || { REASON="distributor counted $h handoffs in process, want $want"; return 1; }
 }
 
 # next_agent DIR ENCODING FIRST_AGENT_XML: a1 refuses or rings out, a2 answers every call
@@ -244,6 +248,28 @@ for enc in uri message tunnel; do
   eval "CASE_${enc}_agent_holds_resumes() { answered \"\$1\" $enc caller-held-by-agent.xml agent-holds-resumes.xml; }"
   eval "CASE_${enc}_separate_processes() { answered \"\$1\" $enc caller-answered-hangs-up.xml agent-answers.xml separate; }"
 done
+
+# uri between the roles of one process through the buffer listener (listeners.in_process: false),
+# as between two processes
+CASE_uri_in_process_off() {
+  local dir=$1 b rc rca
+  b=$(alloc_block) || { REASON="no free ports"; return 1; }
+  write_config "$dir" "$b" "" 1
+  sed -i 's/^listeners: {\(.*\)}$/listeners: {\1, in_process: false}/' "$dir/parley.yaml"
+  grep -q "in_process: false" "$dir/parley.yaml" || { REASON="could not turn in_process off in parley.yaml"; return 1; }
+  start_serve "$dir" "$b" || return 1
+  start_agent "$dir" a1 agent-answers.xml $((b + 3)) "$N" 90 -d 300
+  run_caller "$dir" caller caller-answered-hangs-up.xml "$b" $((b + 9)) "$N" 90 uri none -d 300
+  rc=$?
+  wait_agent a1 15; rca=$?
+  check_side "$dir" caller "$rc" "$N" || return 1
+  check_side "$dir" a1 "$rca" "$N" || return 1
+  wait_drained "$dir" 10 || return 1
+  local h; h=$(stat "$dir" distributor handoffs_in_process)
+  [ "$h" = 0 ] || { REASON="distributor counted $h handoffs in process, want 0"; return 1; }
+  h=$(stat "$dir" buffer handoffs_uri)
+  [ "$h" = "$N" ] || { REASON="buffer server counted $h handoffs by uri, want $N"; return 1; }
+}
 
 # A hook that raises at call time: logged with file:line, counted, its default used; the call connects.
 rule_raises() {
@@ -599,7 +625,7 @@ CASES=""
 for enc in uri message tunnel; do
   CASES="$CASES $enc-answered-caller-hangs-up $enc-answered-agent-hangs-up $enc-caller-cancel-expect-487 $enc-agent-486-next-agent-answers $enc-agent-no-answer-next-agent-answers $enc-hold-resume-info-options-update $enc-agent-holds-resumes $enc-separate-processes"
 done
-CASES="$CASES queue-priority-order queue-caller-abandons-while-queued queue-music-on-hold-then-moved-to-agent queue-caller-hangs-up-on-hold-abandoned queue-silent-treatment-does-not-block-the-agent queue-max-wait-gives-the-status queue-no-agent-rejects-with-status queue-max-length-and-max-wait-overflow-to-announcement queue-max-wait-on-hold-hangs-up"
+CASES="$CASES uri-in-process-off queue-priority-order queue-caller-abandons-while-queued queue-music-on-hold-then-moved-to-agent queue-caller-hangs-up-on-hold-abandoned queue-silent-treatment-does-not-block-the-agent queue-max-wait-gives-the-status queue-no-agent-rejects-with-status queue-max-length-and-max-wait-overflow-to-announcement queue-max-wait-on-hold-hangs-up"
 CASES="$CASES config-bad-file-refused lost-bye-probe-hangs-up-agent rule-classify-raises-call-connects rule-select-agent-raises-call-connects rule-handoff-raises-call-connects agent-no-answers-go-on-break agent-wrap-up-sends-next-call-elsewhere separate-buffer-crash-frees-agent"
 
 # ---------------------------------------------------------------- main
