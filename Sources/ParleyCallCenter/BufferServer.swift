@@ -646,6 +646,9 @@ public final class BufferServer: SIPTransactionUser, @unchecked Sendable {
             call.ackTimer?.cancel()
             call.ackTimer = nil
             if call.treatment == nil { call.releaseCallerInvite() }
+            // A handoff through a link has no transaction whose end forgets its branch: nothing
+            // more of that handoff can come once its answer is ACKed.
+            if case .link(_, let branch) = call.ingress, byLinkBranch[branch] === call { byLinkBranch[branch] = nil }
             if !call.over { ackAgent(call, payload: ack) }
             return
         }
