@@ -71,8 +71,10 @@ public enum Transaction: TransactionStateMachine {
         }
     }
 
+    // `switch consume self`: the state machine is moved out, not copied, so what it mutates
+    // (its timers, its last response) is uniquely referenced and changed in place.
     public mutating func start(now: SIPInstant) -> [TransactionAction] {
-        switch self {
+        switch consume self {
         case .inviteClient(var t): let a = t.start(now: now); self = .inviteClient(t); return a
         case .nonInviteClient(var t): let a = t.start(now: now); self = .nonInviteClient(t); return a
         case .inviteServer(var t): let a = t.start(now: now); self = .inviteServer(t); return a
@@ -81,7 +83,7 @@ public enum Transaction: TransactionStateMachine {
     }
 
     public mutating func handle(_ event: TransactionEvent, now: SIPInstant) -> [TransactionAction] {
-        switch self {
+        switch consume self {
         case .inviteClient(var t): let a = t.handle(event, now: now); self = .inviteClient(t); return a
         case .nonInviteClient(var t): let a = t.handle(event, now: now); self = .nonInviteClient(t); return a
         case .inviteServer(var t): let a = t.handle(event, now: now); self = .inviteServer(t); return a
@@ -152,6 +154,13 @@ public struct TransactionTable<Context> {
     /// The live transaction with this key.
     public func transaction(for key: TransactionKey) -> Transaction? { entries[key]?.transaction }
 
+    /// The request that started the live transaction with this key (the transaction itself is
+    /// not copied out).
+    public func request(for key: TransactionKey) -> SIPMessage? {
+        guard let i = entries.index(forKey: key) else { return nil }
+        return entries.values[i].transaction.request
+    }
+
     /// The context of the live transaction with this key.
     public func context(for key: TransactionKey) -> Context? { entries[key]?.context }
 
@@ -183,7 +192,7 @@ public struct TransactionTable<Context> {
 
     private mutating func start(_ transaction: Transaction, key: TransactionKey, context: Context,
                                 now: SIPInstant) throws(TransactionTableError) -> Output {
-        guard entries[key] == nil else { throw .duplicate(key) }
+        guard entries.index(forKey: key) == nil else { throw .duplicate(key) }
         var t = transaction
         let actions = t.start(now: now)
         if !t.isTerminated { entries[key] = Entry(transaction: t, context: context) }
@@ -194,28 +203,32 @@ public struct TransactionTable<Context> {
     public mutating func receive(_ message: SIPMessage, now: SIPInstant) -> Routing {
         if message.isRequest {
             guard let key = TransactionKey.server(matching: message) else { return .unmatchable }
-            if let entry = entries[key], Self.legacyToTagMatches(message, key: key, transaction: entry.transaction) {
-                return .handled(handle(.received(message), key: key, now: now))
+            if let i = entries.index(forKey: key),
+               !key.isRFC2543 || Self.legacyToTagMatches(message, key: key, transaction: entries.values[i].transaction) {
+                return .handled(handle(.received(message), at: i, key: key, now: now))
             }
             return message.method == .ack ? .unmatchedACK : .newRequest(key)
         }
         guard let key = TransactionKey.client(matching: message) else { return .unmatchable }
-        guard entries[key] != nil else { return .strayResponse }
-        return .handled(handle(.received(message), key: key, now: now))
+        guard let i = entries.index(forKey: key) else { return .strayResponse }
+        return .handled(handle(.received(message), at: i, key: key, now: now))
     }
 
     /// Feeds an event to the transaction with this key: a response from the TU, a fired timer,
     /// a transport error. Nil when no such transaction is live (it terminated; a late timer).
     public mutating func handle(_ event: TransactionEvent, for key: TransactionKey, now: SIPInstant) -> Output? {
-        guard entries[key] != nil else { return nil }
-        return handle(event, key: key, now: now)
+        guard let i = entries.index(forKey: key) else { return nil }
+        return handle(event, at: i, key: key, now: now)
     }
 
-    private mutating func handle(_ event: TransactionEvent, key: TransactionKey, now: SIPInstant) -> Output {
-        let actions = entries[key]!.transaction.handle(event, now: now)
-        let context = entries[key]!.context
-        if entries[key]!.transaction.isTerminated {
-            entries[key] = nil
+    /// The entry at `i` (found once by the caller) handles the event in place: neither the
+    /// entry nor its transaction is copied out of the table and back.
+    private mutating func handle(_ event: TransactionEvent, at i: Dictionary<TransactionKey, Entry>.Index, key: TransactionKey,
+                                 now: SIPInstant) -> Output {
+        let actions = entries.values[i].transaction.handle(event, now: now)
+        let context = entries.values[i].context
+        if entries.values[i].transaction.isTerminated {
+            entries.remove(at: i)
             shrinkIfSparse()
         }
         return Output(key: key, context: context, actions: actions)

@@ -143,12 +143,12 @@ public final class SIPStack: @unchecked Sendable {
     /// Sends a CANCEL for a client INVITE transaction (9.1). Returns the CANCEL's key.
     @discardableResult
     public func cancel(_ invite: TransactionKey) -> TransactionKey? {
-        guard let tx = table.transaction(for: invite), case .client(let destination)? = table.context(for: invite) else { return nil }
-        return sendRequest(tx.request.makeCancel(), to: destination, addVia: false)
+        guard let request = table.request(for: invite), case .client(let destination)? = table.context(for: invite) else { return nil }
+        return sendRequest(request.makeCancel(), to: destination, addVia: false)
     }
 
     /// The request that started a transaction.
-    public func request(of key: TransactionKey) -> SIPMessage? { table.transaction(for: key)?.request }
+    public func request(of key: TransactionKey) -> SIPMessage? { table.request(for: key) }
 
     /// Where a server transaction's request came from.
     public func source(of key: TransactionKey) -> SIPSource? {
