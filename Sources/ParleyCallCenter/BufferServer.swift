@@ -237,8 +237,8 @@ public final class BufferServer: SIPTransactionUser, @unchecked Sendable {
                 path.send(SIPTransport.makeResponse(to: inner, code: 404, reason: "Not Found: no agent in the Request-URI", toTag: stack.newTag()))
                 return
             }
-            // 100 Trying at once through the link (as the INVITE server transaction does for
-            // `uri`): the distributor may CANCEL only after a provisional (9.1).
+            // 100 Trying at once through the link (for `uri` the INVITE server transaction sends
+            // one within 200 ms): the distributor may CANCEL only after a provisional (9.1).
             path.send(inner.makeTrying())
             startCall(inner, agent: agent, treatment: false, encoding: encoding, ingress: .link(path, branch: branch))
         case .cancel?:

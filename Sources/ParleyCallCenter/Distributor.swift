@@ -57,7 +57,7 @@ public struct DistributorConfiguration: Sendable {
     public func policy(for type: String) -> QueuePolicy { queues[type] ?? defaultQueue }
 }
 
-/// The automatic contact distributor: takes the caller's INVITE (100 Trying at once), asks the
+/// The automatic contact distributor: takes the caller's INVITE (100 Trying within 200 ms), asks the
 /// rules for the call type, the agent and the handoff encoding, and hands the call to the buffer
 /// server with the agent's id. Responses come back through it to the caller; it does not
 /// Record-Route, so once the call is answered the caller's dialog is with the buffer server alone.
@@ -186,7 +186,10 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
 
     private func newCall(_ invite: SIPMessage, key: TransactionKey, source: SIPSource) {
         counters.calls += 1
-        stack.respond(100, "Trying", to: key)
+        // No 100 Trying here: the INVITE server transaction sends one if nothing else (an
+        // agent's 180, 182 Queued, a final answer) reached the caller within 200 ms (17.2.1).
+        // Nearly every call gets the agent's ringing first, and a 100 costs a response built,
+        // serialized and sent.
         let mf = ((try? invite.maxForwards()) ?? nil) ?? 70
         guard mf > 1 else {
             stack.respond(483, "Too Many Hops", to: key)
@@ -407,15 +410,22 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
         }
     }
 
+    /// A handoff's response as the caller gets it: our Via and the handoff's call header removed.
+    private static func upstream(_ response: SIPMessage) -> SIPMessage {
+        var r = response
+        r.headers.removeFirstElement(HeaderName(.via))
+        r.headers.removeAll(HandoffWire.callHeader)
+        return r
+    }
+
     private func attemptResponse(_ attempt: Attempt, _ response: SIPMessage) {
         guard let code = response.statusCode, let call = attempt.call else { return }
         if attempt.kind.isTreatment {
             treatmentResponse(attempt, call: call, code: code, response: response)
             return
         }
-        var upstream = response
-        upstream.headers.removeFirstElement(HeaderName(.via))
-        upstream.headers.removeAll(HandoffWire.callHeader)
+        // Built only for a response that goes on to the caller: a 100 stops here.
+        var upstream: SIPMessage { Self.upstream(response) }
         switch code {
         case 100...199:
             attempt.provisional = true
@@ -494,11 +504,8 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
             // caller's ACK, hangs the treatment up).
             if attempt.abandoned { return }
             if attempt.kind == .treatment {
-                var upstream = response
-                upstream.headers.removeFirstElement(HeaderName(.via))
-                upstream.headers.removeAll(HandoffWire.callHeader)
                 call.finalSent = true
-                stack.respond(upstream, to: call.serverKey)  // retransmissions too
+                stack.respond(Self.upstream(response), to: call.serverKey)  // retransmissions too
             }
             guard first else { return }
             if call.treatmentAttempt === attempt { call.treatmentAttempt = nil }
