@@ -321,11 +321,12 @@ public final class BufferServer: SIPTransactionUser, @unchecked Sendable {
     /// From of our own. The agent sees the caller's user part and display name (caller ID) at
     /// our host, never the caller's host.
     private func newAgentLeg(callerFrom: NameAddress, contact: URI, hop: SIPDestination) -> DialogLeg? {
-        guard let local = stack.transport.advertisedAddress(for: hop.transport, toward: hop.address) else { return nil }
-        var fromURI = SIPURI(host: SIPHost.from(address: local), port: local.port)
+        guard let listener = stack.transport.advertisedListener(for: hop.transport, toward: hop.address) else { return nil }
+        let local = listener.local
+        var fromURI = SIPURI(host: SIPHost.from(address: local, ip: listener.ip), port: local.port)
         fromURI.user = callerFrom.uri.user.map { Self.safeUser($0) }
         let agentLocal = NameAddress(displayName: callerFrom.displayName, uri: .sip(fromURI))
-        return DialogLeg(callID: "b2b-" + stack.newTag() + stack.newTag() + "@" + hostPort(local), localTag: stack.newTag(),
+        return DialogLeg(callID: "b2b-" + stack.newTag() + stack.newTag() + "@" + listener.hostPort, localTag: stack.newTag(),
                          remoteTag: nil, local: agentLocal, remote: NameAddress(uri: contact), localCSeq: 0,
                          remoteCSeq: nil, remoteTarget: contact, routeSet: [], transport: hop.transport)
     }
@@ -1160,8 +1161,8 @@ final class MessageReplyPath: HandoffReplyPath {
 
 extension SIPHost {
     /// The host of a socket address.
-    static func from(address: SocketAddress) -> SIPHost {
-        let ip = address.ipAddress ?? "invalid"
+    static func from(address: SocketAddress, ip known: String? = nil) -> SIPHost {
+        let ip = known ?? address.ipAddress ?? "invalid"
         if case .v6 = address { return .ipv6(ip) }
         return .ipv4(ip)
     }

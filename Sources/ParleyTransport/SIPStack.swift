@@ -106,8 +106,7 @@ public final class SIPStack: @unchecked Sendable {
 
     /// Our Via for a request going to `destination`.
     public func makeVia(for destination: SIPDestination, branch: String) -> String {
-        let local = transport.advertisedAddress(for: destination.transport, toward: destination.address)
-        let sentBy = local.map(hostPort) ?? "invalid"
+        let sentBy = transport.advertisedListener(for: destination.transport, toward: destination.address)?.hostPort ?? "invalid"
         return "SIP/2.0/\(destination.transport.viaName) \(sentBy);branch=\(branch);rport"
     }
 

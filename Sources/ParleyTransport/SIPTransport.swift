@@ -35,6 +35,18 @@ public final class SIPTransport: @unchecked Sendable {
         public var kind: SIPTransportKind
         public var local: SocketAddress
         public var channel: Channel
+        /// `local` as Via, Contact and Call-IDs write it (`IP:PORT`, `[IPv6]:PORT`), and its IP
+        /// alone: made once, not for every message.
+        public let hostPort: String
+        public let ip: String
+
+        init(kind: SIPTransportKind, local: SocketAddress, channel: Channel) {
+            self.kind = kind
+            self.local = local
+            self.channel = channel
+            self.hostPort = ParleyTransport.hostPort(local)
+            self.ip = local.ipAddress ?? "?"
+        }
     }
     public private(set) var listeners: [Listener] = []
     private var connections: [SocketAddress: Channel] = [:]
@@ -83,9 +95,19 @@ public final class SIPTransport: @unchecked Sendable {
 
     /// The address to put in Via and Record-Route for `kind`, in the family of `peer`.
     public func advertisedAddress(for kind: SIPTransportKind, toward peer: SocketAddress? = nil) -> SocketAddress? {
-        let sameKind = listeners.filter { $0.kind == kind }
-        if let peer, let l = sameKind.first(where: { sameFamily($0.local, peer) }) { return l.local }
-        return sameKind.first?.local ?? listeners.first?.local
+        advertisedListener(for: kind, toward: peer)?.local
+    }
+
+    /// The listener whose address goes in Via and Record-Route for `kind`: of that kind and in
+    /// the family of `peer`, else the first of that kind, else the first.
+    public func advertisedListener(for kind: SIPTransportKind, toward peer: SocketAddress? = nil) -> Listener? {
+        var firstOfKind: Listener?
+        for l in listeners where l.kind == kind {
+            guard let peer else { return l }
+            if sameFamily(l.local, peer) { return l }
+            if firstOfKind == nil { firstOfKind = l }
+        }
+        return firstOfKind ?? listeners.first
     }
 
     /// Whether `host:port` names one of our listeners (for Route and Request-URI checks).
