@@ -130,41 +130,62 @@ public enum CallEvent: Sendable, Equatable {
     }
 
     /// Every event of a body: one, or several separated by a blank line. Sections that are no
-    /// event are left out.
+    /// event are left out. One pass over the lines (LF or CRLF); only the values kept are copied.
     public static func list(body: String) -> [CallEvent] {
         var events: [CallEvent] = []
-        var section = ""
-        for line in body.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" }) {
-            let l = line.hasSuffix("\r") ? line.dropLast() : line
+        var fields = Fields()
+        for line in body.utf8.split(separator: 10, omittingEmptySubsequences: false) {
+            let l = line.last == 13 ? line.dropLast() : line
             if l.isEmpty {
-                if let e = CallEvent(body: section) { events.append(e) }
-                section = ""
+                if let e = fields.event { events.append(e) }
+                fields = Fields()
             } else {
-                section += l + "\n"
+                fields.take(Substring(l))
             }
         }
-        if let e = CallEvent(body: section) { events.append(e) }
+        if let e = fields.event { events.append(e) }
         return events
     }
 
     public init?(body: String) {
-        var fields: [String: String] = [:]
-        for line in body.split(whereSeparator: { $0 == "\n" || $0 == "\r" }) {
-            guard let eq = line.firstIndex(of: "=") else { continue }
-            fields[String(line[..<eq])] = String(line[line.index(after: eq)...])
+        var fields = Fields()
+        for line in body.utf8.split(whereSeparator: { $0 == 10 || $0 == 13 }) { fields.take(Substring(line)) }
+        guard let e = fields.event else { return nil }
+        self = e
+    }
+
+    /// The `key=value` lines of one event (a key given twice: the last value).
+    private struct Fields {
+        var name: Substring?
+        var call: Substring?
+        var agent: Substring?
+        var calls: Substring?
+
+        mutating func take(_ line: Substring) {
+            guard let eq = line.firstIndex(of: "=") else { return }
+            let value = line[line.index(after: eq)...]
+            switch line[..<eq] {
+            case "event": name = value
+            case "call": call = value
+            case "agent": agent = value
+            case "calls": calls = value
+            default: break
+            }
         }
-        switch fields["event"] {
-        case "ended":
-            guard let c = fields["call"], let a = fields["agent"] else { return nil }
-            self = .ended(call: c, agent: a)
-        case "hangup":
-            guard let c = fields["call"] else { return nil }
-            self = .hangup(call: c)
-        case "live":
-            let list = fields["calls"] ?? ""
-            self = .live(calls: list.split(separator: ",").map(String.init))
-        default:
-            return nil
+
+        var event: CallEvent? {
+            switch name {
+            case "ended"?:
+                guard let call, let agent else { return nil }
+                return .ended(call: String(call), agent: String(agent))
+            case "hangup"?:
+                guard let call else { return nil }
+                return .hangup(call: String(call))
+            case "live"?:
+                return .live(calls: (calls ?? "").split(separator: ",").map(String.init))
+            default:
+                return nil
+            }
         }
     }
 }
