@@ -18,7 +18,7 @@
 #        [--memory-calls N] [--memory-rate R] [--memory-full-calls N] [--memory-mode "buffer full"]
 #        [--no-memory] [--records on|off]
 #
-# Defaults: Parley is .build/release/parley (swift build -c release; this script does not
+# Defaults: Parley is .build/release/parley (make release; this script does not
 # build), rules/ of this checkout; 5 s of calls per step at 100, 200, ... up to R=3000 calls/s;
 # calls hold 1000 ms between ACK and BYE; 3 SIPp agent processes; for the memory figures 10,000
 # calls held open through the buffer server alone (set up at 200 calls/s) and through the whole
