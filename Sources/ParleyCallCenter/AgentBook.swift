@@ -49,13 +49,13 @@ public final class AgentBook: @unchecked Sendable {
         if m.isAvailable {
             let key = IdleOrder.Key(since: m.idleSinceMs ?? 0, position: Int32(p))
             if add { availableAll.insert(key) } else { availableAll.remove(key) }
-            for s in Set(m.skills) {
+            for (i, s) in m.skills.enumerated() where !m.skills[..<i].contains(s) {  // each skill once
                 if add { availableBySkill[s, default: IdleOrder()].insert(key) } else { availableBySkill[s]?.remove(key) }
             }
         }
         if Self.isOnline(m) {
             onlineAll += add ? 1 : -1
-            for s in Set(m.skills) { onlineBySkill[s, default: 0] += add ? 1 : -1 }
+            for (i, s) in m.skills.enumerated() where !m.skills[..<i].contains(s) { onlineBySkill[s, default: 0] += add ? 1 : -1 }
         }
     }
 
@@ -168,27 +168,52 @@ struct IdleOrder {
         var position: Int32
         static func < (a: Key, b: Key) -> Bool { a.since != b.since ? a.since < b.since : a.position < b.position }
     }
-    private(set) var keys: [Key] = []
+    /// Sorted. The first `head` entries are removed ones not yet compacted away: the longest idle
+    /// agent (the first) is the one taken far more often than any other, and taking it moves
+    /// nothing; the array is compacted when the removed part is over half of it.
+    private var storage: [Key] = []
+    private var head = 0
+
+    /// The keys, longest idle first.
+    var keys: ArraySlice<Key> { storage[head...] }
 
     private func lowerBound(_ k: Key) -> Int {
-        var lo = 0, hi = keys.count
+        var lo = head, hi = storage.count
         while lo < hi {
             let mid = (lo + hi) / 2
-            if keys[mid] < k { lo = mid + 1 } else { hi = mid }
+            if storage[mid] < k { lo = mid + 1 } else { hi = mid }
         }
         return lo
     }
 
     mutating func insert(_ k: Key) {
         let i = lowerBound(k)
-        if i < keys.count, keys[i] == k { return }
-        keys.insert(k, at: i)
+        if i < storage.count, storage[i] == k { return }
+        if i == head, head > 0 {
+            // Before every live key: into the last removed slot.
+            head -= 1
+            storage[head] = k
+            return
+        }
+        storage.insert(k, at: i)
     }
 
     mutating func remove(_ k: Key) {
         let i = lowerBound(k)
-        if i < keys.count, keys[i] == k { keys.remove(at: i) }
+        guard i < storage.count, storage[i] == k else { return }
+        guard i == head else {
+            storage.remove(at: i)
+            return
+        }
+        head += 1
+        if head == storage.count {
+            storage.removeAll(keepingCapacity: true)
+            head = 0
+        } else if head > 64, head * 2 > storage.count {
+            storage.removeFirst(head)
+            head = 0
+        }
     }
 
-    var isEmpty: Bool { keys.isEmpty }
+    var isEmpty: Bool { head == storage.count }
 }

@@ -41,6 +41,36 @@ import Testing
         }
     }
 
+    /// The idle order against a sorted array, with enough keys that taking the longest idle one
+    /// again and again compacts the array (and inserting before every live key reuses a slot).
+    @Test func idleOrderAgreesWithASortedArray() {
+        var rng = Rng(s: 0x2545_F491_4F6C_DD1D)
+        var order = IdleOrder()
+        var want: [IdleOrder.Key] = []
+        for step in 0..<20_000 {
+            let k = IdleOrder.Key(since: Int64(rng.next(400)), position: Int32(rng.next(300)))
+            switch rng.next(10) {
+            case 0...3:
+                order.insert(k)
+                if !want.contains(k) { want.append(k); want.sort() }
+            case 4...7:
+                // The longest idle, as an offer takes it.
+                if let first = want.first { order.remove(first); want.removeFirst() }
+            case 8:
+                order.remove(k)
+                want.removeAll { $0 == k }
+            default:
+                // Before every live key (an agent whose idle time starts earlier than all).
+                let early = IdleOrder.Key(since: (want.first?.since ?? 0) - 1, position: Int32(rng.next(300)))
+                order.insert(early)
+                if !want.contains(early) { want.append(early); want.sort() }
+            }
+            #expect(Array(order.keys) == want, "step \(step)")
+            #expect(order.isEmpty == want.isEmpty)
+            if Array(order.keys) != want { return }
+        }
+    }
+
     @Test func indexesAgreeWithAScanOfEveryAgent() {
         var rng = Rng(s: 0x9E37_79B9_7F4A_7C15)
         let names = ["sales", "support", "billing"]
