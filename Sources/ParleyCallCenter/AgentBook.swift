@@ -49,14 +49,19 @@ public final class AgentBook: @unchecked Sendable {
         if m.isAvailable {
             let key = IdleOrder.Key(since: m.idleSinceMs ?? 0, position: Int32(p))
             if add { availableAll.insert(key) } else { availableAll.remove(key) }
-            for (i, s) in m.skills.enumerated() where !m.skills[..<i].contains(s) {  // each skill once
+            for s in Self.distinctSkills(m) {
                 if add { availableBySkill[s, default: IdleOrder()].insert(key) } else { availableBySkill[s]?.remove(key) }
             }
         }
         if Self.isOnline(m) {
             onlineAll += add ? 1 : -1
-            for (i, s) in m.skills.enumerated() where !m.skills[..<i].contains(s) { onlineBySkill[s, default: 0] += add ? 1 : -1 }
+            for s in Self.distinctSkills(m) { onlineBySkill[s, default: 0] += add ? 1 : -1 }
         }
+    }
+
+    /// An agent's skills, each once (a skill listed twice counts once), without building a set.
+    private static func distinctSkills(_ m: AgentStateMachine) -> some Sequence<String> {
+        m.skills.enumerated().lazy.filter { i, s in !m.skills[..<i].contains(s) }.map(\.element)
     }
 
     /// Whether an agent serves `type`: holds it as a skill, or `type` is no configured skill.

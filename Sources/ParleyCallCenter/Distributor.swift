@@ -860,6 +860,13 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
     /// A link that carries handoffs in SIP MESSAGEs (RFC 3428, `message/sip`) over this stack.
     public func makeMessageLink() -> HandoffLink { MessageLink(distributor: self) }
 
+    /// The Via a link's handoff carries: ours toward the buffer server (a distributor gone: one
+    /// that names no host).
+    static func handoffVia(_ d: Distributor?, branch: String) -> String {
+        guard let d else { return "SIP/2.0/UDP invalid;branch=\(branch)" }
+        return d.stack.makeVia(for: d.configuration.bufferDestination, branch: branch)
+    }
+
     fileprivate func sendThroughMessage(_ inner: SIPMessage, failed: @escaping () -> Void) {
         let dest = configuration.bufferDestination
         let agent = HandoffWire.agentID(in: inner.requestURI) ?? ""
@@ -887,10 +894,7 @@ final class MessageLink: HandoffLink {
     weak var distributor: Distributor?
     init(distributor: Distributor) { self.distributor = distributor }
 
-    func via(branch: String) -> String {
-        guard let d = distributor else { return "SIP/2.0/UDP invalid;branch=\(branch)" }
-        return d.stack.makeVia(for: d.configuration.bufferDestination, branch: branch)
-    }
+    func via(branch: String) -> String { Distributor.handoffVia(distributor, branch: branch) }
 
     func send(_ message: SIPMessage, failed: @escaping () -> Void) {
         distributor?.sendThroughMessage(message, failed: failed)

@@ -20,10 +20,7 @@ public final class InProcessHandoff: HandoffLink, HandoffReplyPath, @unchecked S
 
     // Distributor side (on the distributor's loop).
 
-    public func via(branch: String) -> String {
-        guard let d = distributor else { return "SIP/2.0/UDP invalid;branch=\(branch)" }
-        return d.stack.makeVia(for: d.configuration.bufferDestination, branch: branch)
-    }
+    public func via(branch: String) -> String { Distributor.handoffVia(distributor, branch: branch) }
 
     public func send(_ message: SIPMessage, failed: @escaping () -> Void) {
         guard let buffer else { return failed() }

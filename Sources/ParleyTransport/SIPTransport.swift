@@ -32,9 +32,9 @@ public final class SIPTransport: @unchecked Sendable {
 
     /// A bound listener.
     public struct Listener: Sendable {
-        public var kind: SIPTransportKind
-        public var local: SocketAddress
-        public var channel: Channel
+        public let kind: SIPTransportKind
+        public let local: SocketAddress
+        public let channel: Channel
         /// `local` as Via, Contact and Call-IDs write it (`IP:PORT`, `[IPv6]:PORT`), and its IP
         /// alone: made once, not for every message.
         public let hostPort: String

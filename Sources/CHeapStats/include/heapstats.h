@@ -10,11 +10,8 @@ typedef struct {
 
 parley_heap_stats parley_heap_stats_now(void);
 
-#endif
-
-#ifndef PARLEY_HEAPSTATS_RELEASE
-#define PARLEY_HEAPSTATS_RELEASE
 /// Gives the free memory malloc keeps back to the system (glibc's malloc_trim(0): free pages
 /// inside every arena, not only at the top). Returns 1 if any was released.
 int parley_heap_release(void);
+
 #endif
