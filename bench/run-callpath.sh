@@ -341,6 +341,7 @@ memory() {
     -m 200 -r "$mrate" -d 0 -timeout 40s "${COMMON[@]}" -stf "$dir/warm/uac.csv" >"$dir/warm/uac.out" 2>&1)
   stop_agents "$dir/warm"
   sleep 36
+  cp "/proc/$PARLEY_PID/smaps" "$dir/smaps-idle.txt" 2>/dev/null
   idle=$(rss_kb "$PARLEY_PID"); heap_idle=$(num "$(stat "$dir/stats.txt" memory heap_in_use_kib)")
   echo "memory ($mode): $n agents configured, after 200 warm-up calls ($(csv "$dir/warm/uac.csv" 'SuccessfulCall(C)') ok): idle RSS $idle KiB"
   start_agents "$dir/hold" "$b" $(( hold + setup + 30 ))
@@ -368,6 +369,7 @@ memory() {
   steady=$(rss_kb "$PARLEY_PID"); calls=$(num "$(stat "$dir/stats.txt" buffer_table calls)")
   heap_steady=$(num "$(stat "$dir/stats.txt" memory heap_in_use_kib)")
   cp "$dir/stats.txt" "$dir/stats-steady.txt" 2>/dev/null
+  cp "/proc/$PARLEY_PID/smaps" "$dir/smaps-steady.txt" 2>/dev/null
   echo "memory ($mode): 40 s later, $calls calls up: RSS $steady KiB"
   echo "memory ($mode):   $(grep -E '^(distributor_table|buffer_table)' "$dir/stats.txt" | tr '\n' ' ')"
   if [ "$calls" -gt 0 ]; then

@@ -464,6 +464,7 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
                 call.finalSent = true
                 stack.respond(upstream, to: call.serverKey)  // 2xx retransmissions too (16.7 step 5)
             }
+            if first { call.answered(attempt, transactionInvite: stack.request(of: call.serverKey)) }
             dequeue(call)
         default:
             guard !attempt.final else { return }
@@ -904,7 +905,7 @@ final class MessageLink: HandoffLink {
 /// A call the distributor holds: the caller's INVITE server transaction and its attempts.
 final class DistributorCall {
     let serverKey: TransactionKey
-    let invite: SIPMessage
+    private(set) var invite: SIPMessage
     let reference: String
     var info: CallInfo
     let rules: PinnedRules
@@ -939,6 +940,19 @@ final class DistributorCall {
         self.reference = reference
         self.info = info
         self.rules = rules
+    }
+
+    /// Answered: what only the set-up needed goes now rather than when the INVITE transaction
+    /// ends 32 s later (Timer L): the rules' view of the INVITE, the best failure, and the
+    /// received datagram the INVITE and the handoff's copy hold. What is left (the INVITE's
+    /// matching headers, shared with the transaction's `compacted()` copy) still answers a late
+    /// failure or ACKs a move's 2xx again.
+    func answered(_ attempt: Attempt, transactionInvite: SIPMessage?) {
+        info.invite = nil
+        best = nil
+        invite = transactionInvite ?? invite.compacted()
+        attempt.linkInvite = attempt.linkInvite?.compacted()
+        attempt.sentInvite = attempt.sentInvite?.compacted()
     }
 
     /// Keeps the best failure so far (16.7 step 6: a 6xx wins, else the lowest class).

@@ -355,3 +355,48 @@ extension SIPMessage {
         headers.lines.filter { $0.known == known }.flatMap { splitList($0.value) }
     }
 }
+
+extension SIPMessage {
+    /// The headers a finished transaction may still need of its message: matching (Via, From,
+    /// To, Call-ID, CSeq), the ACK or CANCEL built from a request (Route), and a response built
+    /// from one (Record-Route, Contact, Timestamp).
+    static func keptWhenCompacted(_ known: KnownHeader?) -> Bool {
+        switch known {
+        case .via, .from, .to, .callID, .cseq, .route, .recordRoute, .contact, .timestamp: true
+        default: false
+        }
+    }
+
+    /// A copy that keeps the start line and those headers only, in their order and as written,
+    /// in one buffer of their own; no body, no typed headers. A message that was received
+    /// holds the whole datagram (every header value is a view into it) and the typed headers
+    /// validation parsed: a transaction that outlives its call set-up by 32 s (Timers L, M, H, D)
+    /// keeps this copy instead, so the set-up's large, short-lived blocks are freed at once
+    /// rather than 32 s later between the calls' own allocations.
+    public func compacted() -> SIPMessage { copy(keeping: Self.keptWhenCompacted, body: []) }
+
+    /// A copy of the whole message (every header and the body) in buffers of its own, for a
+    /// transaction that keeps a response to send again: a response built from a received
+    /// request shares the request's datagram until then.
+    public func detached() -> SIPMessage { copy(keeping: { _ in true }, body: body) }
+
+    private func copy(keeping keep: (KnownHeader?) -> Bool, body: [UInt8]) -> SIPMessage {
+        var total = 0, count = 0
+        for line in headers.lines where keep(line.known) {
+            total += line.bytes.count
+            count += 1
+        }
+        var storage: [UInt8] = []
+        storage.reserveCapacity(total)
+        for line in headers.lines where keep(line.known) { line.withValueBytes { storage.append(contentsOf: $0) } }
+        var lines: [SIPHeader] = []
+        lines.reserveCapacity(count)
+        var offset = 0
+        for line in headers.lines where keep(line.known) {
+            let n = line.bytes.count
+            lines.append(SIPHeader(name: line.name, bytes: ValueBytes(storage: storage, range: offset..<offset + n), known: line.known))
+            offset += n
+        }
+        return SIPMessage(startLine: startLine, headers: SIPHeaders(lines), body: body)
+    }
+}

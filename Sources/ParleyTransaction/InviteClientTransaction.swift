@@ -23,7 +23,7 @@ public struct InviteClientTransaction: TransactionStateMachine {
     }
 
     public private(set) var state: State = .calling
-    public let request: SIPMessage
+    public private(set) var request: SIPMessage
     public let transport: TransportReliability
     public let timers: SIPTimers
     /// The ACK sent for the non-2xx final response, once there is one.
@@ -90,6 +90,7 @@ public struct InviteClientTransaction: TransactionStateMachine {
             // RFC 6026 section 7.2: Accepted, Timer M; the TU, not the transaction, sends the ACK.
             book.cancelAll(&actions)
             state = .accepted
+            request = request.compacted()
             actions.append(.passToTU(response))
             book.start(.m, after: timers.timerM, now: now, &actions)
         case (.accepted, 200...299):
@@ -101,7 +102,8 @@ public struct InviteClientTransaction: TransactionStateMachine {
             state = .completed
             actions.append(.passToTU(response))
             let ack = request.makeACK(for: response)
-            self.ack = ack
+            self.ack = ack.detached()
+            request = request.compacted()
             actions.append(.send(ack, retransmission: false))
             if transport == .reliable {
                 terminate(&actions)

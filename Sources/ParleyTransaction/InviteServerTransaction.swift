@@ -37,7 +37,7 @@ public struct InviteServerTransaction: TransactionStateMachine {
     }
 
     public private(set) var state: State = .proceeding
-    public let request: SIPMessage
+    public private(set) var request: SIPMessage
     public let transport: TransportReliability
     public let timers: SIPTimers
     /// The last provisional response sent (the TU's, or the transaction's 100 Trying).
@@ -100,14 +100,16 @@ public struct InviteServerTransaction: TransactionStateMachine {
         case (.proceeding, 200...299):
             // RFC 6026 section 7.1: Accepted, Timer L. The TU retransmits its 2xx itself.
             book.cancelAll(&actions)
-            finalResponse = response
+            finalResponse = response.compacted()
+            request = request.compacted()
             state = .accepted
             actions.append(.send(response, retransmission: false))
             book.start(.l, after: timers.timerL, now: now, &actions)
         case (.proceeding, 300...699):
             // 17.2.1: Completed; G on unreliable transports, H always.
             book.cancelAll(&actions)
-            finalResponse = response
+            finalResponse = response.detached()
+            request = request.compacted()
             state = .completed
             actions.append(.send(response, retransmission: false))
             if transport == .unreliable { book.start(.g, after: timers.timerG, now: now, &actions) }
@@ -115,8 +117,9 @@ public struct InviteServerTransaction: TransactionStateMachine {
         case (.accepted, 200...299):
             // RFC 6026 section 7.1: 2xx from the TU in Accepted (its retransmissions, or another
             // 2xx) go to the transport.
-            let again = response == finalResponse
-            finalResponse = response
+            // The same To tag: the TU sending its 2xx again (another tag: a second dialog).
+            let again = (try? response.to())??.tag == (try? finalResponse?.to())??.tag
+            finalResponse = response.compacted()
             actions.append(.send(response, retransmission: again))
         default:
             // A response after the final one (other than a 2xx in Accepted) is a TU error: dropped.

@@ -67,6 +67,23 @@ struct InviteClientTransactionTests {
         #expect(d.armed(.a) == nil && d.armed(.b) == nil)
     }
 
+    @Test("Accepted keeps a compacted INVITE for Timer M's 32 s; Completed one too, and its ACK whole")
+    func finishedStatesKeepCompactedInvite() {
+        var invite = Msg.invite(extra: ["Subject: lunch", "Content-Type: application/sdp"])
+        invite.body = Array("v=0\r\n".utf8)
+        var d = make(request: invite)
+        #expect(d.machine.request == invite)
+        d.handle(.received(Msg.response(200, to: invite)))
+        #expect(d.machine.request == invite.compacted())
+        #expect(d.machine.request.body.isEmpty)
+        var f = make(request: invite)
+        let busy = Msg.response(486, to: invite)
+        f.handle(.received(busy))
+        #expect(f.machine.request == invite.compacted())
+        #expect(f.machine.ack == invite.makeACK(for: busy))
+        #expect(f.handle(.received(busy)) == [.send(invite.makeACK(for: busy), retransmission: true)])
+    }
+
     @Test("RFC 6026 7.2: in Accepted further 2xx (retransmitted or forked) go to the TU until Timer M")
     func acceptedPassesFurther2xx() {
         var d = make()

@@ -166,6 +166,35 @@ struct InviteServerTransactionTests {
         #expect(d.reports.isEmpty)
     }
 
+    @Test("Accepted keeps a compacted INVITE and 2xx for Timer L's 32 s: matching headers only, no body")
+    func acceptedKeepsCompactedMessages() {
+        var d = make()
+        #expect(d.machine.request.headers[HeaderName(.subject)] == "lunch")
+        var ok = Msg.response(200, to: Self.invite)
+        ok.headers.append(HeaderName(.contentType), "application/sdp")
+        ok.body = Array("v=0\r\n".utf8)
+        d.handle(.tuResponse(ok))
+        #expect(d.machine.request == Self.invite.compacted())
+        #expect(d.machine.request.headers[HeaderName(.subject)] == nil)
+        #expect(d.machine.finalResponse == ok.compacted())
+        #expect(d.machine.finalResponse?.body.isEmpty == true)
+        // Still matched and answered as before: the INVITE retransmission absorbed, the ACK up.
+        #expect(d.handle(.received(Self.invite)).isEmpty)
+        let ack = Msg.ack(for: Self.invite, response: ok)
+        #expect(d.handle(.received(ack)) == [.passToTU(ack)])
+    }
+
+    @Test("Completed keeps the final response whole (it is sent again) and a compacted INVITE")
+    func completedKeepsWholeResponse() {
+        var d = make()
+        let busy = Msg.response(486, to: Self.invite)
+        d.handle(.tuResponse(busy))
+        #expect(d.machine.request == Self.invite.compacted())
+        d.advance(to: 500)
+        #expect(d.sent.last?.message == busy)
+        #expect(d.sent.last?.retransmission == true)
+    }
+
     @Test("RFC 6026 7.1: in Accepted INVITE retransmissions are absorbed, ACKs go to the TU, the TU's 2xx are sent")
     func acceptedBehaviour() {
         var d = make()
