@@ -1122,6 +1122,46 @@ int parley_agent_put(parley_state *S, int32_t slot, const parley_agent *agent) {
     return protect(S, op_agent_put, &a, 0);
 }
 
+typedef struct {
+    int32_t slot;
+    const parley_agent *agent;
+    int found;
+} agent_update_args;
+
+/// The fields of a resident agent that its calls change, set in its data table (the proxy a
+/// rule holds reads through to it); idle_since is the idle_ms closure's upvalue.
+static int op_agent_update(lua_State *L) {
+    parley_state *S = state_of(L);
+    agent_update_args *a = lua_touserdata(L, 1);
+    const parley_agent *ag = a->agent;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, S->ref_agent_data);
+    if (lua_rawgeti(L, -1, a->slot) != LUA_TTABLE || !lua_getmetatable(L, -1)) {
+        a->found = 0;
+        return 0;
+    }
+    int meta = lua_gettop(L), data = meta - 1;
+    push_str_or_nil(L, ag->state);
+    lua_setfield(L, data, "state");
+    lua_pushinteger(L, ag->calls_handled);
+    lua_setfield(L, data, "calls_handled");
+    lua_pushinteger(L, ag->talk_ms);
+    lua_setfield(L, data, "talk_ms");
+    if (lua_getfield(L, meta, "__index") != LUA_TFUNCTION) {
+        a->found = 0;
+        return 0;
+    }
+    if (ag->has_idle_since) lua_pushinteger(L, (lua_Integer)ag->idle_since); else lua_pushnil(L);
+    a->found = lua_setupvalue(L, -2, 1) != NULL;
+    return 0;
+}
+
+int parley_agent_update(parley_state *S, int32_t slot, const parley_agent *agent, int *found) {
+    agent_update_args a = {slot, agent, 0};
+    int st = protect(S, op_agent_update, &a, 0);
+    *found = a.found;
+    return st;
+}
+
 static int op_agent_remove(lua_State *L) {
     parley_state *S = state_of(L);
     agent_args *a = lua_touserdata(L, 1);

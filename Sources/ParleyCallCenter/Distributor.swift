@@ -205,7 +205,7 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
         let call = DistributorCall(serverKey: key, invite: invite, reference: reference, info: info, rules: rules,
                                    policy: configuration.policy(for: classification.type))
         calls[key] = call
-        records?.record(.arrived(call: reference, sipCallID: invite.callID ?? "", caller: view.fields[InviteView.Field.from.rawValue] ?? "",
+        records?.record(.arrived(call: reference, sipCallID: invite.callID ?? "", caller: view[.from] ?? "",
                                  queue: classification.type, priority: classification.priority, rulesVersion: rules.version, at: info.arrivedMs))
         logger.debug("call \(reference) (\(invite.callID ?? "?")) type \(classification.type) priority \(classification.priority) rules \(rules.version.prefix(12))")
         tryNext(call)

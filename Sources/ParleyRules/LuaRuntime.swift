@@ -93,6 +93,9 @@ final class LuaRuntime {
     // Resident agents: what this state holds, by id.
     private var agentSlots: [String: (slot: Int32, idleSince: Int64?)] = [:]
     private var agentRevision: UInt64 = 0
+    /// What was last put at each slot (index = slot): an agent whose id, skills, contact and
+    /// attributes are the same is updated in place (state, idle time, counters), not rebuilt.
+    private var agentsPut: [AgentInfo?] = []
 
     nonisolated(unsafe) private static let compactForms: [UnsafePointer<CChar>?] = {
         (0..<26).map { i -> UnsafePointer<CChar>? in
@@ -274,12 +277,35 @@ final class LuaRuntime {
         for r in ch.removed {
             _ = parley_agent_remove(state, r.slot)
             if agentSlots[r.id]?.slot == r.slot { agentSlots[r.id] = nil }
+            if Int(r.slot) < agentsPut.count { agentsPut[Int(r.slot)] = nil }
         }
         for u in ch.updated {
-            put(slot: u.slot, u.info)
+            let i = Int(u.slot)
+            if i >= agentsPut.count { agentsPut.append(contentsOf: repeatElement(nil, count: i + 1 - agentsPut.count)) }
+            if let before = agentsPut[i], before.sameResidentShape(as: u.info), update(slot: u.slot, u.info) {
+                // state, idle time and counters changed in place
+            } else {
+                put(slot: u.slot, u.info)
+            }
+            agentsPut[i] = u.info
             agentSlots[u.info.id] = (u.slot, u.info.idleSinceMs)
         }
         agentRevision = ch.revision
+    }
+
+    /// The state, idle time and counters of the agent resident at `slot`; false: not there.
+    private func update(slot: Int32, _ a: AgentInfo) -> Bool {
+        var found: Int32 = 0
+        let st = withParleyStr(a.state.rawValue) { stateStr -> Int32 in
+            var ag = parley_agent()
+            ag.state = stateStr
+            ag.idle_since = a.idleSinceMs ?? 0
+            ag.has_idle_since = a.idleSinceMs == nil ? 0 : 1
+            ag.calls_handled = Int64(a.callsHandled)
+            ag.talk_ms = a.talkMs
+            return parley_agent_update(state, slot, &ag, &found)
+        }
+        return st == PARLEY_OK && found != 0
     }
 
     private func put(slot: Int32, _ a: AgentInfo) {

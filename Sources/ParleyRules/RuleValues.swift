@@ -57,6 +57,12 @@ public struct AgentInfo: Sendable, Equatable {
         self.attrs = attrs
     }
 
+    /// The same agent apart from what its calls change (state, idle time, calls handled, talk
+    /// time): a Lua state can update its resident table in place.
+    func sameResidentShape(as other: AgentInfo) -> Bool {
+        id == other.id && skills == other.skills && contact == other.contact && attrs == other.attrs
+    }
+
     /// `agent.idle_ms` at wall-clock time `nowMs`.
     public func idleMs(at nowMs: Int64) -> Int64 {
         guard let idleSinceMs else { return 0 }

@@ -72,6 +72,42 @@ import Testing
         #expect(h.logs.records.contains { $0.message == "handoff idle 0" }, "\(h.logs.records.map(\.message))")
     }
 
+    /// What an agent's calls change (state, idle time, calls handled, talk time) is written into
+    /// the table the state already holds, so a table a rule kept from an earlier call follows
+    /// it; a change of skills, attributes or contact builds the agent anew. Either way the hook
+    /// sees the agent as the directory has it.
+    @Test func anAgentsCallsUpdateItsResidentTableInPlace() {
+        let h = Harness(["init.lua": """
+            local kept
+            function select_agent(call, agents)
+              local a = agents[1]
+              kept = kept or a
+              log.info(string.format("%s %s %d %d %d %s | kept %s %s %d", a.id, a.state, a.idle_ms, a.calls_handled, a.talk_ms,
+                a.attrs.language, kept.id, kept.state, kept.calls_handled))
+              return a.id
+            end
+            """])
+        _ = h.store.reload()
+        seed(h)
+        let ann = { candidates(h, ["ann"]) }
+        #expect(h.engine.selectAgent(for: h.call(), candidates: ann()).agentID == "ann")
+        #expect(h.logs.records.last?.message == "ann available 300 0 0 en | kept ann available 0")
+        h.store.agents.modify("ann") { $0.state = .busy; $0.idleSinceMs = nil }
+        h.store.agents.modify("ann") { $0.state = .available; $0.idleSinceMs = h.clock.nowMs - 50; $0.callsHandled = 1; $0.talkMs = 900 }
+        _ = h.engine.selectAgent(for: h.call(), candidates: ann())
+        #expect(h.logs.records.last?.message == "ann available 50 1 900 en | kept ann available 1")
+        h.store.agents.modify("ann") { $0.state = .wrapup }
+        _ = h.engine.selectAgent(for: h.call(), candidates: ann())
+        #expect(h.logs.records.last?.message == "ann wrapup 50 1 900 en | kept ann wrapup 1")
+        // a new attribute: the agent is built anew (the kept table is the old one, as it was)
+        h.store.agents.modify("ann") { $0.attrs["language"] = "de"; $0.callsHandled = 2 }
+        _ = h.engine.selectAgent(for: h.call(), candidates: ann())
+        #expect(h.logs.records.last?.message == "ann wrapup 50 2 900 de | kept ann wrapup 1")
+        h.store.agents.modify("ann") { $0.callsHandled = 3 }
+        _ = h.engine.selectAgent(for: h.call(), candidates: ann())
+        #expect(h.logs.records.last?.message == "ann wrapup 50 3 900 de | kept ann wrapup 1", "\(h.logs.records.map(\.message))")
+    }
+
     @Test func withoutTheHookTheFirstCandidateTakesTheCall() {
         let h = Harness(["init.lua": "-- nothing\n"])
         _ = h.store.reload()

@@ -131,6 +131,10 @@ typedef struct {
 void parley_set_hook_now(parley_state *S, int64_t now_ms, int set);
 
 int parley_agent_put(parley_state *S, int32_t slot, const parley_agent *agent);
+/// Changes what moves with an agent's calls (state, idle_since, calls_handled, talk_ms) in the
+/// resident agent at `slot`, in place; the rest of `agent` is not read. *found 0: no agent
+/// there (put it instead).
+int parley_agent_update(parley_state *S, int32_t slot, const parley_agent *agent, int *found);
 int parley_agent_remove(parley_state *S, int32_t slot);
 
 /// The call as hooks see it. `invite` is an INVITE blob (see ParleyRules/InviteView.swift).
