@@ -37,6 +37,19 @@ extension SIPMessage {
         return out
     }
 
+    /// How many bytes `serialized()` writes, without writing them.
+    public var serializedCount: Int {
+        var n = 4 + body.count  // the start line's CRLF, the empty line
+        for i in 0..<headers.count { n += headers[i].name.utf8.count + headers[i].bytes.count + 4 }
+        if let raw = rawStartLine { return n + raw.count }
+        switch startLine {
+        case .request(let method, let uri, let version):
+            return n + method.rawValue.utf8.count + uri.description.utf8.count + version.utf8.count + 2
+        case .response(let version, let code, let reason):
+            return n + version.utf8.count + String(code).utf8.count + reason.utf8.count + 2
+        }
+    }
+
     private func writeStartLine(into out: inout [UInt8]) {
         switch startLine {
         case .request(let method, let uri, let version):

@@ -121,8 +121,8 @@ public final class SIPStack: @unchecked Sendable {
         if addVia {
             let b = branch ?? newBranch()
             message.headers.prepend(HeaderName(.via), makeVia(for: destination, branch: b))
-            if destination.transport == .udp, message.serialized().count > transport.udpRequestLimit,
-               transport.listeners.contains(where: { $0.kind == .tcp }) {
+            if destination.transport == .udp, transport.listeners.contains(where: { $0.kind == .tcp }),
+               message.serializedCount > transport.udpRequestLimit {
                 destination.transport = .tcp
                 message = request
                 message.headers.prepend(HeaderName(.via), makeVia(for: destination, branch: b))

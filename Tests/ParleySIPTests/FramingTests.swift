@@ -13,6 +13,11 @@ struct FramingTests {
         let original = try #require(parseable.first { $0.1 == name }?.2)
         let again = try SIPParser.parse(original.serialized())
         #expect(again == original)
+        // serializedCount (the UDP size check) counts what serialized() writes, received or rebuilt
+        #expect(original.serializedCount == original.serialized().count)
+        var rebuilt = original
+        rebuilt.startLine = original.startLine
+        #expect(rebuilt.serializedCount == rebuilt.serialized().count)
         // And the canonical form (full header names) parses to the same typed values.
         let canonical = try SIPParser.parse(original.canonicalized().serialized())
         #expect(try canonical.vias() == original.vias())
