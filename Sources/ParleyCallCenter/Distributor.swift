@@ -199,7 +199,7 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
         let view = InviteView(message: invite, source: hostPort(source.remote), transport: source.transport.rawValue)
         let classification = rules.classify(view)
         if classification.failure != nil { counters.ruleFailures += 1 }
-        let reference = "c" + stack.newTag()
+        let reference = references.next(nowMs: clock())
         let info = CallInfo(id: reference, type: classification.type, priority: classification.priority,
                             arrivedMs: clock(), attempts: [], invite: view)
         let call = DistributorCall(serverKey: key, invite: invite, reference: reference, info: info, rules: rules,
@@ -845,6 +845,8 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
 
     /// What the Lua state held after its last full collection here.
     private var luaAfterCollect = 0
+    /// Where new calls' references come from.
+    private var references = CallReferences()
 
     /// A full Lua collection when the state has grown by a quarter (and a megabyte) since the
     /// last: Lua collects only as it allocates, so what a burst of calls left would otherwise
@@ -899,6 +901,30 @@ final class MessageLink: HandoffLink {
 
     func send(_ message: SIPMessage, failed: @escaping () -> Void) {
         distributor?.sendThroughMessage(message, failed: failed)
+    }
+}
+
+/// Call references (`X-Parley-Call`, the records' key) in arrival order: "c", 13 base-36 digits
+/// of the arrival millisecond times 4096 plus a count (one more than the last when calls come
+/// faster than that), then four random digits fixed per distributor. Records index calls and
+/// queue-log lines by reference: keys that grow keep each batch's inserts on the last pages of
+/// those indexes instead of a page anywhere in them.
+struct CallReferences {
+    private var last: UInt64 = 0
+    private let suffix: String
+
+    init(random: UInt64 = .random(in: 0...UInt64.max)) {
+        suffix = Self.digits(random % 1_679_616, width: 4)  // 36^4
+    }
+
+    mutating func next(nowMs: Int64) -> String {
+        last = max(last &+ 1, UInt64(max(0, nowMs)) << 12)
+        return "c" + Self.digits(last, width: 13) + suffix
+    }
+
+    static func digits(_ v: UInt64, width: Int) -> String {
+        let s = String(v, radix: 36)
+        return String(repeating: "0", count: max(0, width - s.count)) + s
     }
 }
 
