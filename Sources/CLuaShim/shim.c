@@ -1054,6 +1054,16 @@ static int agent_next(lua_State *L) {
 
 static int agent_pairs(lua_State *L) { return pairs_with(L, agent_next); }
 
+/// The fields of an agent's data table that its calls change (idle_ms is computed on reading).
+static void set_agent_call_fields(lua_State *L, int data, const parley_agent *ag) {
+    push_str_or_nil(L, ag->state);
+    lua_setfield(L, data, "state");
+    lua_pushinteger(L, ag->calls_handled);
+    lua_setfield(L, data, "calls_handled");
+    lua_pushinteger(L, ag->talk_ms);
+    lua_setfield(L, data, "talk_ms");
+}
+
 static int op_agent_put(lua_State *L) {
     parley_state *S = state_of(L);
     agent_args *a = lua_touserdata(L, 1);
@@ -1070,17 +1080,12 @@ static int op_agent_put(lua_State *L) {
     }
     make_readonly(L);
     lua_setfield(L, data, "skills");
-    push_str_or_nil(L, ag->state);
-    lua_setfield(L, data, "state");
+    set_agent_call_fields(L, data, ag);
     lua_createtable(L, 0, 1);
     if (ag->has_idle_since) lua_pushinteger(L, (lua_Integer)ag->idle_since); else lua_pushnil(L);
     lua_pushcclosure(L, agent_idle, 1);
     lua_setfield(L, -2, "__index");
     lua_setmetatable(L, data);
-    lua_pushinteger(L, ag->calls_handled);
-    lua_setfield(L, data, "calls_handled");
-    lua_pushinteger(L, ag->talk_ms);
-    lua_setfield(L, data, "talk_ms");
     push_str_or_nil(L, ag->contact);
     lua_setfield(L, data, "contact");
     lua_createtable(L, 0, (int)ag->attr_count);
@@ -1140,12 +1145,7 @@ static int op_agent_update(lua_State *L) {
         return 0;
     }
     int meta = lua_gettop(L), data = meta - 1;
-    push_str_or_nil(L, ag->state);
-    lua_setfield(L, data, "state");
-    lua_pushinteger(L, ag->calls_handled);
-    lua_setfield(L, data, "calls_handled");
-    lua_pushinteger(L, ag->talk_ms);
-    lua_setfield(L, data, "talk_ms");
+    set_agent_call_fields(L, data, ag);
     if (lua_getfield(L, meta, "__index") != LUA_TFUNCTION) {
         a->found = 0;
         return 0;
