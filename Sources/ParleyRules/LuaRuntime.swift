@@ -90,8 +90,8 @@ final class LuaRuntime {
     /// The version of the rule set loaded, once loaded.
     private(set) var version: String = ""
 
-    // Resident agents: what this state holds, by id.
-    private var agentSlots: [String: (slot: Int32, idleSince: Int64?)] = [:]
+    // Resident agents: the slot of each agent this state holds, by id.
+    private var agentSlots: [String: Int32] = [:]
     private var agentRevision: UInt64 = 0
     /// What was last put at each slot (index = slot): an agent whose id, skills, contact and
     /// attributes are the same is updated in place (state, idle time, counters), not rebuilt.
@@ -276,7 +276,7 @@ final class LuaRuntime {
         let ch = directory.changes(since: agentRevision)
         for r in ch.removed {
             _ = parley_agent_remove(state, r.slot)
-            if agentSlots[r.id]?.slot == r.slot { agentSlots[r.id] = nil }
+            if agentSlots[r.id] == r.slot { agentSlots[r.id] = nil }
             if Int(r.slot) < agentsPut.count { agentsPut[Int(r.slot)] = nil }
         }
         for u in ch.updated {
@@ -288,7 +288,7 @@ final class LuaRuntime {
                 put(slot: u.slot, u.info)
             }
             agentsPut[i] = u.info
-            agentSlots[u.info.id] = (u.slot, u.info.idleSinceMs)
+            agentSlots[u.info.id] = u.slot
         }
         agentRevision = ch.revision
     }
@@ -364,7 +364,7 @@ final class LuaRuntime {
     private var lastKnown: [String] = []
 
     /// The slot this state holds an agent at.
-    func slot(of id: String) -> Int32? { agentSlots[id]?.slot }
+    func slot(of id: String) -> Int32? { agentSlots[id] }
 
     /// Slots and idle times of the candidates this state knows, in the given order.
     func candidates(_ ids: [String], nowMs: Int64) -> (slots: [Int32], idle: [Int64], ids: [String]) {
@@ -376,9 +376,9 @@ final class LuaRuntime {
             since.reserveCapacity(ids.count)
             known.reserveCapacity(ids.count)
             for id in ids {
-                guard let e = agentSlots[id] else { continue }
-                slots.append(e.slot)
-                since.append(e.idleSince)
+                guard let slot = agentSlots[id] else { continue }
+                slots.append(slot)
+                since.append(agentsPut[Int(slot)]?.idleSinceMs)
                 known.append(id)
             }
             lastIDs = ids

@@ -12,10 +12,8 @@ extension SIPMessage {
     /// The message as bytes on the wire: the start line, each header as `Name: value` on its own
     /// line, an empty line, and the body. Parsing the result gives this message again.
     public func serialized() -> [UInt8] {
-        var size = 64 + body.count
-        for i in 0..<headers.count { size += headers[i].name.utf8.count + headers[i].bytes.count + 4 }
         var out: [UInt8] = []
-        out.reserveCapacity(size)
+        out.reserveCapacity(64 + body.count + headerLinesCount)
         if let raw = rawStartLine {
             raw.withBuffer { out.append(contentsOf: $0) }
         } else {
@@ -39,8 +37,7 @@ extension SIPMessage {
 
     /// How many bytes `serialized()` writes, without writing them.
     public var serializedCount: Int {
-        var n = 4 + body.count  // the start line's CRLF, the empty line
-        for i in 0..<headers.count { n += headers[i].name.utf8.count + headers[i].bytes.count + 4 }
+        let n = 4 + body.count + headerLinesCount  // the start line's CRLF, the empty line
         if let raw = rawStartLine { return n + raw.count }
         switch startLine {
         case .request(let method, let uri, let version):
@@ -48,6 +45,13 @@ extension SIPMessage {
         case .response(let version, let code, let reason):
             return n + version.utf8.count + String(code).utf8.count + reason.utf8.count + 2
         }
+    }
+
+    /// The bytes of the header lines (`Name: value` and CRLF each).
+    private var headerLinesCount: Int {
+        var n = 0
+        for i in 0..<headers.count { n += headers[i].name.utf8.count + headers[i].bytes.count + 4 }
+        return n
     }
 
     private func writeStartLine(into out: inout [UInt8]) {
