@@ -47,7 +47,7 @@ let package = Package(
             dependencies: ["ParleySIP", "CLuaShim", .product(name: "Logging", package: "swift-log")]
         ),
         // Call records and the queue log (issue 6), in SQLite through GRDB; depends on nothing of ours.
-        .target(name: "ParleyRecords", dependencies: [.product(name: "GRDB", package: "GRDB.swift")]),
+        .target(name: "ParleyRecords", dependencies: [.product(name: "GRDB", package: "GRDB.swift"), .product(name: "GRDBSQLite", package: "GRDB.swift")]),
         .testTarget(name: "ParleyRecordsTests", dependencies: ["ParleyRecords"]),
         // The call path (issue 5): distributor, buffer server, agents, handoff encodings.
         .target(

@@ -290,12 +290,13 @@ public final class RecordStore: Sendable {
 
     private static func row(_ call: String, _ db: Database, _ rows: inout CallRows) throws -> CallRow {
         if let r = rows[call] { return r }
-        guard let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT queue, rules_version, arrived_ms, answered_ms, outcome FROM calls WHERE reference = ?"),
-                                         arguments: [call]) else {
+        guard let r = try db.fetchFirst("SELECT queue, rules_version, arrived_ms, answered_ms, outcome FROM calls WHERE reference = ?",
+                                         [.text(call)], { c in
+            CallRow(queue: c.text(0) ?? "", version: c.text(1) ?? "", arrived: c.int(2) ?? 0, answered: c.int(3),
+                    outcome: c.text(4).flatMap(CallOutcome.init(rawValue:)) ?? .waiting)
+        }) else {
             throw RecordStoreError(path: db.configuration.label ?? "", message: "event for unknown call \(call)")
         }
-        let r = CallRow(queue: row["queue"], version: row["rules_version"], arrived: row["arrived_ms"], answered: row["answered_ms"],
-                        outcome: CallOutcome(rawValue: row["outcome"]) ?? .waiting)
         rows[call] = r
         return r
     }
@@ -304,10 +305,10 @@ public final class RecordStore: Sendable {
     /// each event cost more than the writes. `rows` follows what it writes to the calls table.
     private static func apply(_ event: CallEvent, _ db: Database, _ rows: inout CallRows) throws {
         if case .arrived(let call, let sipCallID, let caller, let queue, let priority, let version, let at) = event {
-            try db.cachedStatement(sql: """
+            try db.run("""
                 INSERT OR IGNORE INTO calls (reference, sip_call_id, caller, queue, priority, rules_version, arrived_ms, outcome)
                 VALUES (?, ?, ?, ?, ?, ?, ?, 'waiting')
-                """).execute(arguments: [call, sipCallID, caller, queue, priority, version, at])
+                """, [.text(call), .text(sipCallID), .text(caller), .text(queue), .int(Int64(priority)), .text(version), .int(at)])
             guard db.changesCount > 0 else { return }
             rows[call] = CallRow(queue: queue, version: version, arrived: at, answered: nil, outcome: .waiting)
             try log(db, at, call, queue, nil, .enterQueue, version, nil, nil)
@@ -320,30 +321,30 @@ public final class RecordStore: Sendable {
         case .arrived:
             break
         case .offered(let call, let agent, let at):
-            try db.cachedStatement(sql: "UPDATE calls SET offers = offers + 1 WHERE reference = ?").execute(arguments: [call])
+            try db.run("UPDATE calls SET offers = offers + 1 WHERE reference = ?", [.text(call)])
             try log(db, at, call, queue, agent, .offer, version, nil, nil)
         case .notAnswered(let call, let agent, let code, let at):
             try log(db, at, call, queue, agent, .ringNoAnswer, version, nil, code)
         case .connected(let call, let agent, let at):
             guard row.outcome == .waiting else { return }
-            try db.cachedStatement(sql: "UPDATE calls SET answered_ms = ?, agent = ?, outcome = 'answered', final_code = 200 WHERE reference = ?").execute(arguments: [at, agent, call])
+            try db.run("UPDATE calls SET answered_ms = ?, agent = ?, outcome = 'answered', final_code = 200 WHERE reference = ?", [.int(at), .text(agent), .text(call)])
             row.answered = at
             row.outcome = .answered
             try log(db, at, call, queue, agent, .connect, version, at - arrived, nil)
         case .abandoned(let call, let at):
             guard row.outcome == .waiting else { return }
-            try db.cachedStatement(sql: "UPDATE calls SET ended_ms = ?, outcome = 'abandoned', final_code = 487 WHERE reference = ?").execute(arguments: [at, call])
+            try db.run("UPDATE calls SET ended_ms = ?, outcome = 'abandoned', final_code = 487 WHERE reference = ?", [.int(at), .text(call)])
             row.outcome = .abandoned
             try log(db, at, call, queue, nil, .abandon, version, at - arrived, nil)
         case .completed(let call, let agent, let at):
             guard row.outcome == .answered, let answered = row.answered else { return }
-            try db.cachedStatement(sql: "UPDATE calls SET ended_ms = ?, outcome = 'completed' WHERE reference = ?").execute(arguments: [at, call])
+            try db.run("UPDATE calls SET ended_ms = ?, outcome = 'completed' WHERE reference = ?", [.int(at), .text(call)])
             row.outcome = .completed
             try log(db, at, call, queue, agent, .complete, version, at - answered, nil)
         case .failed(let call, let code, let timedOut, let at):
             guard row.outcome == .waiting else { return }
             let o: CallOutcome = timedOut ? .timeout : .failed
-            try db.cachedStatement(sql: "UPDATE calls SET ended_ms = ?, outcome = ?, final_code = ? WHERE reference = ?").execute(arguments: [at, o.rawValue, code, call])
+            try db.run("UPDATE calls SET ended_ms = ?, outcome = ?, final_code = ? WHERE reference = ?", [.int(at), .text(o.rawValue), .int(code), .text(call)])
             row.outcome = o
             try log(db, at, call, queue, nil, timedOut ? .exitWithTimeout : .failed, version, at - arrived, code)
         case .treatment(let call, let treatment, let at):
@@ -351,7 +352,7 @@ public final class RecordStore: Sendable {
         case .overflowed(let call, let full, let treatment, let code, let at):
             guard row.outcome == .waiting else { return }
             let o: CallOutcome = full ? .failed : .timeout
-            try db.cachedStatement(sql: "UPDATE calls SET ended_ms = ?, outcome = ?, final_code = ? WHERE reference = ?").execute(arguments: [at, o.rawValue, code, call])
+            try db.run("UPDATE calls SET ended_ms = ?, outcome = ?, final_code = ? WHERE reference = ?", [.int(at), .text(o.rawValue), .int(code), .text(call)])
             row.outcome = o
             try log(db, at, call, queue, treatment, full ? .exitWithFull : .exitWithTimeout, version, at - arrived, code)
         }
@@ -359,10 +360,10 @@ public final class RecordStore: Sendable {
 
     private static func log(_ db: Database, _ at: Int64, _ call: String, _ queue: String, _ agent: String?, _ event: QueueLogEvent,
                             _ version: String, _ duration: Int64?, _ code: Int?) throws {
-        try db.cachedStatement(sql: """
+        try db.run("""
             INSERT INTO queue_log (time_ms, call, queue, agent, event, rules_version, duration_ms, code)
             VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-            """).execute(arguments: [at, call, queue, agent, event.rawValue, version, duration, code])
+            """, [.int(at), .text(call), .text(queue), .text(agent), .text(event.rawValue), .text(version), .int(duration), .int(code)])
     }
 
     // MARK: Reading

@@ -52,6 +52,41 @@ struct RecordStoreTests {
         }
     }
 
+    /// Text is bound through SQLite's C API: an empty string must stay an empty string (a null
+    /// pointer would bind NULL and the NOT NULL columns would refuse the row), other bytes must
+    /// arrive as they were, and a missing value must be NULL.
+    @Test func empty_and_non_ascii_text_and_missing_values_are_stored_as_given() throws {
+        try withTemporaryDatabase { path in
+            let reported = Reported()
+            let store = try RecordStore(path: path, onError: { reported.add($0) })
+            store.record(.arrived(call: "e1", sipCallID: "", caller: "sip:zoë@例え.jp", queue: "", priority: -3,
+                                  rulesVersion: "", at: 5))
+            store.record(.offered(call: "e1", agent: "", at: 6))
+            store.record(.notAnswered(call: "e1", agent: "", code: nil, at: 7))
+            store.record(.failed(call: "e1", code: 480, timedOut: false, at: 8))
+            store.flush()
+            #expect(reported.all.isEmpty)
+
+            let call = try #require(try store.call("e1"))
+            #expect(call.sipCallID == "")
+            #expect(call.caller == "sip:zoë@例え.jp")
+            #expect(call.queue == "")
+            #expect(call.priority == -3)
+            #expect(call.rulesVersion == "")
+            #expect(call.agent == nil)
+            #expect(call.outcome == .failed)
+            #expect(call.finalCode == 480)
+            #expect(call.offers == 1)
+            let log = try store.queueLog(call: "e1")
+            #expect(log.map(\.event) == [.enterQueue, .offer, .ringNoAnswer, .failed])
+            #expect(log[1].agent == "")
+            #expect(log[0].agent == nil)
+            #expect(log[2].code == nil)
+            #expect(log[3].code == 480)
+            #expect(log[3].durationMs == 3)
+        }
+    }
+
     @Test func caller_who_hangs_up_while_waiting_is_abandoned_once() throws {
         try withTemporaryDatabase { path in
             let store = try RecordStore(path: path)
