@@ -108,6 +108,9 @@ public struct DialogLeg: Sendable {
             number = localCSeq
         }
         var h = SIPHeaders()
+        // Room for what follows, the payload's headers and the Via the stack puts on top, so
+        // the lines are allocated once.
+        h.reserveCapacity(routeSet.count + 8 + (payload?.headers.count ?? 0))
         for r in routeSet { h.append(HeaderName(.route), r) }
         h.append(HeaderName(.maxForwards), "70")
         h.append(HeaderName(.from), local + ";tag=" + localTag)

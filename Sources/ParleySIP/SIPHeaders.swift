@@ -226,5 +226,5 @@ public struct SIPHeaders: Sendable, Equatable, Sequence {
         return first
     }
 
-    mutating func reserveCapacity(_ n: Int) { lines.reserveCapacity(n) }
+    public mutating func reserveCapacity(_ n: Int) { lines.reserveCapacity(n) }
 }

@@ -46,6 +46,7 @@ public struct NonInviteServerTransaction: TransactionStateMachine {
     public mutating func handle(_ event: TransactionEvent, now: SIPInstant) -> [TransactionAction] {
         guard started, state != .terminated else { return [] }
         var actions: [TransactionAction] = []
+        actions.reserveCapacity(6)  // one allocation: a step emits at most a handful
         switch event {
         case .tuResponse(let response):
             guard let code = response.statusCode else { break }

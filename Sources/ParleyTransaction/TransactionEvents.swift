@@ -98,6 +98,7 @@ struct TimerBook: Sendable, Hashable {
         cancel(kind, &actions)
         let timer = TransactionTimer(kind, generation: nextGeneration)
         nextGeneration += 1
+        if armed.capacity == 0 { armed.reserveCapacity(3) }  // a transaction arms at most three at once
         armed.append(ArmedTimer(timer: timer, deadline: now + after, interval: after))
         actions.append(.startTimer(timer, after: after))
     }

@@ -303,6 +303,7 @@ public final class SIPTransport: @unchecked Sendable {
     /// copied; a To tag added for a final response when the request had none).
     public static func makeResponse(to request: SIPMessage, code: Int, reason: String? = nil, toTag: String? = nil) -> SIPMessage {
         var headers = SIPHeaders()
+        headers.reserveCapacity(request.headers.count(where: { $0.known == .via }) + 6)
         for h in request.headers where h.known == .via { headers.append(h) }
         for k in [KnownHeader.from, .to, .callID, .cseq] {
             guard let i = request.headers.firstIndex(k) else { continue }

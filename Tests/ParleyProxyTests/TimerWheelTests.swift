@@ -27,6 +27,43 @@ struct TimerWheelTests {
         #expect(w.count == 0)
     }
 
+    @Test("timers beyond the ring's reach wait in the far map and fire in order with the ring's, also after a long gap")
+    func farTimers() {
+        let t = { (g: UInt64) in TransactionTimer(.a, generation: g) }
+        let spanMs = TimerWheel.span * 10
+        var w = TimerWheel(now: SIPInstant(milliseconds: 0))
+        w.add(.transaction(key(1), t(1)), after: .milliseconds(spanMs + 500), now: SIPInstant(milliseconds: 0))  // far
+        w.add(.transaction(key(2), t(2)), after: .milliseconds(spanMs - 10), now: SIPInstant(milliseconds: 0))  // last ring bucket
+        w.add(.transaction(key(3), t(3)), after: .milliseconds(3 * spanMs), now: SIPInstant(milliseconds: 0))  // far
+        #expect(w.count == 3)
+        // Step by step past the ring's first turn: the ring's timer, then the far one, each at its tick.
+        #expect(w.due(now: SIPInstant(milliseconds: spanMs - 20)).isEmpty)
+        #expect(gens(w.due(now: SIPInstant(milliseconds: spanMs - 10))) == [2])
+        #expect(w.due(now: SIPInstant(milliseconds: spanMs + 490)).isEmpty)
+        #expect(gens(w.due(now: SIPInstant(milliseconds: spanMs + 500))) == [1])
+        // Ring and far timers added at different times, then one gap longer than the ring.
+        w.add(.transaction(key(4), t(4)), after: .milliseconds(spanMs + 100), now: SIPInstant(milliseconds: spanMs + 500))  // far
+        w.add(.transaction(key(5), t(5)), after: .milliseconds(40), now: SIPInstant(milliseconds: spanMs + 500))  // ring
+        w.add(.transaction(key(6), t(6)), after: .milliseconds(2 * spanMs), now: SIPInstant(milliseconds: spanMs + 500))  // far
+        #expect(gens(w.due(now: SIPInstant(milliseconds: 10 * spanMs))) == [5, 4, 3, 6])
+        #expect(w.count == 0)
+    }
+
+    @Test("a busy bucket keeps every entry, in the order added; the ring is reused turn after turn")
+    func busyBuckets() {
+        var w = TimerWheel(now: SIPInstant(milliseconds: 0))
+        var now: Int64 = 0
+        for turn in 0..<3 {
+            for g in 0..<500 {
+                w.add(.transaction(key(g), TransactionTimer(.e, generation: UInt64(turn * 1000 + g))), after: .milliseconds(30),
+                      now: SIPInstant(milliseconds: now))
+            }
+            now += TimerWheel.span * 10 / 2 + 7
+            #expect(gens(w.due(now: SIPInstant(milliseconds: now))) == (0..<500).map { UInt64(turn * 1000 + $0) })
+        }
+        #expect(w.count == 0)
+    }
+
     @Test("a timer set for zero or a past time fires at the next tick, not in a bucket already passed")
     func zeroDelay() {
         var w = TimerWheel(now: SIPInstant(milliseconds: 0))
