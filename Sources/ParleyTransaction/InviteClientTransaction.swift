@@ -48,8 +48,7 @@ public struct InviteClientTransaction: TransactionStateMachine {
     public mutating func start(now: SIPInstant) -> [TransactionAction] {
         guard !started else { return [] }
         started = true
-        var actions: [TransactionAction] = []
-        actions.reserveCapacity(6)  // one allocation: a step emits at most a handful
+        var actions = [TransactionAction].forStep()
         actions.append(.send(request, retransmission: false))
         // 17.1.1.2: Timer A on unreliable transports only; Timer B always.
         if transport == .unreliable { book.start(.a, after: timers.timerA, now: now, &actions) }
@@ -59,8 +58,7 @@ public struct InviteClientTransaction: TransactionStateMachine {
 
     public mutating func handle(_ event: TransactionEvent, now: SIPInstant) -> [TransactionAction] {
         guard started, state != .terminated else { return [] }
-        var actions: [TransactionAction] = []
-        actions.reserveCapacity(6)  // one allocation: a step emits at most a handful
+        var actions = [TransactionAction].forStep()
         switch event {
         case .received(let message):
             guard let code = message.statusCode else { break }

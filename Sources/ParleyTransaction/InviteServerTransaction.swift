@@ -60,8 +60,7 @@ public struct InviteServerTransaction: TransactionStateMachine {
     public mutating func start(now: SIPInstant) -> [TransactionAction] {
         guard !started else { return [] }
         started = true
-        var actions: [TransactionAction] = []
-        actions.reserveCapacity(6)  // one allocation: a step emits at most a handful
+        var actions = [TransactionAction].forStep()
         actions.append(.passToTU(request))
         if timers.tryingDelay <= .zero {
             sendTrying(&actions)
@@ -73,8 +72,7 @@ public struct InviteServerTransaction: TransactionStateMachine {
 
     public mutating func handle(_ event: TransactionEvent, now: SIPInstant) -> [TransactionAction] {
         guard started, state != .terminated else { return [] }
-        var actions: [TransactionAction] = []
-        actions.reserveCapacity(6)  // one allocation: a step emits at most a handful
+        var actions = [TransactionAction].forStep()
         switch event {
         case .tuResponse(let response):
             guard let code = response.statusCode else { break }

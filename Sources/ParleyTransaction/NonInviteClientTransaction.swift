@@ -39,8 +39,7 @@ public struct NonInviteClientTransaction: TransactionStateMachine {
     public mutating func start(now: SIPInstant) -> [TransactionAction] {
         guard !started else { return [] }
         started = true
-        var actions: [TransactionAction] = []
-        actions.reserveCapacity(6)  // one allocation: a step emits at most a handful
+        var actions = [TransactionAction].forStep()
         actions.append(.send(request, retransmission: false))
         // 17.1.2.2: Timer E on unreliable transports only; Timer F always.
         if transport == .unreliable { book.start(.e, after: timers.timerE, now: now, &actions) }
@@ -50,8 +49,7 @@ public struct NonInviteClientTransaction: TransactionStateMachine {
 
     public mutating func handle(_ event: TransactionEvent, now: SIPInstant) -> [TransactionAction] {
         guard started, state != .terminated else { return [] }
-        var actions: [TransactionAction] = []
-        actions.reserveCapacity(6)  // one allocation: a step emits at most a handful
+        var actions = [TransactionAction].forStep()
         switch event {
         case .received(let message):
             guard let code = message.statusCode else { break }

@@ -45,8 +45,7 @@ public struct NonInviteServerTransaction: TransactionStateMachine {
 
     public mutating func handle(_ event: TransactionEvent, now: SIPInstant) -> [TransactionAction] {
         guard started, state != .terminated else { return [] }
-        var actions: [TransactionAction] = []
-        actions.reserveCapacity(6)  // one allocation: a step emits at most a handful
+        var actions = [TransactionAction].forStep()
         switch event {
         case .tuResponse(let response):
             guard let code = response.statusCode else { break }

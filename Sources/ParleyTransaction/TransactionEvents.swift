@@ -58,6 +58,16 @@ public enum TransactionAction: Sendable, Equatable {
     case terminated
 }
 
+extension Array where Element == TransactionAction {
+    /// An empty list with room for what one step of a machine emits (a handful at most), so it
+    /// is allocated once instead of grown append by append.
+    static func forStep() -> [TransactionAction] {
+        var actions: [TransactionAction] = []
+        actions.reserveCapacity(6)
+        return actions
+    }
+}
+
 /// What the four transaction state machines have in common.
 public protocol TransactionStateMachine: Sendable {
     /// The request that created the transaction.
