@@ -16,13 +16,15 @@
 #   bash bench/run-callpath.sh [--parley PATH] [--rules DIR] [--only kamailio|parley|memory]
 #        [--step-seconds S] [--max-rate R] [--hold-ms MS] [--uas N] [--max-minutes M]
 #        [--memory-calls N] [--memory-rate R] [--memory-full-calls N] [--memory-mode "buffer full"]
-#        [--no-memory] [--records on|off]
+#        [--no-memory] [--records on|off] [--rates "R1 R2 ..."] [--agents N]
 #
 # Defaults: Parley is .build/release/parley (make release; this script does not
 # build), rules/ of this checkout; 5 s of calls per step at 100, 200, ... up to R=5000 calls/s (a server that reaches R is reported as capped, its true rate higher);
 # calls hold 1000 ms between ACK and BYE; 3 SIPp agent processes; for the memory figures 10,000
 # calls held open through the buffer server alone (set up at 200 calls/s) and through the whole
 # path (10,250 agents, set up at 100 calls/s); the whole run stops by itself within M=30 minutes.
+# --rates replaces the list of steps; --agents configures Parley with N agents at every step
+# instead of the count below (what select_agent's candidates cost: one rate, several N).
 # Installs what is missing (sip-tester, kamailio, kamailio-lua-modules) with apt-get when run as root.
 #
 # Parley runs `parley serve` with a configuration written per step (enough agents that agent
@@ -52,6 +54,8 @@ MEM_BUFFER_RATE=200
 MEMORY=1
 RECORDS=on
 MEMORY_MODES="buffer full"
+RATE_LIST=""
+FIXED_AGENTS=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --parley) PARLEY=$2; shift 2 ;;
@@ -68,11 +72,17 @@ while [ $# -gt 0 ]; do
     --no-memory) MEMORY=0; shift ;;
     --memory-mode) MEMORY_MODES=$2; shift 2 ;;
     --records) RECORDS=$2; shift 2 ;;
+    --rates) RATE_LIST=$2; shift 2 ;;
+    --agents) FIXED_AGENTS=$2; shift 2 ;;
     -h|--help) sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
 done
 case "$ONLY" in ""|kamailio|parley|memory) ;; *) echo "--only kamailio, parley or memory" >&2; exit 2 ;; esac
+case "$FIXED_AGENTS" in *[!0-9]*|0) echo "--agents: a number of agents, 1 or more (got '$FIXED_AGENTS')" >&2; exit 2 ;; esac
+for r in $RATE_LIST; do
+  case "$r" in *[!0-9]*|0) echo "--rates: calls per second, whole numbers over 0 (got '$r')" >&2; exit 2 ;; esac
+done
 [ "$UAS_COUNT" -ge 1 ] && [ "$UAS_COUNT" -le 6 ] || { echo "--uas must be 1 to 6" >&2; exit 2; }
 
 # ---------------------------------------------------------------- what the bench needs
@@ -105,7 +115,7 @@ T0=$(date +%s)
 DEADLINE=$(( T0 + MAX_MIN * 60 ))
 
 RATES=""
-for r in 100 200 300 400 500 600 800 1000 1200 1400 1600 1800 2000 2250 2500 2750 3000 3500 4000 5000; do
+for r in ${RATE_LIST:-100 200 300 400 500 600 800 1000 1200 1400 1600 1800 2000 2250 2500 2750 3000 3500 4000 5000}; do
   [ "$r" -le "$MAX_RATE" ] && RATES="$RATES $r"
 done
 
@@ -153,7 +163,10 @@ write_config() {
       for (i = 1; i <= n; i++) printf "  - {id: a%d, skills: [sales, support, billing], contact: \"sip:a%d@%s:%d\"}\n", i, i, ip, b + 3 + (i % k) }'
   } >"$file"
 }
-agents_for() { awk -v r="$1" -v h="$HOLD_MS" 'BEGIN { printf "%d", r * (h / 1000 + 1) * 1.25 + 10 }'; }
+agents_for() {
+  if [ -n "$FIXED_AGENTS" ]; then echo "$FIXED_AGENTS"; return; fi
+  awk -v r="$1" -v h="$HOLD_MS" 'BEGIN { printf "%d", r * (h / 1000 + 1) * 1.25 + 10 }'
+}
 
 # start_parley DIR BLOCK AGENTS [buffer] -> PARLEY_PID (session leader); with `buffer`, the
 # buffer server alone (--role buffer)
