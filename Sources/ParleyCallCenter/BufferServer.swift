@@ -298,7 +298,13 @@ public final class BufferServer: SIPTransactionUser, @unchecked Sendable {
             if let old = onTreatment[reference], old !== call, !old.over { endCall(old, reason: "handed off again") }
             onTreatment[reference] = call
         }
-        call.callerContact = contactHeader(toward: callerLeg.nextHop() ?? agentHop)
+        // Our Contact toward the caller names the transport of the caller's own Contact, or,
+        // when that names none, the one its INVITE reached Parley on: a caller that came over
+        // TCP sends its ACK and BYE over TCP too. Requests to the caller still go as its Contact
+        // says (RFC 3263: UDP when it names no transport).
+        let callerHop = callerLeg.nextHop() ?? agentHop
+        let arrivedOn = invite.contactURI?.sipURI?.transportParameter == nil ? Self.callerIngressTransport(invite) : nil
+        call.callerContact = contactHeader(toward: arrivedOn.map { SIPDestination(transport: $0, address: callerHop.address) } ?? callerHop)
         call.agentContact = contactHeader(toward: agentHop)
         calls[call.id] = call
         switch ingress {
@@ -497,6 +503,14 @@ public final class BufferServer: SIPTransactionUser, @unchecked Sendable {
             clientTransactions[key] = .bye(call)
             call.outstanding += 1
         }
+    }
+
+    /// The transport the caller's INVITE reached the distributor on: that of the Via below the
+    /// distributor's own, which tops every handoff INVITE whatever the encoding (18.2.1: a Via
+    /// names the transport its sender used). Nil when there is no such Via.
+    static func callerIngressTransport(_ invite: SIPMessage) -> SIPTransportKind? {
+        guard let vias = try? invite.vias(), vias.count >= 2 else { return nil }
+        return SIPTransportKind(token: vias[1].transport)
     }
 
     /// A user part with nothing that could smuggle an address.

@@ -121,6 +121,19 @@ import Testing
         #expect(CallEvent.list(body: m.bodyText) == many)
     }
 
+    /// The caller's transport is read from the Via below the distributor's: a caller over TCP
+    /// gets a Contact saying so; no such Via, no answer.
+    @Test func theCallersIngressTransportIsTheSecondVias() throws {
+        let udp = try SIPParser.parse(ReaddressingTests.invite)
+        #expect(BufferServer.callerIngressTransport(udp) == .udp)
+        let tcp = try SIPParser.parse(ReaddressingTests.invite.replacingOccurrences(of: "SIP/2.0/UDP 198.51.100.7", with: "SIP/2.0/TCP 198.51.100.7"))
+        #expect(BufferServer.callerIngressTransport(tcp) == .tcp)
+        let direct = try SIPParser.parse(ReaddressingTests.invite.replacingOccurrences(
+            of: "Via: SIP/2.0/UDP 198.51.100.7:5062;branch=z9hG4bKcaller;received=198.51.100.7\r\n", with: ""))
+        #expect(try direct.vias().count == 1)
+        #expect(BufferServer.callerIngressTransport(direct) == nil)
+    }
+
     @Test func agentIDsThatCannotBeCarriedAreRefused() {
         #expect(HandoffWire.isValidAgentID("alice.b-2_x"))
         #expect(!HandoffWire.isValidAgentID("a b"))

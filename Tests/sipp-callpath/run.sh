@@ -140,7 +140,8 @@ start_agent() {
 # run_caller DIR NAME XML DISTRIBUTOR_PORT LOCAL_PORT CALLS SECONDS HANDOFF RAISE [extra...] -> rc
 run_caller() {
   local dir=$1 name=$2 xml=$3 dport=$4 lport=$5 calls=$6 secs=$7 handoff=$8 raise=$9; shift 9
-  (cd "$dir" && exec timeout -k 5 $((secs + 15)) sipp "$IP:$dport" -sf "$HERE/$xml" -p "$lport" -s sales \
+  case "$xml" in /*) ;; *) xml="$HERE/$xml" ;; esac
+  (cd "$dir" && exec timeout -k 5 $((secs + 15)) sipp "$IP:$dport" -sf "$xml" -p "$lport" -s sales \
       -cid_str 'caller-%u-%p@%s' -m "$calls" -l 1 -r 5 -rp 1000 -timeout "${secs}s" -timeout_error \
       -recv_timeout 20000 -key handoff "$handoff" -key raise "$raise" \
       $(sipp_common "$dir" "$name") "$@" >"$dir/$name.out" 2>&1)
@@ -178,10 +179,11 @@ no_port_leak() {
 # ---------------------------------------------------------------- cases
 if [ "$QUICK" = 1 ]; then N=3; else N=10; fi
 
-# answered DIR ENCODING CALLER_XML AGENT_XML [together|separate|socket] [raise]: one agent, a1, takes
-# every call (socket: both roles in one process, handoffs through the buffer listener)
+# answered DIR ENCODING CALLER_XML AGENT_XML [together|separate|socket] [raise] [CALLER_ARGS]: one
+# agent, a1, takes every call (socket: both roles in one process, handoffs through the buffer
+# listener); CALLER_ARGS go to the caller's SIPp as they are (word-split)
 answered() {
-  local dir=$1 enc=$2 cxml=$3 axml=$4 mode=${5:-together} raise=${6:-none} b rc rca
+  local dir=$1 enc=$2 cxml=$3 axml=$4 mode=${5:-together} raise=${6:-none} cargs=${7:-} b rc rca
   b=$(alloc_block) || { REASON="no free ports"; return 1; }
   write_config "$dir" "$b" "" 1
   if [ "$mode" = socket ]; then
@@ -190,7 +192,8 @@ answered() {
   fi
   start_serve "$dir" "$b" "$mode" || return 1
   start_agent "$dir" a1 "$axml" $((b + 3)) "$N" 90 -d 300
-  run_caller "$dir" caller "$cxml" "$b" $((b + 9)) "$N" 90 "$enc" "$raise" -d 300
+  # shellcheck disable=SC2086
+  run_caller "$dir" caller "$cxml" "$b" $((b + 9)) "$N" 90 "$enc" "$raise" -d 300 $cargs
   rc=$?
   wait_agent a1 15; rca=$?
   check_side "$dir" caller "$rc" "$N" || return 1
@@ -257,6 +260,23 @@ done
 # uri between the roles of one process through the buffer listener (listeners.in_process: false),
 # as between two processes
 CASE_uri_in_process_off() { answered "$1" uri caller-answered-hangs-up.xml agent-answers.xml socket; }
+
+# TCP between the caller and Parley (RFC 3261 18): the INVITE reaches the distributor over TCP
+# and its answers come back on that connection; the buffer server's 200 names a Contact with
+# ;transport=tcp, so the caller's ACK and BYE go to the buffer server over a TCP connection of
+# their own (SIPp -t tn: one connection per call, setdest reconnects it), while the agent leg
+# stays UDP. The scenario is the UDP one with its transport switched and the Contact check
+# made to require ;transport=tcp.
+CASE_uri_caller_over_tcp() {
+  local dir=$1
+  sed -e 's/protocol="udp"/protocol="tcp"/' \
+      -e 's|regexp="sip:(\[^@>;\]\*@)?(\[0-9.\]+):(\[0-9\]+)" search_in="hdr" header="Contact:"|regexp="sip:([^@>;]*@)?([0-9.]+):([0-9]+);transport=tcp" search_in="hdr" header="Contact:"|' \
+      "$HERE/caller-answered-hangs-up.xml" >"$dir/caller-over-tcp.xml"
+  grep -q 'protocol="tcp"' "$dir/caller-over-tcp.xml" && grep -q ';transport=tcp" search_in="hdr" header="Contact:"' "$dir/caller-over-tcp.xml" \
+    || { REASON="could not make the TCP caller scenario from caller-answered-hangs-up.xml"; return 1; }
+  answered "$dir" uri "$dir/caller-over-tcp.xml" agent-answers.xml together none "-t tn -max_socket 64" || return 1
+  received "$dir/caller.messages.log" | grep -q "^SIP/2.0 200" || { REASON="caller.messages.log shows no 200 received"; return 1; }
+}
 
 # A hook that raises at call time: logged with file:line, counted, its default used; the call connects.
 rule_raises() {
@@ -612,7 +632,7 @@ CASES=""
 for enc in uri message tunnel; do
   CASES="$CASES $enc-answered-caller-hangs-up $enc-answered-agent-hangs-up $enc-caller-cancel-expect-487 $enc-agent-486-next-agent-answers $enc-agent-no-answer-next-agent-answers $enc-hold-resume-info-options-update $enc-agent-holds-resumes $enc-separate-processes"
 done
-CASES="$CASES uri-in-process-off queue-priority-order queue-caller-abandons-while-queued queue-music-on-hold-then-moved-to-agent queue-caller-hangs-up-on-hold-abandoned queue-silent-treatment-does-not-block-the-agent queue-max-wait-gives-the-status queue-no-agent-rejects-with-status queue-max-length-and-max-wait-overflow-to-announcement queue-max-wait-on-hold-hangs-up"
+CASES="$CASES uri-in-process-off uri-caller-over-tcp queue-priority-order queue-caller-abandons-while-queued queue-music-on-hold-then-moved-to-agent queue-caller-hangs-up-on-hold-abandoned queue-silent-treatment-does-not-block-the-agent queue-max-wait-gives-the-status queue-no-agent-rejects-with-status queue-max-length-and-max-wait-overflow-to-announcement queue-max-wait-on-hold-hangs-up"
 CASES="$CASES config-bad-file-refused lost-bye-probe-hangs-up-agent rule-classify-raises-call-connects rule-select-agent-raises-call-connects rule-handoff-raises-call-connects agent-no-answers-go-on-break agent-wrap-up-sends-next-call-elsewhere separate-buffer-crash-frees-agent"
 
 # ---------------------------------------------------------------- main
