@@ -300,11 +300,12 @@ public final class BufferServer: SIPTransactionUser, @unchecked Sendable {
         }
         // Our Contact toward the caller names the transport of the caller's own Contact, or,
         // when that names none, the one its INVITE reached Parley on: a caller that came over
-        // TCP sends its ACK and BYE over TCP too. Requests to the caller still go as its Contact
-        // says (RFC 3263: UDP when it names no transport).
+        // TCP sends its ACK and BYE over TCP too (if we listen on that transport). Requests to
+        // the caller still go as its Contact says (RFC 3263: UDP when it names no transport).
         let callerHop = callerLeg.nextHop() ?? agentHop
         let arrivedOn = invite.contactURI?.sipURI?.transportParameter == nil ? Self.callerIngressTransport(invite) : nil
-        call.callerContact = contactHeader(toward: arrivedOn.map { SIPDestination(transport: $0, address: callerHop.address) } ?? callerHop)
+        let usable = arrivedOn.flatMap { stack.transport.advertisedAddress(for: $0, toward: callerHop.address) == nil ? nil : $0 }
+        call.callerContact = contactHeader(toward: usable.map { SIPDestination(transport: $0, address: callerHop.address) } ?? callerHop)
         call.agentContact = contactHeader(toward: agentHop)
         calls[call.id] = call
         switch ingress {
