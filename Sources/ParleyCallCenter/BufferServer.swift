@@ -303,9 +303,12 @@ public final class BufferServer: SIPTransactionUser, @unchecked Sendable {
         // TCP sends its ACK and BYE over TCP too (if we listen on that transport). Requests to
         // the caller still go as its Contact says (RFC 3263: UDP when it names no transport).
         let callerHop = callerLeg.nextHop() ?? agentHop
-        let arrivedOn = invite.contactURI?.sipURI?.transportParameter == nil ? Self.callerIngressTransport(invite) : nil
-        let usable = arrivedOn.flatMap { stack.transport.advertisedAddress(for: $0, toward: callerHop.address) == nil ? nil : $0 }
-        call.callerContact = contactHeader(toward: usable.map { SIPDestination(transport: $0, address: callerHop.address) } ?? callerHop)
+        var contactHop = callerHop
+        if invite.contactURI?.sipURI?.transportParameter == nil, let arrivedOn = Self.callerIngressTransport(invite),
+           arrivedOn != callerHop.transport, stack.transport.advertisedAddress(for: arrivedOn, toward: callerHop.address) != nil {
+            contactHop = SIPDestination(transport: arrivedOn, address: callerHop.address)
+        }
+        call.callerContact = contactHeader(toward: contactHop)
         call.agentContact = contactHeader(toward: agentHop)
         calls[call.id] = call
         switch ingress {
