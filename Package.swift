@@ -75,7 +75,8 @@ let package = Package(
         .testTarget(
             name: "ParleyCallCenterTests",
             dependencies: ["ParleyCallCenter", "ParleyTransport", "ParleyRules", "ParleySIP",
-                           .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")]
+                           .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+                           .product(name: "NIOEmbedded", package: "swift-nio")]
         ),
         .testTarget(name: "ParleyAppTests", dependencies: ["ParleyApp", "ParleyCallCenter", "ParleyRecords"]),
         .executableTarget(

@@ -159,12 +159,12 @@ public final class BufferServer: SIPTransactionUser, @unchecked Sendable {
 
     public func stack(_ stack: SIPStack, didReceiveRequest request: SIPMessage, transaction: TransactionKey?, from source: SIPSource) {
         guard let key = transaction else {
-            receivedACK(request)
+            receivedACK(request, from: source)
             return
         }
         let ids = request.dialogIDs
         if let ids, ids.toTag != nil {
-            inDialog(request, key: key, ids: ids)
+            inDialog(request, key: key, ids: ids, from: source)
             return
         }
         switch request.method {
@@ -428,6 +428,7 @@ public final class BufferServer: SIPTransactionUser, @unchecked Sendable {
             if call.agentAnswered, !call.byeSent[.agent] { byeLeg(call, old) }
             dialogs[DialogKey(callID: old.callID, localTag: old.localTag)] = nil
             call.agent = move.leg
+            call.forgetFlow(.agent)
             call.agentID = move.target
             call.agentContact = move.contact
             call.agentInviteCSeq = cseq
@@ -478,7 +479,7 @@ public final class BufferServer: SIPTransactionUser, @unchecked Sendable {
         var leg = call.caller
         let reinvite = leg.makeRequest(.invite, contact: call.callerContact, payload: answer)
         call.caller = leg
-        guard let hop = leg.nextHop(), let key = stack.sendRequest(reinvite, to: hop) else {
+        guard let hop = call.hop(.caller), let key = stack.sendRequest(reinvite, to: hop) else {
             endCall(call, reason: "cannot re-INVITE the caller")
             return
         }
@@ -492,7 +493,7 @@ public final class BufferServer: SIPTransactionUser, @unchecked Sendable {
             endCall(call, reason: "move refused")
             return
         }
-        guard let hop = call.caller.nextHop() else { return }
+        guard let hop = call.hop(.caller) else { return }
         var leg = call.caller
         var ack = leg.makeRequest(.ack, contact: "", payload: nil, cseq: (try? response.cseq())??.sequence ?? leg.localCSeq)
         ack.headers.prepend(HeaderName(.via), stack.makeVia(for: hop, branch: stack.newBranch()))
@@ -655,9 +656,10 @@ public final class BufferServer: SIPTransactionUser, @unchecked Sendable {
 
     // MARK: ACK
 
-    private func receivedACK(_ ack: SIPMessage) {
+    private func receivedACK(_ ack: SIPMessage, from source: SIPSource) {
         guard let ids = ack.dialogIDs, let toTag = ids.toTag,
               let (call, side) = dialogs[DialogKey(callID: ids.callID, localTag: toTag)] else { return }
+        call.noteFlow(side, from: source)
         let number = ((try? ack.cseq()) ?? nil)?.sequence
         if side == .caller, number == call.caller.remoteCSeq, call.callerAnswered, !call.callerAcked {
             // The ACK for the answer: on to the agent (with the SDP answer, if the offer was late).
@@ -677,7 +679,7 @@ public final class BufferServer: SIPTransactionUser, @unchecked Sendable {
             var other = call.leg(side.other)
             var a = other.makeRequest(.ack, contact: "", payload: ack, cseq: pending.outgoing)
             call.setLeg(side.other, other)
-            guard let hop = other.nextHop() else { return }
+            guard let hop = call.hop(side.other) else { return }
             a.headers.prepend(HeaderName(.via), stack.makeVia(for: hop, branch: stack.newBranch()))
             call.lastRelayedAck[side.other] = a
             stack.sendStateless(a, to: hop)
@@ -701,11 +703,13 @@ public final class BufferServer: SIPTransactionUser, @unchecked Sendable {
 
     // MARK: In-dialog requests, either side
 
-    private func inDialog(_ request: SIPMessage, key: TransactionKey, ids: (callID: String, fromTag: String?, toTag: String?)) {
+    private func inDialog(_ request: SIPMessage, key: TransactionKey, ids: (callID: String, fromTag: String?, toTag: String?),
+                          from source: SIPSource) {
         guard let toTag = ids.toTag, let (call, side) = dialogs[DialogKey(callID: ids.callID, localTag: toTag)] else {
             stack.respond(481, to: key)
             return
         }
+        call.noteFlow(side, from: source)
         var leg = call.leg(side)
         let number = ((try? request.cseq()) ?? nil)?.sequence ?? 0
         if let last = leg.remoteCSeq, number < last, request.method != .ack {
@@ -747,7 +751,7 @@ public final class BufferServer: SIPTransactionUser, @unchecked Sendable {
         let contact = side.other == .caller ? call.callerContact : call.agentContact
         let out = other.makeRequest(method, contact: contact, payload: request)
         call.setLeg(side.other, other)
-        guard let hop = other.nextHop(), let client = stack.sendRequest(out, to: hop) else {
+        guard let hop = call.hop(side.other), let client = stack.sendRequest(out, to: hop) else {
             stack.respond(503, to: key)
             return
         }
@@ -768,7 +772,7 @@ public final class BufferServer: SIPTransactionUser, @unchecked Sendable {
         if code >= 200, request.method == .invite {
             if code >= 300 { call.pendingAck[side] = nil }
             if code < 300, let ack = call.lastRelayedAck[side.other], call.pendingAck[side] == nil,
-               let hop = call.leg(side.other).nextHop(), ((try? ack.cseq()) ?? nil)?.sequence == ((try? response.cseq()) ?? nil)?.sequence {
+               let hop = call.hop(side.other), ((try? ack.cseq()) ?? nil)?.sequence == ((try? response.cseq()) ?? nil)?.sequence {
                 // A retransmitted 2xx that we have ACKed already.
                 stack.sendStateless(ack, to: hop)
                 return
@@ -790,7 +794,7 @@ public final class BufferServer: SIPTransactionUser, @unchecked Sendable {
         var leg = call.leg(side)
         let bye = leg.makeRequest(.bye, contact: "", payload: nil)
         call.setLeg(side, leg)
-        if let hop = leg.nextHop(), let key = stack.sendRequest(bye, to: hop) {
+        if let hop = call.hop(side), let key = stack.sendRequest(bye, to: hop) {
             clientTransactions[key] = .bye(call)
             call.outstanding += 1
         }
@@ -929,7 +933,7 @@ public final class BufferServer: SIPTransactionUser, @unchecked Sendable {
         var leg = call.leg(side)
         let options = leg.makeRequest(.options, contact: side == .caller ? call.callerContact : call.agentContact, payload: nil)
         call.setLeg(side, leg)
-        if let hop = leg.nextHop(), let key = stack.sendRequest(options, to: hop) {
+        if let hop = call.hop(side), let key = stack.sendRequest(options, to: hop) {
             clientTransactions[key] = .probe(call, side)
         }
     }
@@ -1148,6 +1152,30 @@ final class B2BCall {
     func leg(_ side: Side) -> DialogLeg { side == .caller ? caller : agent }
     func setLeg(_ side: Side, _ leg: DialogLeg) {
         if side == .caller { caller = leg } else { agent = leg }
+    }
+
+    /// The TCP connection each side's in-dialog requests last came in on (none over UDP).
+    /// Requests to that side go back on it while it is open: a TCP client that accepts no
+    /// connections at its Contact (behind NAT, or one connection per call as SIPp -t tn) can
+    /// be reached no other way. Once it closes, a new connection to the leg's next hop is
+    /// opened (RFC 3263), as before. Boxed: a UDP call holds none.
+    private var flowBoxes = PerSide<Held<any Channel>?>(caller: nil, agent: nil)
+
+    /// Remembers the connection a request from `side` came on.
+    func noteFlow(_ side: Side, from source: SIPSource) {
+        guard source.transport == .tcp, let c = source.connection else { return }
+        if flowBoxes[side]?.value !== c { flowBoxes[side] = Held(c) }
+    }
+
+    /// Forgets a side's connection (its leg now leads somewhere else).
+    func forgetFlow(_ side: Side) { flowBoxes[side] = nil }
+
+    /// Where a request on `side`'s leg goes: the leg's next hop, on the side's connection when
+    /// the hop is TCP and that connection is still open.
+    func hop(_ side: Side) -> SIPDestination? {
+        guard var hop = leg(side).nextHop() else { return nil }
+        if hop.transport == .tcp, let flow = flowBoxes[side]?.value, flow.isActive { hop.connection = flow }
+        return hop
     }
 }
 

@@ -1,3 +1,5 @@
+import NIOCore
+import NIOEmbedded
 import ParleySIP
 import ParleyTransport
 import Testing
@@ -71,6 +73,42 @@ import Testing
         #expect(leg.localCSeq == 3)
     }
 
+    /// A side whose in-dialog requests came over TCP is sent its requests on that connection
+    /// while it is open; a UDP side, or a closed connection, goes by the leg's next hop alone.
+    @Test func requestsGoBackOnTheConnectionTheSidesRequestsCameOn() throws {
+        func leg(_ target: String) throws -> DialogLeg {
+            DialogLeg(callID: "c", localTag: "l", remoteTag: "r", local: try NameAddress.parse("<sip:a@192.0.2.2>"),
+                      remote: try NameAddress.parse("<sip:b@192.0.2.7>"), localCSeq: 1, remoteCSeq: 1,
+                      remoteTarget: try URI.parse(target), routeSet: [], transport: .udp)
+        }
+        let call = B2BCall(id: "1", reference: "r1", agentID: "a1", encoding: .uri, callerInvite: try parsed(),
+                           ingress: .link(NoReplyPath(), branch: "z9hG4bKx"),
+                           caller: try leg("sip:caller@192.0.2.7:5099;transport=tcp"), agent: try leg("sip:a1@192.0.2.5:5090"))
+        let flow = EmbeddedChannel()
+        try flow.connect(to: try SocketAddress(ipAddress: "192.0.2.7", port: 40_001)).wait()
+        #expect(call.hop(.caller)?.connection == nil)  // no request from the caller yet
+        let remote = try SocketAddress(ipAddress: "192.0.2.7", port: 40_001)
+        call.noteFlow(.caller, from: SIPSource(transport: .tcp, remote: remote, connection: flow))
+        let hop = try #require(call.hop(.caller))
+        #expect(hop.transport == .tcp)
+        #expect(hop.address.port == 5099)  // a new connection goes to the Contact, should this one close
+        #expect(hop.connection === flow)
+        // The agent side came over UDP: nothing to reuse.
+        call.noteFlow(.agent, from: SIPSource(transport: .udp, remote: try SocketAddress(ipAddress: "192.0.2.5", port: 5090)))
+        #expect(call.hop(.agent)?.connection == nil)
+        #expect(call.hop(.agent)?.transport == .udp)
+        // Closed: back to the next hop alone.
+        _ = try flow.finish()
+        #expect(call.hop(.caller)?.connection == nil)
+        // A flow that was noted is forgotten when the side's leg changes.
+        let other = EmbeddedChannel()
+        try other.connect(to: remote).wait()
+        call.noteFlow(.caller, from: SIPSource(transport: .tcp, remote: remote, connection: other))
+        #expect(call.hop(.caller)?.connection === other)
+        call.forgetFlow(.caller)
+        #expect(call.hop(.caller)?.connection == nil)
+    }
+
     @Test func dialogMatchingNeedsCallIDAndBothTags() {
         let leg = DialogLeg(callID: "x", localTag: "a", remoteTag: "b", local: NameAddress(uri: .sip(SIPURI(host: .name("h")))),
                             remote: NameAddress(uri: .sip(SIPURI(host: .name("h")))), localCSeq: 0, remoteCSeq: nil,
@@ -140,4 +178,9 @@ import Testing
         #expect(!HandoffWire.isValidAgentID("a;b"))
         #expect(!HandoffWire.isValidAgentID(""))
     }
+}
+
+/// A reply path that goes nowhere, for a call built by hand.
+final class NoReplyPath: HandoffReplyPath {
+    func send(_ message: SIPMessage) {}
 }

@@ -265,17 +265,37 @@ CASE_uri_in_process_off() { answered "$1" uri caller-answered-hangs-up.xml agent
 # and its answers come back on that connection; the buffer server's 200 names a Contact with
 # ;transport=tcp, so the caller's ACK and BYE go to the buffer server over a TCP connection of
 # their own (SIPp -t tn: one connection per call, setdest reconnects it), while the agent leg
-# stays UDP. The scenario is the UDP one with its transport switched and the Contact check
+# stays UDP. The scenarios are the UDP ones with their transport switched and the Contact check
 # made to require ;transport=tcp.
-CASE_uri_caller_over_tcp() {
-  local dir=$1
+# tcp_caller DIR CALLER_XML AGENT_XML [CALLER_CONTACT_SAYS_TCP]
+tcp_caller() {
+  local dir=$1 cxml=$2 axml=$3 contact_tcp=${4:-}
+  local out="$dir/tcp-$cxml"
   sed -e 's/protocol="udp"/protocol="tcp"/' \
       -e 's|regexp="sip:(\[^@>;\]\*@)?(\[0-9.\]+):(\[0-9\]+)" search_in="hdr" header="Contact:"|regexp="sip:([^@>;]*@)?([0-9.]+):([0-9]+);transport=tcp" search_in="hdr" header="Contact:"|' \
-      "$HERE/caller-answered-hangs-up.xml" >"$dir/caller-over-tcp.xml"
-  grep -q 'protocol="tcp"' "$dir/caller-over-tcp.xml" && grep -q ';transport=tcp" search_in="hdr" header="Contact:"' "$dir/caller-over-tcp.xml" \
-    || { REASON="could not make the TCP caller scenario from caller-answered-hangs-up.xml"; return 1; }
-  answered "$dir" uri "$dir/caller-over-tcp.xml" agent-answers.xml together none "-t tn -max_socket 64" || return 1
+      "$HERE/$cxml" >"$out"
+  grep -q 'protocol="tcp"' "$out" && grep -q ';transport=tcp" search_in="hdr" header="Contact:"' "$out" \
+    || { REASON="could not make the TCP caller scenario from $cxml"; return 1; }
+  if [ -n "$contact_tcp" ]; then
+    # the caller's own Contact says ;transport=tcp: requests to it (the agent's BYE) go over TCP
+    sed -i 's|^\( *Contact: <sip:caller@\[local_ip\]:\[local_port\]\)>|\1;transport=tcp>|' "$out"
+    [ "$(grep -c 'Contact: <sip:caller@\[local_ip\]:\[local_port\];transport=tcp>' "$out")" -ge 2 ] \
+      || { REASON="could not give the caller's Contact ;transport=tcp in $cxml"; return 1; }
+  fi
+  answered "$dir" uri "$out" "$axml" together none "-t tn -max_socket 64" || return 1
   received "$dir/caller.messages.log" | grep -q "^SIP/2.0 200" || { REASON="caller.messages.log shows no 200 received"; return 1; }
+}
+CASE_uri_caller_over_tcp() { tcp_caller "$1" caller-answered-hangs-up.xml agent-answers.xml; }
+# The agent hangs up: the buffer server's BYE reaches the TCP caller at its Contact over TCP (a
+# connection the buffer server opens), the caller's 200 comes back, and the call leaves the table.
+CASE_uri_caller_over_tcp_agent_hangs_up() {
+  local dir=$1
+  tcp_caller "$dir" caller-answered-agent-hangs-up.xml agent-answers-hangs-up.xml contact-tcp || return 1
+  # SIPp logs "TCP message received [N] bytes :" and an empty line above each message it got
+  local over_tcp
+  over_tcp=$(grep -B2 "^BYE sip:" "$dir/caller.messages.log" | grep -c "^TCP message received")
+  [ "$over_tcp" = "$N" ] || { REASON="$over_tcp of $N BYEs reached the caller over TCP (caller.messages.log)"; return 1; }
+  wait_drained "$dir" 10
 }
 
 # A hook that raises at call time: logged with file:line, counted, its default used; the call connects.
@@ -632,7 +652,7 @@ CASES=""
 for enc in uri message tunnel; do
   CASES="$CASES $enc-answered-caller-hangs-up $enc-answered-agent-hangs-up $enc-caller-cancel-expect-487 $enc-agent-486-next-agent-answers $enc-agent-no-answer-next-agent-answers $enc-hold-resume-info-options-update $enc-agent-holds-resumes $enc-separate-processes"
 done
-CASES="$CASES uri-in-process-off uri-caller-over-tcp queue-priority-order queue-caller-abandons-while-queued queue-music-on-hold-then-moved-to-agent queue-caller-hangs-up-on-hold-abandoned queue-silent-treatment-does-not-block-the-agent queue-max-wait-gives-the-status queue-no-agent-rejects-with-status queue-max-length-and-max-wait-overflow-to-announcement queue-max-wait-on-hold-hangs-up"
+CASES="$CASES uri-in-process-off uri-caller-over-tcp uri-caller-over-tcp-agent-hangs-up queue-priority-order queue-caller-abandons-while-queued queue-music-on-hold-then-moved-to-agent queue-caller-hangs-up-on-hold-abandoned queue-silent-treatment-does-not-block-the-agent queue-max-wait-gives-the-status queue-no-agent-rejects-with-status queue-max-length-and-max-wait-overflow-to-announcement queue-max-wait-on-hold-hangs-up"
 CASES="$CASES config-bad-file-refused lost-bye-probe-hangs-up-agent rule-classify-raises-call-connects rule-select-agent-raises-call-connects rule-handoff-raises-call-connects agent-no-answers-go-on-break agent-wrap-up-sends-next-call-elsewhere separate-buffer-crash-frees-agent"
 
 # ---------------------------------------------------------------- main
