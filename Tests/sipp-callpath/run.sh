@@ -648,11 +648,139 @@ CASE_queue_max_wait_on_hold_hangs_up() {
   expect_call "$dir" waiter timeout - - ENTERQUEUE "TREATMENT(moh)" EXITWITHTIMEOUT || return 1
 }
 
+# ---------------------------------------------------------------- a real softphone
+# baresip (Debian's baresip-core), driven through its stdio menu with timed commands, as the caller
+# or as the agent; SIPp on the other side checks the re-addressing as in every case above. Its
+# audio is a sine tone (ausine needs 48 kHz stereo; PCMU is resampled), played into a file.
+# baresip_config DIR NAME SIP_PORT RTP_PORT ACCOUNT -> DIR/NAME/config and accounts
+baresip_config() {
+  local dir=$1 name=$2 sip=$3 rtp=$4 account=$5
+  mkdir -p "$dir/$name"
+  cat >"$dir/$name/config" <<EOF
+poll_method epoll
+sip_listen $IP:$sip
+net_interface $IP
+module_path /usr/lib/baresip/modules
+module stdio.so
+module g711.so
+module ausine.so
+module aufile.so
+module_app account.so
+module_app menu.so
+audio_player aufile,$dir/$name/heard.wav
+audio_source ausine,440
+audio_alert aufile,$dir/$name/alert.wav
+ausrc_srate 48000
+auplay_srate 48000
+ausrc_channels 2
+auplay_channels 2
+rtp_ports $rtp-$((rtp + 1))
+EOF
+  echo "$account" >"$dir/$name/accounts"
+}
+# start_baresip DIR NAME SECONDS "DELAY COMMAND" ...   (background; each command DELAY seconds
+# after the one before; /quit after the last)
+start_baresip() {
+  local dir=$1 name=$2 secs=$3 step; shift 3
+  ( for step in "$@"; do sleep "${step%% *}"; echo "${step#* }"; done; sleep 1; echo "/quit"; sleep 2 ) \
+    | (cd "$dir" && exec setsid timeout -k 5 "$secs" baresip -f "$dir/$name" -v >"$dir/$name.out" 2>&1) &
+  local pid=$!
+  BG_PIDS+=("$pid")
+  eval "PID_${name//-/_}=$pid"
+}
+# baresip_saw DIR NAME TEXT... : each TEXT appears in NAME.out (fixed strings)
+baresip_saw() {
+  local dir=$1 name=$2 t; shift 2
+  for t in "$@"; do
+    grep -qF -- "$t" "$dir/$name.out" || { REASON="$name.out has no '$t'"; return 1; }
+  done
+}
+need_baresip() {
+  command -v baresip >/dev/null 2>&1 || { REASON="baresip not installed (apt-get install -y baresip-core; make test does)"; return 1; }
+}
+
+# baresip calls the contact center, a SIPp agent answers, baresip hangs up after 3 s.
+CASE_softphone_caller_talks_and_hangs_up() {
+  local dir=$1 b r
+  need_baresip || return 1
+  b=$(alloc_block) || { REASON="no free ports"; return 1; }
+  write_config "$dir" "$b" "" 1
+  start_serve "$dir" "$b" || return 1
+  start_agent "$dir" a1 agent-answers.xml $((b + 3)) 1 30
+  baresip_config "$dir" phone $((b + 9)) $((b + 6)) "<sip:caller@$IP>;regint=0"
+  start_baresip "$dir" phone 30 "1 /dial sip:sales@$IP:$b" "3 /hangup"
+  wait_agent phone 20
+  wait_agent a1 15; r=$?
+  check_side "$dir" a1 "$r" 1 || return 1
+  baresip_saw "$dir" phone "Call established: sip:sales@$IP:$b" "terminated" || return 1
+  wait_drained "$dir" 10 || return 1
+  records "$dir"
+  expect_call "$dir" caller completed a1 200 ENTERQUEUE "OFFER(a1)" "CONNECT(a1)" "COMPLETE(a1)"
+}
+
+# A SIPp caller reaches baresip as agent a1 (auto-answer); baresip puts the caller on hold and
+# takes it off (re-INVITEs a=sendonly, then a=sendrecv, relayed to the caller, who checks them),
+# then the caller hangs up.
+CASE_softphone_agent_holds_resumes() {
+  local dir=$1 b rc
+  need_baresip || return 1
+  b=$(alloc_block) || { REASON="no free ports"; return 1; }
+  write_config "$dir" "$b" "" 1
+  start_serve "$dir" "$b" || return 1
+  baresip_config "$dir" a1 $((b + 3)) $((b + 6)) "<sip:a1@$IP>;regint=0;answermode=auto"
+  start_baresip "$dir" a1 30 "2.5 /hold" "1.5 /resume" "3 /listcalls"
+  wait_listening $((b + 3)) udp "$PID_a1" 5 || { REASON="baresip not listening (a1.out)"; return 1; }
+  run_caller "$dir" caller caller-held-by-agent.xml "$b" $((b + 9)) 1 20 uri none
+  rc=$?
+  check_side "$dir" caller "$rc" 1 || return 1
+  wait_agent a1 15
+  baresip_saw "$dir" a1 "Call established" "call: hold" "call: resume" "terminated" || return 1
+  wait_drained "$dir" 10
+}
+
+# baresip as agent answers and hangs up after 2 s; the SIPp caller gets the BYE re-addressed.
+CASE_softphone_agent_hangs_up() {
+  local dir=$1 b rc
+  need_baresip || return 1
+  b=$(alloc_block) || { REASON="no free ports"; return 1; }
+  write_config "$dir" "$b" "" 1
+  start_serve "$dir" "$b" || return 1
+  baresip_config "$dir" a1 $((b + 3)) $((b + 6)) "<sip:a1@$IP>;regint=0;answermode=auto"
+  start_baresip "$dir" a1 30 "3 /hangup"
+  wait_listening $((b + 3)) udp "$PID_a1" 5 || { REASON="baresip not listening (a1.out)"; return 1; }
+  run_caller "$dir" caller caller-answered-agent-hangs-up.xml "$b" $((b + 9)) 1 20 uri none
+  rc=$?
+  check_side "$dir" caller "$rc" 1 || return 1
+  wait_agent a1 15
+  baresip_saw "$dir" a1 "Call established" "terminated" || return 1
+  wait_drained "$dir" 10
+}
+
+# baresip calls over TCP (the Request-URI says ;transport=tcp); the SIPp agent answers and hangs
+# up: the agent's BYE reaches baresip over TCP, and baresip's 200 comes back.
+CASE_softphone_caller_over_tcp_agent_hangs_up() {
+  local dir=$1 b r
+  need_baresip || return 1
+  b=$(alloc_block) || { REASON="no free ports"; return 1; }
+  write_config "$dir" "$b" "" 1
+  start_serve "$dir" "$b" || return 1
+  start_agent "$dir" a1 agent-answers-hangs-up.xml $((b + 3)) 1 30 -d 2000
+  baresip_config "$dir" phone $((b + 9)) $((b + 6)) "<sip:caller@$IP;transport=tcp>;regint=0"
+  start_baresip "$dir" phone 30 "1 /dial sip:sales@$IP:$b;transport=tcp" "5 /listcalls"
+  wait_agent phone 20
+  wait_agent a1 15; r=$?
+  check_side "$dir" a1 "$r" 1 || return 1
+  baresip_saw "$dir" phone "Call established: sip:sales@$IP:$b;transport=tcp" "terminated" || return 1
+  grep -q "transport=tcp" "$dir/a1.messages.log" && { REASON="the agent leg names TCP (a1.messages.log): it is UDP"; return 1; }
+  wait_drained "$dir" 10
+}
+
 CASES=""
 for enc in uri message tunnel; do
   CASES="$CASES $enc-answered-caller-hangs-up $enc-answered-agent-hangs-up $enc-caller-cancel-expect-487 $enc-agent-486-next-agent-answers $enc-agent-no-answer-next-agent-answers $enc-hold-resume-info-options-update $enc-agent-holds-resumes $enc-separate-processes"
 done
 CASES="$CASES uri-in-process-off uri-caller-over-tcp uri-caller-over-tcp-agent-hangs-up queue-priority-order queue-caller-abandons-while-queued queue-music-on-hold-then-moved-to-agent queue-caller-hangs-up-on-hold-abandoned queue-silent-treatment-does-not-block-the-agent queue-max-wait-gives-the-status queue-no-agent-rejects-with-status queue-max-length-and-max-wait-overflow-to-announcement queue-max-wait-on-hold-hangs-up"
+CASES="$CASES softphone-caller-talks-and-hangs-up softphone-agent-holds-resumes softphone-agent-hangs-up softphone-caller-over-tcp-agent-hangs-up"
 CASES="$CASES config-bad-file-refused lost-bye-probe-hangs-up-agent rule-classify-raises-call-connects rule-select-agent-raises-call-connects rule-handoff-raises-call-connects agent-no-answers-go-on-break agent-wrap-up-sends-next-call-elsewhere separate-buffer-crash-frees-agent"
 
 # ---------------------------------------------------------------- main
