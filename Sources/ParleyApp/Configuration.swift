@@ -41,7 +41,8 @@ public struct TreatmentConfiguration: Sendable, Equatable {
 ///   in_process: true              # both roles here: `uri` handoffs pass in memory
 /// timers: {no_answer_timeout: 15s, wrap_up: 10s, max_no_answer: 3, break: 60s}
 /// skills: [sales, support]
-/// records: {database: parley-records.sqlite}   # relative to this file; off: no records
+/// records: {database: parley-records.sqlite, retention: 90d}   # database relative to this file; off: no records
+///                                                               # retention: off (the default) keeps every record
 /// treatments: {moh: "sip:moh@127.0.0.1:5090"}
 /// queues:
 ///   default: {max_wait: 60s, max_length: 20, no_agent: reject, status: 480, treatment: moh, overflow: status}
@@ -73,6 +74,11 @@ public struct ParleyConfiguration: Sendable {
     /// The SQLite file for call records and the queue log (`records.database`); nil: `off`.
     /// Default: `parley-records.sqlite` beside the configuration file.
     public var recordsDatabase: String?
+    /// How long call records and their queue-log lines are kept (`records.retention`); nil
+    /// (`off`, the default): for ever.
+    public var recordsRetention: Duration?
+    /// The shortest retention accepted: a call still in progress must not lose its record.
+    public static let minimumRetention: Duration = .seconds(3_600)
     /// The registration role (`registration:`), nil when the file has no such section.
     public var registration: RegistrationSettings?
     /// Treatment systems, in the order the file lists them.
@@ -158,7 +164,15 @@ extension ParleyConfiguration {
                           "treatments", "queues", "registration"], prefix: "")
         c.recordsDatabase = base.isEmpty ? Self.defaultRecordsFile : (base as NSString).appendingPathComponent(Self.defaultRecordsFile)
         if let n = top["records"], let m = r.mapping(n, key: "records") {
-            r.allowOnly(m, ["database"], prefix: "records.")
+            r.allowOnly(m, ["database", "retention"], prefix: "records.")
+            if let rn = m["retention"], !(rn.string == "off" || rn.bool == false),
+               let d = r.duration(rn, key: "records.retention", positive: true) {
+                if d < Self.minimumRetention {
+                    r.fail(rn, "records.retention", "must be at least 1h (a call still in progress would lose its record), got '\(rn.string ?? "")'")
+                } else {
+                    c.recordsRetention = d
+                }
+            }
             if let dn = m["database"] {
                 if dn.string == "off" || dn.bool == false {
                     c.recordsDatabase = nil
@@ -464,7 +478,7 @@ struct Reader {
         }
     }
 
-    /// A duration: a number of seconds, or a string with a unit (`500ms`, `15s`, `2m`).
+    /// A duration: a number of seconds, or a string with a unit (`500ms`, `15s`, `2m`, `12h`, `90d`).
     mutating func duration(_ node: Node?, key: String, positive: Bool) -> Duration? {
         guard let node else { return nil }
         let text = node.string ?? ""
@@ -472,7 +486,7 @@ struct Reader {
         if let d = Double(text) {
             value = d
         } else {
-            for (suffix, scale) in [("ms", 0.001), ("s", 1.0), ("m", 60.0)] where text.hasSuffix(suffix) {
+            for (suffix, scale) in [("ms", 0.001), ("s", 1.0), ("m", 60.0), ("h", 3_600.0), ("d", 86_400.0)] where text.hasSuffix(suffix) {
                 if let d = Double(text.dropLast(suffix.count).trimmingCharacters(in: .whitespaces)) { value = d * scale }
                 break
             }

@@ -33,6 +33,9 @@ public final class ParleyServer: @unchecked Sendable {
     private var watcher: RuleWatcher?
     private var sighup: DispatchSourceSignal?
     private var heapTimer: DispatchSourceTimer?
+    private var retentionTimer: DispatchSourceTimer?
+    /// How often records past `records.retention` are deleted (the first time at start).
+    public var retentionInterval: DispatchTimeInterval = .seconds(3_600)
     /// How often the heap is looked at, and how much free memory malloc may keep (at least
     /// `heapSlackBytes`, or a quarter of what is in use) before it is given back to the system.
     public var heapCheckInterval: DispatchTimeInterval = .seconds(5)
@@ -113,6 +116,7 @@ public final class ParleyServer: @unchecked Sendable {
                 }
             }
             let records = self.records
+            if let records, let keep = c.recordsRetention { startRetention(records, keep: keep, clock: clock) }
             distributor = try loop.flatSubmit { () -> EventLoopFuture<Distributor> in
                 let transport = SIPTransport(loop: loop, logger: Logger(label: "parley.distributor.transport"))
                 let stack = SIPStack(transport: transport, timers: timers, logger: Logger(label: "parley.distributor.stack"))
@@ -209,6 +213,27 @@ public final class ParleyServer: @unchecked Sendable {
         heapTimer = timer
     }
 
+    /// Deletes the records of calls that arrived more than `keep` ago: once at start, then every
+    /// `retentionInterval`, on a thread of its own (the store's writer does the deleting, in
+    /// batches between its event batches).
+    private func startRetention(_ records: RecordStore, keep: Duration, clock: RuleClock) {
+        let timer = DispatchSource.makeTimerSource(queue: DispatchQueue.global(qos: .utility))
+        let log = Logger(label: "parley.records")
+        let keepMs = keep.ms
+        timer.schedule(deadline: .now(), repeating: retentionInterval)
+        timer.setEventHandler {
+            let cutoff = clock.nowMs() - keepMs
+            do {
+                let n = try records.prune(arrivedBefore: cutoff)
+                if n > 0 { log.info("deleted the records of \(n) calls older than records.retention (\(keep))") }
+            } catch {
+                log.error("records past records.retention not deleted: \(error)")
+            }
+        }
+        timer.resume()
+        retentionTimer = timer
+    }
+
     /// Counters and table sizes of every role, one `key=value` per line.
     public func statistics() -> String {
         var lines: [String] = []
@@ -264,6 +289,7 @@ public final class ParleyServer: @unchecked Sendable {
         watcher?.stop()
         sighup?.cancel()
         heapTimer?.cancel()
+        retentionTimer?.cancel()
         tunnelClient?.close()
         try? tunnelServer?.close().wait()
         if let d = distributor {

@@ -366,6 +366,33 @@ public final class RecordStore: Sendable {
             """, [.int(at), .text(call), .text(queue), .text(agent), .text(event.rawValue), .text(version), .int(duration), .int(code)])
     }
 
+    // MARK: Retention
+
+    /// Deletes the calls that arrived before `cutoffMs` (wall-clock ms), with their queue-log
+    /// lines: the oldest first, at most `batch` calls a transaction, so that the writer's event
+    /// batches go on between them instead of waiting for the whole clean-up. Returns how many
+    /// calls were deleted. Waits for the writer: not to be called on an event loop or from
+    /// `onError`. A call's later events, should any still come, are then refused as for an
+    /// unknown call (reported to `onError`).
+    @discardableResult
+    public func prune(arrivedBefore cutoffMs: Int64, batch: Int = 2_000) throws -> Int {
+        let limit = max(1, batch)
+        var total = 0
+        while true {
+            let deleted = try writer.sync {
+                try db.write { db -> Int in
+                    // The same calls for both statements: the calls table does not change between them.
+                    let oldest = "SELECT reference FROM calls WHERE arrived_ms < ? ORDER BY arrived_ms, reference LIMIT ?"
+                    try db.execute(sql: "DELETE FROM queue_log WHERE call IN (\(oldest))", arguments: [cutoffMs, limit])
+                    try db.execute(sql: "DELETE FROM calls WHERE reference IN (\(oldest))", arguments: [cutoffMs, limit])
+                    return db.changesCount
+                }
+            }
+            total += deleted
+            if deleted < limit { return total }
+        }
+    }
+
     // MARK: Reading
 
     /// The connection's journal mode and `synchronous` level (0 OFF, 1 NORMAL, 2 FULL), for tests.

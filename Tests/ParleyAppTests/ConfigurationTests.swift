@@ -154,6 +154,24 @@ import Testing
         let unknown = problems(Self.base + "records: {path: x.db}\n")
         #expect(unknown.first?.key == "records.path")
     }
+
+    @Test func retentionIsOffByDefaultAndTakesHoursOrDays() throws {
+        #expect(try ParleyConfiguration.parse(Self.base, path: "/tmp/parley.yaml").recordsRetention == nil)
+        let days = try ParleyConfiguration.parse(Self.base + "records: {retention: 90d}\n", path: "/tmp/parley.yaml")
+        #expect(days.recordsRetention == .seconds(90 * 86_400))
+        let hours = try ParleyConfiguration.parse(Self.base + "records: {retention: 36h}\n", path: "/tmp/parley.yaml")
+        #expect(hours.recordsRetention == .seconds(36 * 3_600))
+        let off = try ParleyConfiguration.parse(Self.base + "records: {retention: off}\n", path: "/tmp/parley.yaml")
+        #expect(off.recordsRetention == nil)
+    }
+
+    @Test func aRetentionUnderAnHourOrNotADurationNamesTheKey() {
+        let short = problems(Self.base + "records: {retention: 30m}\n")
+        #expect(short.map(\.description) == ["/tmp/parley.yaml:4: records.retention: must be at least 1h (a call still in progress would lose its record), got '30m'"])
+        let junk = problems(Self.base + "records: {retention: forever}\n")
+        #expect(junk.first?.key == "records.retention")
+        #expect(junk.first?.message.contains("expected a duration") == true)
+    }
 }
 
 /// `treatments` and `queues`: per-queue limits, no-agent behaviour, treatment and overflow.

@@ -112,4 +112,46 @@ import Testing
         #expect(log.map(\.event) == [.enterQueue, .failed])
         #expect(log.allSatisfy { $0.rulesVersion == version })
     }
+
+    /// records.retention: `parley serve` deletes the records of calls older than it when it
+    /// starts (and every hour after); newer ones stay.
+    @Test func serveDeletesRecordsPastTheRetentionAtStart() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("parley-retention-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let database = dir.appendingPathComponent("calls.sqlite").path
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        let day: Int64 = 86_400_000
+        do {
+            let store = try RecordStore(path: database)
+            for (call, age) in [("ancient", 40 * day), ("old", 31 * day), ("recent", 29 * day), ("today", day / 2)] {
+                try store.recordNow(.arrived(call: call, sipCallID: "\(call)@caller", caller: "sip:caller@127.0.0.1", queue: "sales",
+                                             priority: 0, rulesVersion: "v1", at: now - age))
+                try store.recordNow(.failed(call: call, code: 480, timedOut: false, at: now - age + 10))
+            }
+        }
+        let port = Int.random(in: 21_000..<29_000)
+        let yaml = """
+            rules: \(Self.root.appendingPathComponent("rules").path)
+            roles: [distributor]
+            listeners: {distributor: "127.0.0.1:\(port)", buffer: "127.0.0.1:\(port + 1)"}
+            agents:
+              - {id: a1, contact: "sip:a1@127.0.0.1:\(port + 2)"}
+            records: {database: calls.sqlite, retention: 30d}
+            """
+        let configPath = dir.appendingPathComponent("parley.yaml").path
+        try yaml.write(toFile: configPath, atomically: true, encoding: .utf8)
+        let server = ParleyServer(configuration: try ParleyConfiguration.load(path: configPath))
+        try server.start()
+        defer { server.stop() }
+        let store = try #require(server.records)
+        var left: [String] = []
+        for _ in 0..<50 {
+            left = try store.recentCalls(limit: 10).map(\.reference)
+            if left.count == 2 { break }
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        #expect(left == ["today", "recent"])
+        #expect(try store.queueLog().map(\.call).sorted() == ["recent", "recent", "today", "today"])
+    }
 }

@@ -163,6 +163,36 @@ struct RecordStoreTests {
         }
     }
 
+    /// records.retention: the calls that arrived before the cutoff go, their queue-log lines with
+    /// them, in batches; the others stay whole.
+    @Test(arguments: [1, 2, 2_000])
+    func pruning_deletes_old_calls_and_their_log_lines_and_keeps_the_rest(batch: Int) throws {
+        try withTemporaryDatabase { path in
+            let store = try RecordStore(path: path)
+            for (call, at) in [("old1", Int64(1_000)), ("old2", 2_000), ("old3", 2_000), ("new1", 5_000), ("new2", 9_000)] {
+                store.record(arrived(call, at: at))
+                store.record(.offered(call: call, agent: "alice", at: at + 100))
+                store.record(.connected(call: call, agent: "alice", at: at + 200))
+                store.record(.completed(call: call, agent: "alice", at: at + 300))
+            }
+            store.flush()
+            #expect(try store.prune(arrivedBefore: 5_000, batch: batch) == 3)
+            #expect(try store.recentCalls(limit: 10).map(\.reference) == ["new2", "new1"])
+            #expect(Set(try store.queueLog().map(\.call)) == ["new1", "new2"])
+            #expect(try store.queueLog(call: "new1").map(\.event) == [.enterQueue, .offer, .connect, .complete])
+            #expect(try store.prune(arrivedBefore: 5_000, batch: batch) == 0)
+            // An event of a pruned call is refused like one of an unknown call; the store goes on.
+            let reported = Reported()
+            let reopened = try RecordStore(path: path, onError: { reported.add($0) })
+            reopened.record(.completed(call: "old1", agent: "alice", at: 20_000))
+            reopened.record(arrived("new3", at: 20_000))
+            reopened.flush()
+            #expect(reported.all.count == 1)
+            #expect(try reopened.call("old1") == nil)
+            #expect(try reopened.call("new3") != nil)
+        }
+    }
+
     @Test func recent_calls_are_newest_first_and_limited() throws {
         try withTemporaryDatabase { path in
             let store = try RecordStore(path: path)
