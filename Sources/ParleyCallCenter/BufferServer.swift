@@ -710,6 +710,11 @@ public final class BufferServer: SIPTransactionUser, @unchecked Sendable {
             return
         }
         call.noteFlow(side, from: source)
+        let unsupported = HeaderPolicy.unsupportedRequired(request)
+        if !unsupported.isEmpty, request.method != .ack, request.method != .cancel {
+            stack.respond(420, "Bad Extension", to: key, extraHeaders: [("Unsupported", unsupported.joined(separator: ", "))])
+            return
+        }
         var leg = call.leg(side)
         let number = ((try? request.cseq()) ?? nil)?.sequence ?? 0
         if let last = leg.remoteCSeq, number < last, request.method != .ack {

@@ -82,6 +82,8 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
         public var queueTimeouts = 0
         public var overflows = 0
         public var rejected = 0
+        /// INVITEs refused with 420: they require an extension the call path does not relay.
+        public var badExtensions = 0
         public var treatments = 0
         public var moves = 0
         public var ruleFailures = 0
@@ -193,6 +195,13 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
         let mf = ((try? invite.maxForwards()) ?? nil) ?? 70
         guard mf > 1 else {
             stack.respond(483, "Too Many Hops", to: key)
+            return
+        }
+        let unsupported = HeaderPolicy.unsupportedRequired(invite)
+        guard unsupported.isEmpty else {
+            counters.badExtensions += 1
+            logger.info("INVITE \(invite.callID ?? "?") refused: it requires \(unsupported.joined(separator: ", "))")
+            stack.respond(420, "Bad Extension", to: key, extraHeaders: [("Unsupported", unsupported.joined(separator: ", "))])
             return
         }
         let rules = engine.pin()

@@ -22,6 +22,21 @@ public enum HeaderPolicy {
     /// reliable provisionals (PRACK), so neither leg may ask for them.
     static let droppedOptionTags: Set<String> = ["100rel", "precondition"]
 
+    /// The option tags a request's Require names that the call path cannot honour (those it
+    /// removes, `droppedOptionTags`), as written, each once: such a request is refused with 420
+    /// Bad Extension and these in Unsupported (RFC 3261 8.2.2.3; RFC 3262 3: a UAC that requires
+    /// 100rel must get reliable provisionals or none). Other tags cross to the agent, whose
+    /// answer decides.
+    public static func unsupportedRequired(_ request: SIPMessage) -> [String] {
+        var out: [String] = []
+        for line in request.headers where line.known == .require {
+            for tag in line.elements where droppedOptionTags.contains(tag.lowercased()) {
+                if !out.contains(where: { $0.lowercased() == tag.lowercased() }) { out.append(tag) }
+            }
+        }
+        return out
+    }
+
     /// Whether a header line may be copied to the other leg.
     public static func crosses(_ header: SIPHeader) -> Bool {
         if let k = header.known { return crossingKnown.contains(k) }

@@ -109,6 +109,21 @@ import Testing
         #expect(call.hop(.caller)?.connection == nil)
     }
 
+    /// Require naming 100rel or precondition (which the call path removes) is refused; other
+    /// tags, and the same tags in Supported, are not.
+    @Test func requiredTagsTheCallPathCannotHonourAreListedOnce() throws {
+        func request(_ lines: String) throws -> SIPMessage {
+            try SIPParser.parse("OPTIONS sip:a@192.0.2.1 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.9;branch=z9hG4bK1\r\n"
+                + "From: <sip:b@192.0.2.9>;tag=1\r\nTo: <sip:a@192.0.2.1>\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\n" + lines
+                + "Content-Length: 0\r\n\r\n")
+        }
+        #expect(HeaderPolicy.unsupportedRequired(try request("Supported: 100rel, timer\r\n")) == [])
+        #expect(HeaderPolicy.unsupportedRequired(try request("Require: timer\r\n")) == [])
+        #expect(HeaderPolicy.unsupportedRequired(try request("Require: 100rel\r\n")) == ["100rel"])
+        #expect(HeaderPolicy.unsupportedRequired(try request("Require: timer, 100REL\r\nRequire: precondition, 100rel\r\n"))
+                == ["100REL", "precondition"])
+    }
+
     @Test func dialogMatchingNeedsCallIDAndBothTags() {
         let leg = DialogLeg(callID: "x", localTag: "a", remoteTag: "b", local: NameAddress(uri: .sip(SIPURI(host: .name("h")))),
                             remote: NameAddress(uri: .sip(SIPURI(host: .name("h")))), localCSeq: 0, remoteCSeq: nil,

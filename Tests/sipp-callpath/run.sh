@@ -648,6 +648,30 @@ CASE_queue_max_wait_on_hold_hangs_up() {
   expect_call "$dir" waiter timeout - - ENTERQUEUE "TREATMENT(moh)" EXITWITHTIMEOUT || return 1
 }
 
+# An INVITE that requires 100rel (reliable provisionals, which the call path does not relay): 420
+# Bad Extension with Unsupported: 100rel from the distributor, before any rule or agent.
+CASE_caller_requires_100rel_gets_420() {
+  local dir=$1 b rc n tries=25
+  b=$(alloc_block) || { REASON="no free ports"; return 1; }
+  write_config "$dir" "$b" "" 1
+  start_serve "$dir" "$b" || return 1
+  run_caller "$dir" caller caller-requires-100rel-expect-420.xml "$b" $((b + 9)) "$N" 30 uri none
+  rc=$?
+  check_side "$dir" caller "$rc" "$N" || return 1
+  while [ $tries -gt 0 ]; do
+    n=$(stat "$dir" distributor bad_extensions)
+    [ "$n" = "$N" ] && break
+    sleep 0.2; tries=$((tries - 1))
+  done
+  [ "$n" = "$N" ] || { REASON="distributor bad_extensions=$n, want $N (stats.txt)"; return 1; }
+  [ "$(stat "$dir" distributor handoffs_uri)" = 0 ] || { REASON="a call that requires 100rel was handed off (stats.txt)"; return 1; }
+}
+# A re-INVITE that requires 100rel, once the call is up: 420 from the buffer server, nothing to
+# the agent (whose scenario fails on an unexpected INVITE), and the call goes on.
+CASE_reinvite_requires_100rel_gets_420() {
+  answered "$1" uri caller-reinvite-requires-100rel-expect-420.xml agent-answers.xml
+}
+
 # ---------------------------------------------------------------- a real softphone
 # baresip (Debian's baresip-core), driven through its stdio menu with timed commands, as the caller
 # or as the agent; SIPp on the other side checks the re-addressing as in every case above. Its
@@ -780,7 +804,7 @@ for enc in uri message tunnel; do
   CASES="$CASES $enc-answered-caller-hangs-up $enc-answered-agent-hangs-up $enc-caller-cancel-expect-487 $enc-agent-486-next-agent-answers $enc-agent-no-answer-next-agent-answers $enc-hold-resume-info-options-update $enc-agent-holds-resumes $enc-separate-processes"
 done
 CASES="$CASES uri-in-process-off uri-caller-over-tcp uri-caller-over-tcp-agent-hangs-up queue-priority-order queue-caller-abandons-while-queued queue-music-on-hold-then-moved-to-agent queue-caller-hangs-up-on-hold-abandoned queue-silent-treatment-does-not-block-the-agent queue-max-wait-gives-the-status queue-no-agent-rejects-with-status queue-max-length-and-max-wait-overflow-to-announcement queue-max-wait-on-hold-hangs-up"
-CASES="$CASES softphone-caller-talks-and-hangs-up softphone-agent-holds-resumes softphone-agent-hangs-up softphone-caller-over-tcp-agent-hangs-up"
+CASES="$CASES caller-requires-100rel-gets-420 reinvite-requires-100rel-gets-420 softphone-caller-talks-and-hangs-up softphone-agent-holds-resumes softphone-agent-hangs-up softphone-caller-over-tcp-agent-hangs-up"
 CASES="$CASES config-bad-file-refused lost-bye-probe-hangs-up-agent rule-classify-raises-call-connects rule-select-agent-raises-call-connects rule-handoff-raises-call-connects agent-no-answers-go-on-break agent-wrap-up-sends-next-call-elsewhere separate-buffer-crash-frees-agent"
 
 # ---------------------------------------------------------------- main
