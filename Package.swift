@@ -31,6 +31,7 @@ let package = Package(
                 "ParleySIP", "ParleyTransaction",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -78,6 +79,7 @@ let package = Package(
                            .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
                            .product(name: "NIOEmbedded", package: "swift-nio")]
         ),
+        .testTarget(name: "ParleyTransportTests", dependencies: ["ParleyTransport", .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(name: "ParleyAppTests", dependencies: ["ParleyApp", "ParleyCallCenter", "ParleyRecords"]),
         .executableTarget(
             name: "parley",

@@ -54,6 +54,7 @@ public final class ParleyServer: @unchecked Sendable {
     public func start() throws {
         let c = configuration
         let timers = SIPTimers(t1: c.t1)
+        warmHostNames()
         if roles.contains(.buffer) {
             let loop = group.next()
             let bufferAddress = try parseSocketAddress(c.bufferListen)
@@ -211,6 +212,18 @@ public final class ParleyServer: @unchecked Sendable {
         }
         timer.resume()
         heapTimer = timer
+    }
+
+    /// Looks up the host names of configured agents and treatments before any call, so that no
+    /// call waits on an event loop for DNS (`HostResolver`); one that does not resolve is logged
+    /// (its calls fail until it does: it is looked up again in the background).
+    private func warmHostNames() {
+        var names: [(what: String, host: String)] = []
+        for a in configuration.agents { if let u = a.contact.sipURI { names.append(("agent \(a.id)", u.maddr ?? u.host.address)) } }
+        for t in configuration.treatments { if let u = t.contact.sipURI { names.append(("treatment \(t.name)", u.maddr ?? u.host.address)) } }
+        for (what, host) in names where !HostResolver.shared.warm(host) {
+            logger.warning("\(what): the host \(host) of its contact does not resolve")
+        }
     }
 
     /// Deletes the records of calls that arrived more than `keep` ago: once at start, then every

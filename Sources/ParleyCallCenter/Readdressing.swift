@@ -166,8 +166,7 @@ public enum Resolver {
         let host = u.maddr ?? u.host.address
         let port = u.port ?? 5060
         let kind = u.transportParameter.flatMap(SIPTransportKind.init(token:)) ?? defaultTransport
-        guard let address = (try? SocketAddress(ipAddress: host, port: port))
-            ?? (try? SocketAddress.makeAddressResolvingHost(host, port: port)) else { return nil }
+        guard let address = HostResolver.shared.address(host: host, port: port) else { return nil }
         return SIPDestination(transport: kind, address: address)
     }
 

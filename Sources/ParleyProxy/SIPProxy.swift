@@ -206,7 +206,7 @@ public final class SIPProxy: SIPTransactionUser, @unchecked Sendable {
         let host = u.maddr ?? u.host.address
         let port = u.port ?? 5060
         let kind = u.transportParameter.flatMap(SIPTransportKind.init(token:)) ?? configuration.defaultTransport
-        guard let address = (try? SocketAddress(ipAddress: host, port: port)) ?? (try? SocketAddress.makeAddressResolvingHost(host, port: port)) else {
+        guard let address = HostResolver.shared.address(host: host, port: port) else {
             return nil
         }
         return SIPDestination(transport: kind, address: address)

@@ -273,7 +273,7 @@ public final class SIPTransport: @unchecked Sendable {
             port = via.port ?? 5060
         }
         if case .some(.some(let rport)) = via.rport, via.maddr == nil { port = rport }
-        guard let address = (try? SocketAddress(ipAddress: host, port: port)) ?? (try? SocketAddress.makeAddressResolvingHost(host, port: port)) else {
+        guard let address = HostResolver.shared.address(host: host, port: port) else {
             if let source { return SIPDestination(transport: kind, address: source.remote) }
             return nil
         }
