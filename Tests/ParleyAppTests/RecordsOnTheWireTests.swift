@@ -14,6 +14,19 @@ import Testing
 @Suite(.serialized) struct RecordsOnTheWireTests {
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
+    /// The distributor role alone on 127.0.0.1:`port`, agent a1 (`agent`: more of its fields), and
+    /// `records` as the records section.
+    static func distributorYAML(port: Int, agent: String = "", records: String) -> String {
+        """
+        rules: \(root.appendingPathComponent("rules").path)
+        roles: [distributor]
+        listeners: {distributor: "127.0.0.1:\(port)", buffer: "127.0.0.1:\(port + 1)"}
+        agents:
+          - {id: a1, contact: "sip:a1@127.0.0.1:\(port + 2)"\(agent)}
+        records: \(records)
+        """
+    }
+
     /// Sends `text` over UDP from 127.0.0.1:`from` to 127.0.0.1:`port` and returns the responses
     /// until a final one (or 5 s).
     func sendAndCollect(_ text: String, from: Int, port: Int) throws -> [String] {
@@ -56,14 +69,7 @@ import Testing
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
         let port = Int.random(in: 21_000..<29_000)
-        let yaml = """
-            rules: \(Self.root.appendingPathComponent("rules").path)
-            roles: [distributor]
-            listeners: {distributor: "127.0.0.1:\(port)", buffer: "127.0.0.1:\(port + 1)"}
-            agents:
-              - {id: a1, contact: "sip:a1@127.0.0.1:\(port + 2)", available: false}
-            records: {database: calls.sqlite}
-            """
+        let yaml = Self.distributorYAML(port: port, agent: ", available: false", records: "{database: calls.sqlite}")
         let configPath = dir.appendingPathComponent("parley.yaml").path
         try yaml.write(toFile: configPath, atomically: true, encoding: .utf8)
         let configuration = try ParleyConfiguration.load(path: configPath)
@@ -131,14 +137,7 @@ import Testing
             }
         }
         let port = Int.random(in: 21_000..<29_000)
-        let yaml = """
-            rules: \(Self.root.appendingPathComponent("rules").path)
-            roles: [distributor]
-            listeners: {distributor: "127.0.0.1:\(port)", buffer: "127.0.0.1:\(port + 1)"}
-            agents:
-              - {id: a1, contact: "sip:a1@127.0.0.1:\(port + 2)"}
-            records: {database: calls.sqlite, retention: 30d}
-            """
+        let yaml = Self.distributorYAML(port: port, records: "{database: calls.sqlite, retention: 30d}")
         let configPath = dir.appendingPathComponent("parley.yaml").path
         try yaml.write(toFile: configPath, atomically: true, encoding: .utf8)
         let server = ParleyServer(configuration: try ParleyConfiguration.load(path: configPath))

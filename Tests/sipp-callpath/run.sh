@@ -723,56 +723,36 @@ need_baresip() {
   command -v baresip >/dev/null 2>&1 || { REASON="baresip not installed (apt-get install -y baresip-core; make test does)"; return 1; }
 }
 
-# baresip calls the contact center, a SIPp agent answers, baresip hangs up after 3 s.
-CASE_softphone_caller_talks_and_hangs_up() {
-  local dir=$1 b r
+# softphone_calls DIR AGENT_XML URI_PARAMS "DELAY COMMAND"...: baresip, as the caller (its account
+# and the URI it dials both with URI_PARAMS), dials sales after 1 s, then runs the commands; a
+# SIPp agent a1 runs AGENT_XML. The call must be established and end on both sides.
+softphone_calls() {
+  local dir=$1 axml=$2 params=$3 b r; shift 3
   need_baresip || return 1
   b=$(alloc_block) || { REASON="no free ports"; return 1; }
   write_config "$dir" "$b" "" 1
   start_serve "$dir" "$b" || return 1
-  start_agent "$dir" a1 agent-answers.xml $((b + 3)) 1 30
-  baresip_config "$dir" phone $((b + 9)) $((b + 6)) "<sip:caller@$IP>;regint=0"
-  start_baresip "$dir" phone 30 "1 /dial sip:sales@$IP:$b" "3 /hangup"
+  start_agent "$dir" a1 "$axml" $((b + 3)) 1 30 -d 2000
+  baresip_config "$dir" phone $((b + 9)) $((b + 6)) "<sip:caller@$IP$params>;regint=0"
+  start_baresip "$dir" phone 30 "1 /dial sip:sales@$IP:$b$params" "$@"
   wait_agent phone 20
   wait_agent a1 15; r=$?
   check_side "$dir" a1 "$r" 1 || return 1
-  baresip_saw "$dir" phone "Call established: sip:sales@$IP:$b" "terminated" || return 1
-  wait_drained "$dir" 10 || return 1
-  records "$dir"
-  expect_call "$dir" caller completed a1 200 ENTERQUEUE "OFFER(a1)" "CONNECT(a1)" "COMPLETE(a1)"
-}
-
-# A SIPp caller reaches baresip as agent a1 (auto-answer); baresip puts the caller on hold and
-# takes it off (re-INVITEs a=sendonly, then a=sendrecv, relayed to the caller, who checks them),
-# then the caller hangs up.
-CASE_softphone_agent_holds_resumes() {
-  local dir=$1 b rc
-  need_baresip || return 1
-  b=$(alloc_block) || { REASON="no free ports"; return 1; }
-  write_config "$dir" "$b" "" 1
-  start_serve "$dir" "$b" || return 1
-  baresip_config "$dir" a1 $((b + 3)) $((b + 6)) "<sip:a1@$IP>;regint=0;answermode=auto"
-  start_baresip "$dir" a1 30 "2.5 /hold" "1.5 /resume" "3 /listcalls"
-  wait_listening $((b + 3)) udp "$PID_a1" 5 || { REASON="baresip not listening (a1.out)"; return 1; }
-  run_caller "$dir" caller caller-held-by-agent.xml "$b" $((b + 9)) 1 20 uri none
-  rc=$?
-  check_side "$dir" caller "$rc" 1 || return 1
-  wait_agent a1 15
-  baresip_saw "$dir" a1 "Call established" "call: hold" "call: resume" "terminated" || return 1
+  baresip_saw "$dir" phone "Call established: sip:sales@$IP:$b$params" "terminated" || return 1
   wait_drained "$dir" 10
 }
-
-# baresip as agent answers and hangs up after 2 s; the SIPp caller gets the BYE re-addressed.
-CASE_softphone_agent_hangs_up() {
-  local dir=$1 b rc
+# softphone_answers DIR CALLER_XML "DELAY COMMAND"...: baresip is agent a1 (auto-answer) and runs
+# the commands; a SIPp caller runs CALLER_XML once. The call must be established and end.
+softphone_answers() {
+  local dir=$1 cxml=$2 b rc; shift 2
   need_baresip || return 1
   b=$(alloc_block) || { REASON="no free ports"; return 1; }
   write_config "$dir" "$b" "" 1
   start_serve "$dir" "$b" || return 1
   baresip_config "$dir" a1 $((b + 3)) $((b + 6)) "<sip:a1@$IP>;regint=0;answermode=auto"
-  start_baresip "$dir" a1 30 "3 /hangup"
+  start_baresip "$dir" a1 30 "$@"
   wait_listening $((b + 3)) udp "$PID_a1" 5 || { REASON="baresip not listening (a1.out)"; return 1; }
-  run_caller "$dir" caller caller-answered-agent-hangs-up.xml "$b" $((b + 9)) 1 20 uri none
+  run_caller "$dir" caller "$cxml" "$b" $((b + 9)) 1 20 uri none
   rc=$?
   check_side "$dir" caller "$rc" 1 || return 1
   wait_agent a1 15
@@ -780,24 +760,32 @@ CASE_softphone_agent_hangs_up() {
   wait_drained "$dir" 10
 }
 
-# baresip calls over TCP (the Request-URI says ;transport=tcp); the SIPp agent answers and hangs
-# up: the agent's BYE reaches baresip over TCP, and baresip's 200 comes back.
-CASE_softphone_caller_over_tcp_agent_hangs_up() {
-  local dir=$1 b r
-  need_baresip || return 1
-  b=$(alloc_block) || { REASON="no free ports"; return 1; }
-  write_config "$dir" "$b" "" 1
-  start_serve "$dir" "$b" || return 1
-  start_agent "$dir" a1 agent-answers-hangs-up.xml $((b + 3)) 1 30 -d 2000
-  baresip_config "$dir" phone $((b + 9)) $((b + 6)) "<sip:caller@$IP;transport=tcp>;regint=0"
-  start_baresip "$dir" phone 30 "1 /dial sip:sales@$IP:$b;transport=tcp" "5 /listcalls"
-  wait_agent phone 20
-  wait_agent a1 15; r=$?
-  check_side "$dir" a1 "$r" 1 || return 1
-  baresip_saw "$dir" phone "Call established: sip:sales@$IP:$b;transport=tcp" "terminated" || return 1
-  grep -q "transport=tcp" "$dir/a1.messages.log" && { REASON="the agent leg names TCP (a1.messages.log): it is UDP"; return 1; }
-  wait_drained "$dir" 10
+# baresip calls the contact center, a SIPp agent answers, baresip hangs up after 3 s; the record
+# says so.
+CASE_softphone_caller_talks_and_hangs_up() {
+  softphone_calls "$1" agent-answers.xml "" "3 /hangup" || return 1
+  records "$1"
+  expect_call "$1" caller completed a1 200 ENTERQUEUE "OFFER(a1)" "CONNECT(a1)" "COMPLETE(a1)"
 }
+
+# baresip calls over TCP (its account and the Request-URI say ;transport=tcp); the SIPp agent
+# answers and hangs up: the agent's BYE reaches baresip over TCP, and baresip's 200 comes back.
+# The agent leg stays UDP.
+CASE_softphone_caller_over_tcp_agent_hangs_up() {
+  softphone_calls "$1" agent-answers-hangs-up.xml ";transport=tcp" "5 /listcalls" || return 1
+  if grep -q "transport=tcp" "$1/a1.messages.log"; then REASON="the agent leg names TCP (a1.messages.log): it is UDP"; return 1; fi
+}
+
+# A SIPp caller reaches baresip as agent a1; baresip puts the caller on hold and takes it off
+# (re-INVITEs a=sendonly, then a=sendrecv, relayed to the caller, who checks them), then the
+# caller hangs up.
+CASE_softphone_agent_holds_resumes() {
+  softphone_answers "$1" caller-held-by-agent.xml "2.5 /hold" "1.5 /resume" "3 /listcalls" || return 1
+  baresip_saw "$1" a1 "call: hold" "call: resume"
+}
+
+# baresip as agent answers and hangs up after 3 s; the SIPp caller gets the BYE re-addressed.
+CASE_softphone_agent_hangs_up() { softphone_answers "$1" caller-answered-agent-hangs-up.xml "3 /hangup"; }
 
 CASES=""
 for enc in uri message tunnel; do
