@@ -255,6 +255,9 @@ static int protect(parley_state *S, lua_CFunction f, void *ud, int limited) {
     return result;
 }
 
+static void lazy_fill(lua_State *L, int idx);
+static int fill_then_call(lua_State *L);
+
 // MARK: - Read-only proxies
 
 static int ro_newindex(lua_State *L) {
@@ -308,6 +311,7 @@ static void make_readonly(lua_State *L) {
 static int l_readonly(lua_State *L) {
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_settop(L, 1);
+    lazy_fill(L, 1);
     make_readonly(L);
     return 1;
 }
@@ -784,6 +788,14 @@ static int op_open(lua_State *L) {
     lua_pushcfunction(L, l_require);
     lua_setfield(L, G, "require");
 
+    // The raw functions see a lazy candidate list as the array it stands for (push_agents).
+    static const char *const raw[] = {"next", "rawget", "rawlen", "rawset", "getmetatable", "setmetatable", NULL};
+    for (int i = 0; raw[i]; i++) {
+        lua_getfield(L, G, raw[i]);
+        lua_pushcclosure(L, fill_then_call, 1);
+        lua_setfield(L, G, raw[i]);
+    }
+
     // log.debug/info/warn/error; print goes to log.info.
     static const char *const levels[] = {"debug", "info", "warn", "error"};
     lua_createtable(L, 0, 4);
@@ -1179,9 +1191,141 @@ int parley_agent_remove(parley_state *S, int32_t slot) {
     return protect(S, op_agent_remove, &a, 0);
 }
 
-/// Pushes an array of the resident agents at `slots` (their idle_ms is computed when read).
+// MARK: - Candidate lists
+//
+// select_agent and order_registrations get every candidate agent, and a contact center may have
+// thousands. Building a table of n entries per call cost each call O(n) table writes and garbage,
+// while the usual rule reads one or two entries (the longest idle agent is the first). A list
+// longer than LAZY_MIN is handed as an empty table whose metatable answers for it: `agents[i]`
+// and `#agents` read the slots copied here, so ipairs, the length operator and indexing cost
+// only what is read. The first write, and anything that would see the raw table (pairs, next,
+// rawget, rawlen, rawset, getmetatable, setmetatable, whose global functions are wrapped in
+// op_open), first fills the table with every entry and removes the metatable: from then on it
+// is an ordinary array. A rule cannot tell the two apart.
+
+#define LAZY_MIN 16
+
+static const char LAZY_KEY = 0;  // light-userdata key, in a lazy list's metatable, of its slots
+
+typedef struct {
+    lua_Integer count;
+    int32_t slots[];
+} lazy_list;
+
+/// The slots of the lazy list at `idx`, or NULL when it is not one (the stack is unchanged).
+static lazy_list *lazy_of(lua_State *L, int idx) {
+    if (lua_type(L, idx) != LUA_TTABLE || !lua_getmetatable(L, idx)) return NULL;
+    lua_rawgetp(L, -1, &LAZY_KEY);
+    lazy_list *d = lua_type(L, -1) == LUA_TUSERDATA ? lua_touserdata(L, -1) : NULL;
+    lua_pop(L, 2);  // the metatable, held by the table at idx, keeps d alive
+    return d;
+}
+
+/// Pushes entry i (1-based) of a lazy list: the resident agent at its slot.
+static void lazy_push(lua_State *L, const lazy_list *d, lua_Integer i) {
+    if (i < 1 || i > d->count) {
+        lua_pushnil(L);
+        return;
+    }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, state_of(L)->ref_agents);
+    lua_rawgeti(L, -1, d->slots[i - 1]);
+    lua_remove(L, -2);
+}
+
+/// Turns the lazy list at `idx` (if it is one) into the ordinary array it stands for.
+static void lazy_fill(lua_State *L, int idx) {
+    idx = lua_absindex(L, idx);
+    lazy_list *d = lazy_of(L, idx);
+    if (!d) return;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, state_of(L)->ref_agents);
+    int proxies = lua_gettop(L);
+    for (lua_Integer i = 1; i <= d->count; i++) {
+        if (lua_rawgeti(L, idx, i) == LUA_TNIL) {
+            lua_rawgeti(L, proxies, d->slots[i - 1]);
+            lua_rawseti(L, idx, i);
+        }
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    lua_pushnil(L);
+    lua_setmetatable(L, idx);
+}
+
+static int lazy_index(lua_State *L) {
+    lazy_list *d = lazy_of(L, 1);
+    int isnum = 0;
+    lua_Integer i = lua_tointegerx(L, 2, &isnum);
+    if (!d || !isnum || lua_type(L, 2) != LUA_TNUMBER) {
+        lua_pushnil(L);
+        return 1;
+    }
+    lazy_push(L, d, i);
+    return 1;
+}
+
+static int lazy_newindex(lua_State *L) {
+    lua_settop(L, 3);
+    lazy_fill(L, 1);
+    lua_rawset(L, 1);
+    return 0;
+}
+
+static int lazy_len(lua_State *L) {
+    lazy_list *d = lazy_of(L, 1);
+    lua_pushinteger(L, d ? d->count : 0);
+    return 1;
+}
+
+/// next() as Lua's own, for the pairs of a list that has been filled.
+static int raw_next(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 2);
+    if (lua_next(L, 1)) return 2;
+    lua_pushnil(L);
+    return 1;
+}
+
+static int lazy_pairs(lua_State *L) {
+    lazy_fill(L, 1);
+    lua_pushcfunction(L, raw_next);
+    lua_pushvalue(L, 1);
+    lua_pushnil(L);
+    return 3;
+}
+
+/// A wrapped global (next, rawget, rawlen, rawset, getmetatable, setmetatable): fills a lazy
+/// list in argument 1, then calls the original (upvalue 1) with the same arguments.
+static int fill_then_call(lua_State *L) {
+    int n = lua_gettop(L);
+    if (n >= 1) lazy_fill(L, 1);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, n, LUA_MULTRET);
+    return lua_gettop(L);
+}
+
+/// Pushes the candidate agents at `slots`, in that order: an array of the resident read-only
+/// agents (their idle_ms is computed when read), lazy when there are more than LAZY_MIN.
 static void push_agents(lua_State *L, const int32_t *slots, size_t count) {
     parley_state *S = state_of(L);
+    if (count > LAZY_MIN) {
+        lua_createtable(L, 0, 0);  // the list
+        lua_createtable(L, 0, 5);  // its metatable
+        lazy_list *d = lua_newuserdatauv(L, sizeof(lazy_list) + count * sizeof(int32_t), 0);
+        d->count = (lua_Integer)count;
+        memcpy(d->slots, slots, count * sizeof(int32_t));
+        lua_rawsetp(L, -2, &LAZY_KEY);
+        lua_pushcfunction(L, lazy_index);
+        lua_setfield(L, -2, "__index");
+        lua_pushcfunction(L, lazy_newindex);
+        lua_setfield(L, -2, "__newindex");
+        lua_pushcfunction(L, lazy_len);
+        lua_setfield(L, -2, "__len");
+        lua_pushcfunction(L, lazy_pairs);
+        lua_setfield(L, -2, "__pairs");
+        lua_setmetatable(L, -2);
+        return;
+    }
     lua_rawgeti(L, LUA_REGISTRYINDEX, S->ref_agents);
     int proxies = lua_gettop(L);
     lua_createtable(L, (int)count, 0);
@@ -1413,6 +1557,7 @@ static int op_order(lua_State *L) {
     if (lua_type(L, -1) != LUA_TTABLE)
         return result_error(L, a, lua_pushfstring(L, "returned a %s, expected an array of {id = ..., q = ...}", luaL_typename(L, -1)));
     int list = lua_gettop(L);
+    lazy_fill(L, list);
     size_t n = (size_t)lua_rawlen(L, list);
     parley_order_result *r = a->order;
     if (n > 0) {
