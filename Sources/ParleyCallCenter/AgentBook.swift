@@ -15,7 +15,9 @@ public final class AgentBook: @unchecked Sendable {
     /// Who can be offered a call now, longest idle first, and who is logged in, per skill and
     /// overall: kept in step with every state change so that choosing an agent costs what the
     /// available agents of one skill cost, not what every agent costs, and needs no sorting.
-    private var availableBySkill: [String: IdleOrder] = [:]
+    /// Boxed: changing a value kept in a dictionary goes through the dictionary's modify
+    /// accessors, whose frames are allocated on every change; a box is changed in place.
+    private var availableBySkill: [String: IdleOrderBox] = [:]
     private var availableAll = IdleOrder()
     private var onlineBySkill: [String: Int] = [:]
     private var onlineAll = 0
@@ -50,7 +52,13 @@ public final class AgentBook: @unchecked Sendable {
             let key = IdleOrder.Key(since: m.idleSinceMs ?? 0, position: Int32(p))
             if add { availableAll.insert(key) } else { availableAll.remove(key) }
             for s in Self.distinctSkills(m) {
-                if add { availableBySkill[s, default: IdleOrder()].insert(key) } else { availableBySkill[s]?.remove(key) }
+                if let box = availableBySkill[s] {
+                    if add { box.order.insert(key) } else { box.order.remove(key) }
+                } else if add {
+                    let box = IdleOrderBox()
+                    box.order.insert(key)
+                    availableBySkill[s] = box
+                }
             }
         }
         if Self.isOnline(m) {
@@ -72,7 +80,7 @@ public final class AgentBook: @unchecked Sendable {
     /// Available agents that serve `type` and are not in `excluding`, longest idle first (then
     /// configuration order): `select_agent`'s candidates, as directory slots.
     public func candidates(type: String, knownSkills: Set<String>, excluding: [String]) -> AgentCandidates {
-        let pool = knownSkills.contains(type) ? (availableBySkill[type] ?? IdleOrder()) : availableAll
+        let pool = knownSkills.contains(type) ? (availableBySkill[type]?.order ?? IdleOrder()) : availableAll
         let excluded = excluding.compactMap { position[$0].map(Int32.init) }
         var c = AgentCandidates()
         c.slots.reserveCapacity(pool.keys.count)
@@ -85,7 +93,7 @@ public final class AgentBook: @unchecked Sendable {
 
     /// The same agents by id.
     public func availableServing(type: String, knownSkills: Set<String>, excluding: [String]) -> [String] {
-        let pool = knownSkills.contains(type) ? (availableBySkill[type] ?? IdleOrder()) : availableAll
+        let pool = knownSkills.contains(type) ? (availableBySkill[type]?.order ?? IdleOrder()) : availableAll
         return pool.keys.map { order[Int($0.position)] }.filter { !excluding.contains($0) }
     }
 
@@ -167,6 +175,10 @@ public final class AgentBook: @unchecked Sendable {
 /// longest idle), then configuration order. A sorted array: an agent comes or goes by binary
 /// search and one move of the elements after it (a few microseconds for thousands of agents),
 /// and reading the order sorts nothing.
+final class IdleOrderBox {
+    var order = IdleOrder()
+}
+
 struct IdleOrder {
     struct Key: Comparable {
         var since: Int64

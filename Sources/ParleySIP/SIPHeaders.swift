@@ -1,30 +1,64 @@
 /// The bytes of a header value: a range of the received message's bytes (parsing copies
-/// nothing), or bytes of its own once the value is set.
+/// nothing), or the string it was set to (building a message copies nothing either: a value
+/// set from a string is written out from that string's own bytes).
 struct ValueBytes: Sendable {
-    var storage: [UInt8]
-    var range: Range<Int>
+    private enum Repr: Sendable {
+        case slice([UInt8], Range<Int>)
+        case text(String)
+    }
+    private var repr: Repr
 
     init(_ s: String) {
-        storage = Array(s.utf8)
-        range = 0..<storage.count
+        repr = .text(s)
     }
 
     init(storage: [UInt8], range: Range<Int>) {
-        self.storage = storage
-        self.range = range
+        repr = .slice(storage, range)
     }
 
-    var count: Int { range.count }
+    var count: Int {
+        switch repr {
+        case .slice(_, let r): r.count
+        case .text(let s): s.utf8.count
+        }
+    }
 
     func withBuffer<R, E: Error>(_ body: (UnsafeBufferPointer<UInt8>) throws(E) -> R) throws(E) -> R {
-        let r = range
-        let result: Result<R, E> = storage.withUnsafeBufferPointer { all in
-            Result { () throws(E) -> R in try body(UnsafeBufferPointer(rebasing: all[r])) }
+        let result: Result<R, E>
+        switch repr {
+        case .slice(let storage, let r):
+            result = storage.withUnsafeBufferPointer { all in
+                Result { () throws(E) -> R in try body(UnsafeBufferPointer(rebasing: all[r])) }
+            }
+        case .text(var s):
+            result = s.withUTF8 { buf in Result { () throws(E) -> R in try body(buf) } }
         }
         return try result.get()
     }
 
-    var string: String { withBuffer { String(decoding: $0, as: UTF8.self) } }
+    var string: String {
+        switch repr {
+        case .slice: withBuffer { String(decoding: $0, as: UTF8.self) }
+        case .text(let s): s
+        }
+    }
+
+    /// The size of the buffer a sliced value is a range of (nil for a value set from a string).
+    var storageCount: Int? {
+        if case .slice(let storage, _) = repr { return storage.count }
+        return nil
+    }
+
+    /// The bytes at `r` (offsets within this value): a narrower range of the same storage, or
+    /// a new string for a value that was set from one.
+    func slice(_ r: Range<Int>) -> ValueBytes {
+        switch repr {
+        case .slice(let storage, let range):
+            return ValueBytes(storage: storage, range: range.lowerBound + r.lowerBound..<range.lowerBound + r.upperBound)
+        case .text:
+            return ValueBytes(withBuffer { makeString($0, r) })
+        }
+    }
 
     static func == (a: ValueBytes, b: ValueBytes) -> Bool {
         guard a.count == b.count else { return false }
@@ -129,6 +163,39 @@ public func splitList(_ value: String) -> [String] {
     }
 }
 
+/// The first non-empty element of a comma-separated list value (split as `splitList` splits:
+/// never inside a quoted string or angle brackets), trimmed, and where the elements after it
+/// begin; nil when the value holds no element.
+func firstListElement(_ buf: UnsafeBufferPointer<UInt8>) -> (element: Range<Int>, next: Int)? {
+    func element(_ start: Int, _ end: Int) -> Range<Int>? {
+        var a = start, b = end
+        while a < b, ASCII.isWS(buf[a]) { a += 1 }
+        while b > a, ASCII.isWS(buf[b - 1]) { b -= 1 }
+        return b > a ? a..<b : nil
+    }
+    var start = 0
+    var i = 0
+    var inQuotes = false
+    var inAngle = false
+    while i < buf.count {
+        let c = buf[i]
+        if c == ASCII.comma && !inQuotes && !inAngle {
+            if let e = element(start, i) { return (e, i + 1) }
+            start = i + 1
+        } else if inQuotes {
+            if c == ASCII.backslash { i += 1 } else if c == ASCII.quote { inQuotes = false }
+        } else if c == ASCII.quote {
+            inQuotes = true
+        } else if c == ASCII.lt {
+            inAngle = true
+        } else if c == ASCII.gt {
+            inAngle = false
+        }
+        i += 1
+    }
+    return element(start, buf.count).map { ($0, buf.count) }
+}
+
 /// The headers of a message, in order.
 public struct SIPHeaders: Sendable, Equatable, Sequence {
     public private(set) var lines: [SIPHeader]
@@ -217,12 +284,29 @@ public struct SIPHeaders: Sendable, Equatable, Sequence {
     /// Removes the first element of a list header (the top Via, the first Route), dropping the
     /// line when it held only that element. Returns the element removed.
     @discardableResult
+    ///
+    /// The elements left stay as they were written (the line keeps a range of the same bytes):
+    /// a proxy does this to the Via of every response it relays, so nothing is split or joined.
     public mutating func removeFirstElement(_ name: HeaderName) -> String? {
         guard let i = lines.firstIndex(where: { $0.matches(name) }) else { return nil }
-        var parts = lines[i].elements
-        guard !parts.isEmpty else { lines.remove(at: i); return nil }
-        let first = parts.removeFirst()
-        if parts.isEmpty { lines.remove(at: i) } else { lines[i].value = parts.joined(separator: ", ") }
+        guard lines[i].known?.isList ?? false else {
+            let value = lines[i].value
+            lines.remove(at: i)
+            return value
+        }
+        let bytes = lines[i].bytes
+        let (first, rest) = bytes.withBuffer { buf -> (String?, Range<Int>?) in
+            guard let f = firstListElement(buf) else { return (nil, nil) }
+            var a = f.next, b = buf.count
+            while a < b, ASCII.isWS(buf[a]) || buf[a] == ASCII.comma { a += 1 }
+            while b > a, ASCII.isWS(buf[b - 1]) || buf[b - 1] == ASCII.comma { b -= 1 }
+            return (makeString(buf, f.element), a < b ? a..<b : nil)
+        }
+        if let rest {
+            lines[i].bytes = bytes.slice(rest)
+        } else {
+            lines.remove(at: i)
+        }
         return first
     }
 

@@ -105,6 +105,13 @@ public struct TransactionKey: Sendable, Hashable, CustomStringConvertible {
         return TransactionKey(storage: .client(branch: branch.lowercased(), method: method))
     }
 
+    /// The same for a request whose top Via the caller has just written with `branch`: the
+    /// Via is not parsed back.
+    public static func client(sending request: SIPMessage, branch: String) -> TransactionKey? {
+        guard let method = request.method, method != .ack, !branch.isEmpty else { return nil }
+        return TransactionKey(storage: .client(branch: branch.lowercased(), method: method))
+    }
+
     /// The key of the client transaction a received `response` belongs to (17.1.3): the branch
     /// of its top Via and the method of its CSeq. Nil when either is missing.
     public static func client(matching response: SIPMessage) -> TransactionKey? {

@@ -175,9 +175,12 @@ public struct TransactionTable<Context> {
 
     /// Creates and starts the client transaction for an outgoing `request` (the TU "sends a
     /// request"): the output sends it and arms its timers.
-    public mutating func startClient(request: SIPMessage, transport: TransportReliability, context: Context,
-                                     now: SIPInstant) throws(TransactionTableError) -> Output {
-        guard let key = TransactionKey.client(sending: request) else { throw .noTransactionKey }
+    /// `branch`: the branch of the top Via when the caller has just written it (it is then not
+    /// parsed back from the request).
+    public mutating func startClient(request: SIPMessage, branch: String? = nil, transport: TransportReliability,
+                                     context: Context, now: SIPInstant) throws(TransactionTableError) -> Output {
+        let key = branch.map { TransactionKey.client(sending: request, branch: $0) } ?? TransactionKey.client(sending: request)
+        guard let key else { throw .noTransactionKey }
         return try start(Transaction(client: request, transport: transport, timers: timers), key: key, context: context, now: now)
     }
 

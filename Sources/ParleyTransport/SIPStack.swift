@@ -118,8 +118,10 @@ public final class SIPStack: @unchecked Sendable {
                             branch: String? = nil) -> TransactionKey? {
         var destination = destination
         var message = request
+        var written: String?
         if addVia {
             let b = branch ?? newBranch()
+            written = b
             message.headers.prepend(HeaderName(.via), makeVia(for: destination, branch: b))
             if destination.transport == .udp, transport.listeners.contains(where: { $0.kind == .tcp }),
                message.serializedCount > transport.udpRequestLimit {
@@ -129,7 +131,7 @@ public final class SIPStack: @unchecked Sendable {
             }
         }
         do {
-            let out = try table.startClient(request: message, transport: destination.transport.reliability,
+            let out = try table.startClient(request: message, branch: written, transport: destination.transport.reliability,
                                             context: .client(destination), now: .now())
             perform(out)
             return out.key

@@ -48,13 +48,13 @@ struct CompactionTests {
     @Test("compacted and detached copies hold none of the received datagram: one buffer of their own, just their values")
     func copiesDoNotShareTheDatagram() throws {
         let m = try SIPParser.parse(Self.invite)
-        let received = m.headers.lines[0].bytes.storage.count
+        let received = try #require(m.headers.lines[0].bytes.storageCount)
         #expect(received >= Self.invite.utf8.count - 23)  // a received header is a view into the datagram
         for copy in [m.compacted(), m.detached()] {
             let own = copy.headers.lines.reduce(0) { $0 + $1.bytes.count }
             #expect(own < received)
             for line in copy.headers.lines {
-                #expect(line.bytes.storage.count == own)  // every value in the one buffer, exactly filled
+                #expect(line.bytes.storageCount == own)  // every value in the one buffer, exactly filled
             }
             #expect(copy.parsed == nil && copy.rawStartLine == nil)
         }

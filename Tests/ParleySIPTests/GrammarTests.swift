@@ -153,6 +153,35 @@ struct GrammarTests {
         #expect(h.values("Max-Forwards") == ["68"])
     }
 
+    @Test("removing the first element: commas inside quotes and angle brackets, empty elements, a parsed line")
+    func removeFirstElementEdges() throws {
+        var h = SIPHeaders()
+        h.append("Route", " , <sip:a@x;lr>,\t<sip:b@y;lr> ,, <sip:c@z;lr>, ")
+        #expect(h.removeFirstElement("Route") == "<sip:a@x;lr>")
+        #expect(h.values("Route") == ["<sip:b@y;lr> ,, <sip:c@z;lr>"])
+        #expect(h.elements("Route") == ["<sip:b@y;lr>", "<sip:c@z;lr>"])
+        #expect(h.removeFirstElement("Route") == "<sip:b@y;lr>")
+        #expect(h.removeFirstElement("Route") == "<sip:c@z;lr>")
+        #expect(!h.contains("Route"))
+        #expect(h.removeFirstElement("Route") == nil)
+
+        h.append("Contact", "\"Smith, J\" <sip:j@x>, <sip:k@y;p=\"a,b\">")
+        #expect(h.removeFirstElement("Contact") == "\"Smith, J\" <sip:j@x>")
+        #expect(h.values("Contact") == ["<sip:k@y;p=\"a,b\">"])
+        h.append("Route", " , ,")
+        #expect(h.removeFirstElement("Route") == nil)
+        #expect(!h.contains("Route"))
+        h.append("Subject", "a, b")  // not a list: the whole value
+        #expect(h.removeFirstElement("Subject") == "a, b")
+        #expect(!h.contains("Subject"))
+
+        // a received message: the rest is a range of the message's own bytes
+        var m = try SIPParser.parse("SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP p;branch=z9hG4bK0 , SIP/2.0/UDP a;branch=z9hG4bK1\r\nVia: SIP/2.0/UDP b;branch=z9hG4bK2\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:a@b>;tag=2\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n")
+        #expect(m.headers.removeFirstElement("Via") == "SIP/2.0/UDP p;branch=z9hG4bK0")
+        #expect(try m.topVia()?.branch == "z9hG4bK1")
+        #expect(String(decoding: m.serialized(), as: UTF8.self).contains("\r\nVia: SIP/2.0/UDP a;branch=z9hG4bK1\r\nVia: SIP/2.0/UDP b;branch=z9hG4bK2\r\n"))
+    }
+
     @Test("RFC 3261 8.2.2: requests missing mandatory headers get 400 naming the header")
     func missingHeaders() {
         do {
