@@ -57,8 +57,9 @@ public struct NameAddress: Sendable, Hashable, CustomStringConvertible {
 
     public var description: String {
         var s = ""
+        s.reserveCapacity(96)
         if let displayName {
-            if displayNameQuoted { s += "\"" + quoteEscaped(displayName) + "\" " } else { s += displayName + " " }
+            if displayNameQuoted { s += "\""; s += quoteEscaped(displayName); s += "\" " } else { s += displayName; s += " " }
         }
         let needsAngle: Bool
         if angleBrackets || displayName != nil {
@@ -68,7 +69,9 @@ public struct NameAddress: Sendable, Hashable, CustomStringConvertible {
         } else {
             needsAngle = uri.description.contains(where: { $0 == ";" || $0 == "," || $0 == "?" })
         }
-        if needsAngle { s += "<" + uri.description + ">" } else { s += uri.description }
+        if needsAngle { s += "<" }
+        uri.write(to: &s)
+        if needsAngle { s += ">" }
         parameters.write(to: &s)
         return s
     }

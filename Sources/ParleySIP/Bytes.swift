@@ -214,6 +214,7 @@ func unquote(_ raw: String) -> String {
 
 /// Makes a quoted-string body from plain text (inverse of `unquote`).
 func quoteEscaped(_ text: String) -> String {
+    guard text.utf8.contains(where: { $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) else { return text }
     var out = ""
     for ch in text.unicodeScalars {
         if ch == "\"" || ch == "\\" { out.unicodeScalars.append("\\") }

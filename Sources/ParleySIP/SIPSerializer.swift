@@ -1,39 +1,41 @@
-extension Array where Element == UInt8 {
-    /// Appends a string's UTF-8 bytes with one copy.
-    @inline(__always)
-    mutating func appendUTF8(_ s: String) {
-        if s.utf8.withContiguousStorageIfAvailable({ self.append(contentsOf: $0) }) == nil {
-            append(contentsOf: s.utf8)
-        }
-    }
-}
-
 extension SIPMessage {
     /// The message as bytes on the wire: the start line, each header as `Name: value` on its own
     /// line, an empty line, and the body. Parsing the result gives this message again.
     public func serialized() -> [UInt8] {
         var out: [UInt8] = []
-        out.reserveCapacity(64 + body.count + headerLinesCount)
-        if let raw = rawStartLine {
-            raw.withBuffer { out.append(contentsOf: $0) }
-        } else {
-            writeStartLine(into: &out)
-        }
-        out.append(ASCII.cr)
-        out.append(ASCII.lf)
-        for i in 0..<headers.count {
-            out.appendUTF8(headers[i].name)
-            out.append(ASCII.colon)
-            out.append(ASCII.sp)
-            headers[i].withValueBytes { out.append(contentsOf: $0) }
-            out.append(ASCII.cr)
-            out.append(ASCII.lf)
-        }
-        out.append(ASCII.cr)
-        out.append(ASCII.lf)
-        out.append(contentsOf: body)
+        out.reserveCapacity(estimatedSerializedCount)
+        serialize { out.append(contentsOf: $0) }
         return out
     }
+
+    /// At least what `serialized()` writes, for a request unless its Request-URI is over 100
+    /// bytes (cheaper than `serializedCount`, which writes the Request-URI out to count it).
+    public var estimatedSerializedCount: Int {
+        128 + body.count + headerLinesCount + (rawStartLine?.count ?? 0)
+    }
+
+    /// Hands the bytes of `serialized()` to `sink` piece by piece, in order (for writing them
+    /// straight into a transport's buffer).
+    public func serialize(_ sink: (UnsafeBufferPointer<UInt8>) -> Void) {
+        if let raw = rawStartLine {
+            raw.withBuffer(sink)
+        } else {
+            writeStartLine(sink)
+        }
+        Self.crlf.withUTF8Buffer(sink)
+        for i in 0..<headers.count {
+            var name = headers[i].name
+            name.withUTF8(sink)
+            Self.colonSpace.withUTF8Buffer(sink)
+            headers[i].withValueBytes(sink)
+            Self.crlf.withUTF8Buffer(sink)
+        }
+        Self.crlf.withUTF8Buffer(sink)
+        body.withUnsafeBufferPointer(sink)
+    }
+
+    private static let crlf: StaticString = "\r\n"
+    private static let colonSpace: StaticString = ": "
 
     /// How many bytes `serialized()` writes, without writing them.
     public var serializedCount: Int {
@@ -54,20 +56,25 @@ extension SIPMessage {
         return n
     }
 
-    private func writeStartLine(into out: inout [UInt8]) {
+    private func writeStartLine(_ sink: (UnsafeBufferPointer<UInt8>) -> Void) {
+        func put(_ text: String) {
+            var t = text
+            t.withUTF8(sink)
+        }
+        let space: StaticString = " "
         switch startLine {
         case .request(let method, let uri, let version):
-            out.appendUTF8(method.rawValue)
-            out.append(ASCII.sp)
-            out.appendUTF8(uri.description)
-            out.append(ASCII.sp)
-            out.appendUTF8(version)
+            put(method.rawValue)
+            space.withUTF8Buffer(sink)
+            put(uri.description)
+            space.withUTF8Buffer(sink)
+            put(version)
         case .response(let version, let code, let reason):
-            out.appendUTF8(version)
-            out.append(ASCII.sp)
-            out.appendUTF8(String(code))
-            out.append(ASCII.sp)
-            out.appendUTF8(reason)
+            put(version)
+            space.withUTF8Buffer(sink)
+            put(String(code))
+            space.withUTF8Buffer(sink)
+            put(reason)
         }
     }
 

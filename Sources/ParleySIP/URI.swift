@@ -157,21 +157,35 @@ public struct SIPURI: Sendable, Hashable, CustomStringConvertible {
     public var isLooseRouter: Bool { parameters.has("lr") }
 
     public var description: String {
-        var s = secure ? "sips:" : "sip:"
+        var s = ""
+        s.reserveCapacity(64)
+        write(to: &s)
+        return s
+    }
+
+    /// Appends the URI as written (what `description` returns), without intermediate strings.
+    func write(to s: inout String) {
+        s += secure ? "sips:" : "sip:"
         if let user {
             s += user
-            if let password { s += ":" + password }
+            if let password { s += ":"; s += password }
             s += "@"
         }
-        s += host.description
-        if let port { s += ":" + String(port) }
+        switch host {
+        case .name(let h), .ipv4(let h): s += h
+        case .ipv6(let h): s += "["; s += h; s += "]"
+        }
+        if let port { s += ":"; s += String(port) }
         parameters.write(to: &s)
         if !headers.isEmpty {
-            var h = ""
-            headers.write(to: &h, separator: "&")
-            s += "?" + h.dropFirst()
+            var first = true
+            for h in headers {
+                s += first ? "?" : "&"
+                first = false
+                s += h.name
+                if let v = h.value { s += "="; s += v }
+            }
         }
-        return s
     }
 
     static func parse(_ buf: UnsafeBufferPointer<UInt8>, _ r: Range<Int>, secure: Bool) throws(SIPSyntaxError) -> SIPURI {
@@ -324,6 +338,15 @@ public enum URI: Sendable, Hashable, CustomStringConvertible {
         case .sip(let u): u.description
         case .tel(let t): t.description
         case .other(_, let text): text
+        }
+    }
+
+    /// Appends the URI as written.
+    func write(to s: inout String) {
+        switch self {
+        case .sip(let u): u.write(to: &s)
+        case .tel(let t): s += t.description
+        case .other(_, let text): s += text
         }
     }
 

@@ -132,12 +132,34 @@ public final class SIPTransport: @unchecked Sendable {
     /// Sends a message. Over TCP an existing connection is used (the destination's own first),
     /// or a new one is opened and kept for reuse.
     @discardableResult
+    /// The message is written straight into the channel's buffer.
     public func send(_ message: SIPMessage, to destination: SIPDestination) -> EventLoopFuture<Void> {
-        send(bytes: message.serialized(), to: destination)
+        send(.message(message), to: destination)
     }
 
     @discardableResult
     public func send(bytes: [UInt8], to destination: SIPDestination) -> EventLoopFuture<Void> {
+        send(.bytes(bytes), to: destination)
+    }
+
+    /// What goes out: a message (serialized into the channel's buffer) or its bytes.
+    private enum Payload {
+        case message(SIPMessage)
+        case bytes([UInt8])
+
+        func buffer(_ allocator: ByteBufferAllocator) -> ByteBuffer {
+            switch self {
+            case .message(let m):
+                var buffer = allocator.buffer(capacity: m.estimatedSerializedCount)
+                m.serialize { buffer.writeBytes($0) }
+                return buffer
+            case .bytes(let b):
+                return allocator.buffer(bytes: b)
+            }
+        }
+    }
+
+    private func send(_ payload: Payload, to destination: SIPDestination) -> EventLoopFuture<Void> {
         let result: EventLoopFuture<Void>
         switch destination.transport {
         case .udp:
@@ -145,14 +167,14 @@ public final class SIPTransport: @unchecked Sendable {
                 result = loop.makeFailedFuture(TransportError.noListener(destination.transport))
                 break
             }
-            let buffer = listener.channel.allocator.buffer(bytes: bytes)
+            let buffer = payload.buffer(listener.channel.allocator)
             result = listener.channel.writeAndFlush(AddressedEnvelope(remoteAddress: destination.address, data: buffer))
         case .tcp:
             if let c = destination.connection, c.isActive {
-                result = c.writeAndFlush(c.allocator.buffer(bytes: bytes))
+                result = c.writeAndFlush(payload.buffer(c.allocator))
             } else {
                 result = connection(to: destination.address).flatMap { c in
-                    c.writeAndFlush(c.allocator.buffer(bytes: bytes))
+                    c.writeAndFlush(payload.buffer(c.allocator))
                 }
             }
         }
