@@ -1315,14 +1315,9 @@ static void push_agents(lua_State *L, const int32_t *slots, size_t count) {
         d->count = (lua_Integer)count;
         memcpy(d->slots, slots, count * sizeof(int32_t));
         lua_rawsetp(L, -2, &LAZY_KEY);
-        lua_pushcfunction(L, lazy_index);
-        lua_setfield(L, -2, "__index");
-        lua_pushcfunction(L, lazy_newindex);
-        lua_setfield(L, -2, "__newindex");
-        lua_pushcfunction(L, lazy_len);
-        lua_setfield(L, -2, "__len");
-        lua_pushcfunction(L, lazy_pairs);
-        lua_setfield(L, -2, "__pairs");
+        static const luaL_Reg meta[] = {
+            {"__index", lazy_index}, {"__newindex", lazy_newindex}, {"__len", lazy_len}, {"__pairs", lazy_pairs}, {NULL, NULL}};
+        luaL_setfuncs(L, meta, 0);
         lua_setmetatable(L, -2);
         return;
     }

@@ -132,41 +132,29 @@ public struct SIPHeader: Sendable, Equatable {
 public func splitList(_ value: String) -> [String] {
     withBytes(value) { buf in
         var out: [String] = []
-        var start = 0
-        var i = 0
-        var inQuotes = false
-        var inAngle = false
-        func emit(_ end: Int) {
-            var a = start, b = end
-            while a < b, ASCII.isWS(buf[a]) { a += 1 }
-            while b > a, ASCII.isWS(buf[b - 1]) { b -= 1 }
-            if b > a { out.append(makeString(buf, a..<b)) }
+        forEachListElement(buf) { element, _ in
+            out.append(makeString(buf, element))
+            return true
         }
-        while i < buf.count {
-            let c = buf[i]
-            if inQuotes {
-                if c == ASCII.backslash { i += 1 } else if c == ASCII.quote { inQuotes = false }
-            } else if c == ASCII.quote {
-                inQuotes = true
-            } else if c == ASCII.lt {
-                inAngle = true
-            } else if c == ASCII.gt {
-                inAngle = false
-            } else if c == ASCII.comma && !inAngle {
-                emit(i)
-                start = i + 1
-            }
-            i += 1
-        }
-        emit(buf.count)
         return out
     }
 }
 
-/// The first non-empty element of a comma-separated list value (split as `splitList` splits:
-/// never inside a quoted string or angle brackets), trimmed, and where the elements after it
+/// The first element of a list value as `splitList` finds it, and where the elements after it
 /// begin; nil when the value holds no element.
 func firstListElement(_ buf: UnsafeBufferPointer<UInt8>) -> (element: Range<Int>, next: Int)? {
+    var first: (element: Range<Int>, next: Int)?
+    forEachListElement(buf) { element, next in
+        first = (element, next)
+        return false
+    }
+    return first
+}
+
+/// Calls `body` with each non-empty element of a comma-separated list value, trimmed, and the
+/// offset just past its comma (the end of the value for the last one), splitting never inside a
+/// quoted string or angle brackets. Stops when `body` returns false.
+func forEachListElement(_ buf: UnsafeBufferPointer<UInt8>, _ body: (Range<Int>, Int) -> Bool) {
     func element(_ start: Int, _ end: Int) -> Range<Int>? {
         var a = start, b = end
         while a < b, ASCII.isWS(buf[a]) { a += 1 }
@@ -179,10 +167,7 @@ func firstListElement(_ buf: UnsafeBufferPointer<UInt8>) -> (element: Range<Int>
     var inAngle = false
     while i < buf.count {
         let c = buf[i]
-        if c == ASCII.comma && !inQuotes && !inAngle {
-            if let e = element(start, i) { return (e, i + 1) }
-            start = i + 1
-        } else if inQuotes {
+        if inQuotes {
             if c == ASCII.backslash { i += 1 } else if c == ASCII.quote { inQuotes = false }
         } else if c == ASCII.quote {
             inQuotes = true
@@ -190,10 +175,13 @@ func firstListElement(_ buf: UnsafeBufferPointer<UInt8>) -> (element: Range<Int>
             inAngle = true
         } else if c == ASCII.gt {
             inAngle = false
+        } else if c == ASCII.comma && !inAngle {
+            if let e = element(start, i), !body(e, i + 1) { return }
+            start = i + 1
         }
         i += 1
     }
-    return element(start, buf.count).map { ($0, buf.count) }
+    if let e = element(start, buf.count) { _ = body(e, buf.count) }
 }
 
 /// The headers of a message, in order.
