@@ -171,14 +171,15 @@ public final class AgentBook: @unchecked Sendable {
     }
 }
 
-/// Available agents in the order `select_agent` sees them: the earliest idle-since first (the
-/// longest idle), then configuration order. A sorted array: an agent comes or goes by binary
-/// search and one move of the elements after it (a few microseconds for thousands of agents),
-/// and reading the order sorts nothing.
+/// An `IdleOrder` kept by reference in `AgentBook.availableBySkill`, so it is changed in place.
 final class IdleOrderBox {
     var order = IdleOrder()
 }
 
+/// Available agents in the order `select_agent` sees them: the earliest idle-since first (the
+/// longest idle), then configuration order. A sorted array: an agent comes or goes by binary
+/// search and one move of the elements after it (a few microseconds for thousands of agents),
+/// and reading the order sorts nothing.
 struct IdleOrder {
     struct Key: Comparable {
         var since: Int64

@@ -271,10 +271,10 @@ public struct SIPHeaders: Sendable, Equatable, Sequence {
 
     /// Removes the first element of a list header (the top Via, the first Route), dropping the
     /// line when it held only that element. Returns the element removed.
-    @discardableResult
     ///
     /// The elements left stay as they were written (the line keeps a range of the same bytes):
     /// a proxy does this to the Via of every response it relays, so nothing is split or joined.
+    @discardableResult
     public mutating func removeFirstElement(_ name: HeaderName) -> String? {
         guard let i = lines.firstIndex(where: { $0.matches(name) }) else { return nil }
         guard lines[i].known?.isList ?? false else {

@@ -171,20 +171,14 @@ public struct SIPURI: Sendable, Hashable, CustomStringConvertible {
             if let password { s += ":"; s += password }
             s += "@"
         }
-        switch host {
-        case .name(let h), .ipv4(let h): s += h
-        case .ipv6(let h): s += "["; s += h; s += "]"
-        }
+        s += host.description
         if let port { s += ":"; s += String(port) }
         parameters.write(to: &s)
         if !headers.isEmpty {
-            var first = true
-            for h in headers {
-                s += first ? "?" : "&"
-                first = false
-                s += h.name
-                if let v = h.value { s += "="; s += v }
-            }
+            var h = ""
+            headers.write(to: &h, separator: "&")
+            s += "?"
+            s += h.dropFirst()
         }
     }
 

@@ -130,9 +130,9 @@ public final class SIPTransport: @unchecked Sendable {
     // MARK: Sending
 
     /// Sends a message. Over TCP an existing connection is used (the destination's own first),
-    /// or a new one is opened and kept for reuse.
+    /// or a new one is opened and kept for reuse. The message is written straight into the
+    /// channel's buffer.
     @discardableResult
-    /// The message is written straight into the channel's buffer.
     public func send(_ message: SIPMessage, to destination: SIPDestination) -> EventLoopFuture<Void> {
         send(.message(message), to: destination)
     }
