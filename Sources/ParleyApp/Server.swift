@@ -219,8 +219,8 @@ public final class ParleyServer: @unchecked Sendable {
     /// (its calls fail until it does: it is looked up again in the background).
     private func warmHostNames() {
         var names: [(what: String, host: String)] = []
-        for a in configuration.agents { if let u = a.contact.sipURI { names.append(("agent \(a.id)", u.maddr ?? u.host.address)) } }
-        for t in configuration.treatments { if let u = t.contact.sipURI { names.append(("treatment \(t.name)", u.maddr ?? u.host.address)) } }
+        for a in configuration.agents { if let u = a.contact.sipURI { names.append(("agent \(a.id)", u.targetHost)) } }
+        for t in configuration.treatments { if let u = t.contact.sipURI { names.append(("treatment \(t.name)", u.targetHost)) } }
         for (what, host) in names where !HostResolver.shared.warm(host) {
             logger.warning("\(what): the host \(host) of its contact does not resolve")
         }

@@ -200,8 +200,9 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
         let unsupported = HeaderPolicy.unsupportedRequired(invite)
         guard unsupported.isEmpty else {
             counters.badExtensions += 1
-            logger.info("INVITE \(invite.callID ?? "?") refused: it requires \(unsupported.joined(separator: ", "))")
-            stack.respond(420, "Bad Extension", to: key, extraHeaders: [("Unsupported", unsupported.joined(separator: ", "))])
+            let tags = unsupported.joined(separator: ", ")
+            logger.info("INVITE \(invite.callID ?? "?") refused: it requires \(tags)")
+            stack.respond(420, "Bad Extension", to: key, extraHeaders: [("Unsupported", tags)])
             return
         }
         let rules = engine.pin()

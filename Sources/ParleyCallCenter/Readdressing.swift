@@ -163,7 +163,7 @@ public enum Resolver {
     /// A SIP URI as a destination: maddr or host, port (5060 by default), `transport` param.
     public static func destination(for uri: URI, defaultTransport: SIPTransportKind = .udp) -> SIPDestination? {
         guard case .sip(let u) = uri else { return nil }
-        let host = u.maddr ?? u.host.address
+        let host = u.targetHost
         let port = u.port ?? 5060
         let kind = u.transportParameter.flatMap(SIPTransportKind.init(token:)) ?? defaultTransport
         guard let address = HostResolver.shared.address(host: host, port: port) else { return nil }

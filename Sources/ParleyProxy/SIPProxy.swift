@@ -203,7 +203,7 @@ public final class SIPProxy: SIPTransactionUser, @unchecked Sendable {
     /// A SIP URI as a destination: maddr or host, port (5060 by default), `transport` param.
     public func resolve(_ uri: URI) -> SIPDestination? {
         guard case .sip(let u) = uri else { return nil }
-        let host = u.maddr ?? u.host.address
+        let host = u.targetHost
         let port = u.port ?? 5060
         let kind = u.transportParameter.flatMap(SIPTransportKind.init(token:)) ?? configuration.defaultTransport
         guard let address = HostResolver.shared.address(host: host, port: port) else {

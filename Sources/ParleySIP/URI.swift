@@ -153,6 +153,9 @@ public struct SIPURI: Sendable, Hashable, CustomStringConvertible {
     public var decodedUser: String? { user.map(percentDecoded) }
     public var transportParameter: String? { parameters.value("transport") }
     public var maddr: String? { parameters.value("maddr") }
+    /// The host requests to this URI are sent to: `maddr` when present, else the host (as an
+    /// address, without IPv6 brackets).
+    public var targetHost: String { maddr ?? host.address }
     /// Whether the URI carries `lr` (a loose router, RFC 3261 section 19.1.1).
     public var isLooseRouter: Bool { parameters.has("lr") }
 
