@@ -3,17 +3,21 @@
 #
 #   Parley:   SIPp caller -> distributor -> buffer server -> SIPp agents (UAS_COUNT processes)
 #   Kamailio: SIPp caller -> kamailio (app_lua/KEMI, Record-Route, round robin) -> the same agents
+#   Kamailio, two hops (kamailio2): SIPp caller -> kamailio (no Record-Route: the INVITE
+#             transaction only, as Parley's distributor) -> kamailio (Record-Route: the whole
+#             dialog, as the buffer server) -> the same agents
 #
 # For each, the call rate is raised step by step until a step fails (a failed call on either
 # side, an unexpected message counting as one, or the caller placing its calls at under 95% of
 # the step's rate because the server fell behind); a failing step is run once more. Prints per step the
 # calls, failures, UDP receive-buffer errors and CPU seconds of each process (the server, the
 # SIPp caller, the SIPp agents together), then the highest rate with zero failures and CPU
-# seconds per 1,000 calls, and Parley's rate as a ratio of Kamailio's. Then Parley's memory per
+# seconds per 1,000 calls, and Parley's rate as a ratio of Kamailio's (the target) and of the two
+# Kamailio hops' (the same topology as Parley's, for reference). Then Parley's memory per
 # active call: its resident memory with MEM_CALLS calls held open, minus its idle resident
 # memory, divided by MEM_CALLS.
 #
-#   bash bench/run-callpath.sh [--parley PATH] [--rules DIR] [--only kamailio|parley|memory]
+#   bash bench/run-callpath.sh [--parley PATH] [--rules DIR] [--only kamailio|kamailio2|parley|memory]
 #        [--step-seconds S] [--max-rate R] [--hold-ms MS] [--uas N] [--max-minutes M]
 #        [--memory-calls N] [--memory-rate R] [--memory-full-calls N] [--memory-mode "buffer full"]
 #        [--no-memory] [--records on|off] [--rates "R1 R2 ..."] [--agents N]
@@ -31,7 +35,9 @@
 # availability never caps the rate: rate x (hold + 1 s) x 1.25 + 10; wrap_up 0; probes off, since
 # SIPp's agents do not answer in-dialog OPTIONS; call records on, as in production, unless
 # --records off). Agents' contacts are spread over the SIPp
-# agent processes' ports. Kamailio runs bench/kamailio/callpath.cfg with 2 UDP workers (-n 2).
+# agent processes' ports. Kamailio runs bench/kamailio/callpath.cfg with 2 UDP workers (-n 2);
+# for the two hops, two instances of it with 2 workers each, the first with
+# CALLPATH_RECORD_ROUTE=no and the second's port as its only agent.
 # Nothing is asserted: figures only. Logs stay in /tmp/parley-bench-callpath.XXXXXX.
 set -u
 
@@ -74,11 +80,11 @@ while [ $# -gt 0 ]; do
     --records) RECORDS=$2; shift 2 ;;
     --rates) RATE_LIST=$2; shift 2 ;;
     --agents) FIXED_AGENTS=$2; shift 2 ;;
-    -h|--help) sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,41p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
 done
-case "$ONLY" in ""|kamailio|parley|memory) ;; *) echo "--only kamailio, parley or memory" >&2; exit 2 ;; esac
+case "$ONLY" in ""|kamailio|kamailio2|parley|memory) ;; *) echo "--only kamailio, kamailio2, parley or memory" >&2; exit 2 ;; esac
 case "$FIXED_AGENTS" in *[!0-9]*|0) echo "--agents: a number of agents, 1 or more (got '$FIXED_AGENTS')" >&2; exit 2 ;; esac
 for r in $RATE_LIST; do
   case "$r" in *[!0-9]*|0) echo "--rates: calls per second, whole numbers over 0 (got '$r')" >&2; exit 2 ;; esac
@@ -120,14 +126,15 @@ for r in ${RATE_LIST:-100 200 300 400 500 600 800 1000 1200 1400 1600 1800 2000 
 done
 
 # ---------------------------------------------------------------- measuring
-# CPU ticks (utime+stime) of every process of session SID (Kamailio and its children, or Parley).
+# CPU ticks (utime+stime) of every process of the sessions SID... (Kamailio and its children, or
+# Parley).
 session_ticks() {
-  local sid=$1 f t=0 a
+  local sids=" $* " f t=0 a
   for f in /proc/[0-9]*/stat; do
     read -r a 2>/dev/null <"$f" || continue
     a=${a##*) }
     set -- $a
-    [ "$4" = "$sid" ] && t=$(( t + ${12} + ${13} ))
+    case "$sids" in *" $4 "*) t=$(( t + ${12} + ${13} )) ;; esac
   done
   echo "$t"
 }
@@ -178,14 +185,29 @@ start_parley() {
   PARLEY_PID=$!; BG_PIDS+=("$PARLEY_PID")
   wait_listening "$port" udp "$PARLEY_PID" 60
 }
-# start_kamailio DIR BLOCK -> KAM_PID
+# start_kamailio DIR BLOCK HOPS -> KAM_PIDS (session leaders, the one the caller sends to first).
+# HOPS 2: a second instance at BLOCK+1 that Record-Routes and relays to the agents, and the first
+# relaying to it without Record-Route, so it sees the INVITE transaction only.
 start_kamailio() {
-  local dir=$1 b=$2 ports="" i
+  local dir=$1 b=$2 hops=$3 ports="" rr=yes i
   for i in $(seq 0 $((UAS_COUNT - 1))); do ports="$ports $((b + 3 + i))"; done
-  CALLPATH_AGENTS="$ports" setsid kamailio -f "$KAMCFG" -DD -E -n 2 -m 512 -M 16 -u root -g root -P "$dir/kamailio.pid" \
+  KAM_PIDS=""
+  if [ "$hops" = 2 ]; then
+    CALLPATH_AGENTS="$ports" setsid kamailio -f "$KAMCFG" -DD -E -n 2 -m 512 -M 16 -u root -g root -P "$dir/kamailio-2.pid" \
+      -l "udp:$IP:$((b + 1))" -A "LUA_SCRIPT=\"$KAMLUA\"" >"$dir/kamailio-2.log" 2>&1 &
+    KAM_PIDS=$!; BG_PIDS+=("$!")
+    wait_listening $((b + 1)) udp "$KAM_PIDS" 15 || return 1
+    ports=" $((b + 1))"; rr=no
+  fi
+  CALLPATH_AGENTS="$ports" CALLPATH_RECORD_ROUTE=$rr setsid kamailio -f "$KAMCFG" -DD -E -n 2 -m 512 -M 16 -u root -g root -P "$dir/kamailio.pid" \
     -l "udp:$IP:$b" -A "LUA_SCRIPT=\"$KAMLUA\"" >"$dir/kamailio.log" 2>&1 &
-  KAM_PID=$!; BG_PIDS+=("$KAM_PID")
-  wait_listening "$b" udp "$KAM_PID" 15
+  KAM_PIDS="$! $KAM_PIDS"; BG_PIDS+=("$!")
+  wait_listening "$b" udp "${KAM_PIDS%% *}" 15
+}
+# Whether every Kamailio instance of the run is still there.
+kamailio_alive() {
+  local p
+  for p in $KAM_PIDS; do kill -0 "$p" 2>/dev/null || return 1; done
 }
 
 COMMON=(-nostdin -i "$IP" -buff_size 4194304 -trace_stat -fd 1 -trace_err)
@@ -229,12 +251,12 @@ run_step() {
     sid=$PARLEY_PID
     sleep 0.5
   else
-    sid=$KAM_PID
+    sid=$KAM_PIDS
   fi
   start_agents "$sd" "$b" $(( STEP_S + HOLD_S + 40 ))
   local scen="$SCEN/caller-answered-through-proxy.xml"
   [ "$name" = parley ] && scen="$SCEN/caller-answered-by-buffer-contact.xml"
-  p0=$(session_ticks "$sid"); e0=$(rcvbuf_errors); m0=$(machine_busy)
+  p0=$(session_ticks $sid); e0=$(rcvbuf_errors); m0=$(machine_busy)
   local a0=0 p; for p in "${AGENT_PIDS[@]}"; do a0=$(( a0 + $(session_ticks "$p") )); done
   local w0 w1 achieved; w0=$(date +%s.%N)
   (cd "$sd" && run_timed "$sd/uac" timeout -k 5 $(( STEP_S + HOLD_S + 60 )) sipp "$IP:$b" -sf "$scen" \
@@ -247,7 +269,7 @@ run_step() {
   # behind makes SIPp wait, for answers and under its limit of calls in progress)
   achieved=$(awk -v n="$calls" -v a="$w0" -v b="$w1" -v h="$HOLD_S" 'BEGIN { d = b - a - h - 0.5; if (d < 0.001) d = 0.001; printf "%d", n / d }')
   sleep 2.5   # the agents' timewait after the last BYE
-  p1=$(session_ticks "$sid"); e1=$(rcvbuf_errors); m1=$(machine_busy)
+  p1=$(session_ticks $sid); e1=$(rcvbuf_errors); m1=$(machine_busy)
   stop_agents "$sd"
   AGENT_TICKS=$(( AGENT_TICKS - a0 ))
   if [ "$name" = parley ]; then stop_pid "$PARLEY_PID"; fi
@@ -258,7 +280,7 @@ run_step() {
   # other: what the rest of the machine used in the same window (other builds and tests on this
   # shared box): it makes a step's figures noisy when it is not near 0
   to=$(( m1 - m0 - tp - tu - AGENT_TICKS )); [ "$to" -lt 0 ] && to=0
-  printf '%-8s %6s %8s %6s %6s %6s %6s %7s %7s %6s | %6s %6s %6s %6s | %s %s %s\n' "" "$rate" "$achieved" "$calls" "$ok" "$((failed + AGENT_FAILED))" "$unexp" \
+  printf '%-9s %6s %8s %6s %6s %6s %6s %7s %7s %6s | %6s %6s %6s %6s | %s %s %s\n' "" "$rate" "$achieved" "$calls" "$ok" "$((failed + AGENT_FAILED))" "$unexp" \
     "$retrans" "$((e1 - e0))" "$n" "$(secs "$tp")" "$(secs "$tu")" "$(secs "$AGENT_TICKS")" "$(secs "$to")" \
     "$(per_k "$tp" "$calls")" "$(per_k "$tu" "$calls")" "$(per_k "$AGENT_TICKS" "$calls")"
   STEP_CPU="server $(per_k "$tp" "$calls") s, sipp caller $(per_k "$tu" "$calls") s, sipp agents $(per_k "$AGENT_TICKS" "$calls") s"
@@ -280,28 +302,33 @@ run_step() {
   fi
 }
 
-# bench NAME (kamailio|parley): the steps, each failing step run once more (this box is shared:
-# one call lost to a burst of someone else's work should not end the ramp); sets BEST_<NAME>
+# bench NAME (kamailio|kamailio2|parley): the steps, each failing step run once more (this box
+# is shared: one call lost to a burst of someone else's work should not end the ramp); sets
+# BEST_<NAME>
 bench() {
-  local name=$1 b dir rate best=0 bestline="" stopped="" budget_end try
+  local name=$1 b dir rate best=0 bestline="" stopped="" budget_end try kam=0 p
   LATE_RATE=""
-  # Kamailio's steps get the first 35% of the time, Parley's until 70%, the memory run the rest
-  budget_end=$(( T0 + MAX_MIN * 60 * 35 / 100 ))
-  [ "$name" = parley ] && budget_end=$(( T0 + MAX_MIN * 60 * 70 / 100 ))
+  # Kamailio's steps get the first 25% of the time, the two Kamailio hops' until 45%, Parley's
+  # until 75%, the memory run the rest
+  case "$name" in
+    kamailio) kam=1; budget_end=$(( T0 + MAX_MIN * 60 * 25 / 100 )) ;;
+    kamailio2) kam=2; budget_end=$(( T0 + MAX_MIN * 60 * 45 / 100 )) ;;
+    *) budget_end=$(( T0 + MAX_MIN * 60 * 75 / 100 )) ;;
+  esac
   [ -n "$ONLY" ] && budget_end=$DEADLINE
   b=$(alloc_block) || { echo "$name: no free ports"; return 1; }
   dir="$LOGROOT/$name"; mkdir -p "$dir"
-  if [ "$name" = kamailio ] && ! start_kamailio "$dir" "$b"; then
-    echo "kamailio: FAILED TO START ($(tail -n 3 "$dir/kamailio.log" | tr '\n' ' ' | cut -c1-200))"; return 1
+  if [ "$kam" != 0 ] && ! start_kamailio "$dir" "$b" "$kam"; then
+    echo "$name: FAILED TO START ($(tail -q -n 3 "$dir"/kamailio*.log | tr '\n' ' ' | cut -c1-200))"; return 1
   fi
-  printf '%-8s %6s %8s %6s %6s %6s %6s %7s %7s %6s | %-27s | %s\n' "$name" rate achieved calls ok failed unexp retrans rcvbuf agents \
+  printf '%-9s %6s %8s %6s %6s %6s %6s %7s %7s %6s | %-27s | %s\n' "$name" rate achieved calls ok failed unexp retrans rcvbuf agents \
     "CPU s: server uac uas other" "CPU s per 1,000 calls: server uac uas"
   for rate in $RATES; do
     for try in 1 2; do
       if [ $(( $(date +%s) + STEP_S + HOLD_S + 40 )) -gt "$budget_end" ]; then stopped="time budget reached before $rate calls/s"; break 2; fi
       run_step "$name" "$b" "$rate" "$dir/r$rate-$try"
       [ "$STEP_PASSED" = 1 ] && break
-      if [ "$name" = kamailio ] && ! kill -0 "$KAM_PID" 2>/dev/null; then break; fi
+      if [ "$kam" != 0 ] && ! kamailio_alive; then break; fi
     done
     if [ "$STEP_PASSED" = 1 ]; then
       best=$rate; bestline=$STEP_CPU
@@ -309,10 +336,10 @@ bench() {
       stopped="first failing step: $rate calls/s, twice ($STEP_WHY)"
       break
     fi
-    if [ "$name" = kamailio ] && ! kill -0 "$KAM_PID" 2>/dev/null; then stopped="kamailio exited during the $rate calls/s step"; break; fi
+    if [ "$kam" != 0 ] && ! kamailio_alive; then stopped="kamailio exited during the $rate calls/s step"; break; fi
   done
   [ -z "$stopped" ] && { stopped="reached the rate cap ($MAX_RATE calls/s)"; eval "CAPPED_$name=1"; }
-  [ "$name" = kamailio ] && stop_pid "$KAM_PID"
+  if [ "$kam" != 0 ]; then for p in $KAM_PIDS; do stop_pid "$p"; done; fi
   eval "BEST_$name=$best"
   echo "$name: highest rate with zero failures: $best calls/s ($stopped)"
   [ -n "$bestline" ] && echo "$name: CPU per 1,000 calls at $best calls/s: $bestline"
@@ -401,20 +428,26 @@ memory() {
 echo "# bench/run-callpath.sh: SIPp caller -> server -> $UAS_COUNT SIPp agent processes, loopback UDP, $(nproc) cores shared by everything"
 echo "# steps of $STEP_S s of calls, hold $HOLD_MS ms, rate cap $MAX_RATE calls/s, time cap $MAX_MIN min; logs: $LOGROOT"
 echo "# Kamailio $(kamailio -v 2>/dev/null | sed -n 's/^version: kamailio \([^ ]*\).*/\1/p'): bench/kamailio/callpath.cfg + callpath.lua (app_lua/KEMI, tm + rr, Record-Route), -n 2"
+echo "# kamailio2: two of those chained, -n 2 each, the first without Record-Route (Parley's topology)"
 echo "# Parley: $PARLEY serve, distributor + buffer server in one process, rules $RULES"
 echo "# load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
-BEST_kamailio=0; BEST_parley=0; PARLEY_OK=1; CAPPED_kamailio=0; CAPPED_parley=0
-if [ ! -x "$PARLEY" ] && [ "$ONLY" != kamailio ]; then
+BEST_kamailio=0; BEST_kamailio2=0; BEST_parley=0; PARLEY_OK=1; CAPPED_kamailio=0; CAPPED_kamailio2=0; CAPPED_parley=0
+if [ ! -x "$PARLEY" ] && [ "$ONLY" != kamailio ] && [ "$ONLY" != kamailio2 ]; then
   echo "parley: NOT RUN: no binary at $PARLEY (build it with: swift build -c release)"; PARLEY_OK=0
 fi
 M0=$(machine_busy)
 [ "$ONLY" = "" ] || [ "$ONLY" = kamailio ] && bench kamailio
+[ "$ONLY" = "" ] || [ "$ONLY" = kamailio2 ] && bench kamailio2
 [ "$PARLEY_OK" = 1 ] && { [ "$ONLY" = "" ] || [ "$ONLY" = parley ]; } && bench parley
 if [ "$ONLY" = "" ] && [ "$PARLEY_OK" = 1 ] && [ "$BEST_kamailio" -gt 0 ]; then
   echo "parley / kamailio (highest rate with zero failures): $BEST_parley / $BEST_kamailio = $(awk -v p="$BEST_parley" -v k="$BEST_kamailio" 'BEGIN { printf "%.2f", p / k }') (target: >= 1.0)"
   [ "$CAPPED_kamailio" = 1 ] && echo "  (Kamailio reached the rate cap: its rate is higher, the ratio lower; raise --max-rate)"
   [ "$CAPPED_parley" = 1 ] && echo "  (Parley reached the rate cap: its rate is higher, the ratio higher; raise --max-rate)"
+  if [ "$BEST_kamailio2" -gt 0 ]; then
+    echo "parley / kamailio2 (two Kamailio hops, Parley's topology; for reference): $BEST_parley / $BEST_kamailio2 = $(awk -v p="$BEST_parley" -v k="$BEST_kamailio2" 'BEGIN { printf "%.2f", p / k }')"
+    [ "$CAPPED_kamailio2" = 1 ] && echo "  (the two Kamailio hops reached the rate cap: raise --max-rate)"
+  fi
   echo
 fi
 if [ "$PARLEY_OK" = 1 ] && [ "$MEMORY" = 1 ] && { [ "$ONLY" = "" ] || [ "$ONLY" = memory ]; }; then

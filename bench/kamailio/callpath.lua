@@ -3,9 +3,12 @@
 -- environment variable CALLPATH_AGENTS, one rotation per worker process), Record-Routed so the
 -- whole dialog crosses this proxy; in-dialog requests follow their Route set; CANCEL follows its
 -- INVITE; retransmissions are absorbed by tm.
+-- CALLPATH_RECORD_ROUTE=no leaves the Record-Route out: the proxy then sees only the INVITE
+-- transaction (the first of the two-hop topology, CALLPATH_AGENTS naming the second proxy).
 
 local agents = nil
 local turn = 0
+local record = nil
 
 local function agent_ports()
   if agents == nil then
@@ -57,7 +60,8 @@ function ksr_request_route()
     KSR.x.exit()
   end
   turn = turn % #ports + 1
-  if method == "INVITE" then KSR.rr.record_route() end
+  if record == nil then record = KSR.pv.get("$env(CALLPATH_RECORD_ROUTE)") ~= "no" end
+  if method == "INVITE" and record then KSR.rr.record_route() end
   KSR.setdsturi("sip:127.0.0.1:" .. ports[turn])
   relay()
 end
