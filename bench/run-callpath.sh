@@ -193,16 +193,19 @@ start_kamailio() {
   for i in $(seq 0 $((UAS_COUNT - 1))); do ports="$ports $((b + 3 + i))"; done
   KAM_PIDS=""
   if [ "$hops" = 2 ]; then
-    CALLPATH_AGENTS="$ports" setsid kamailio -f "$KAMCFG" -DD -E -n 2 -m 512 -M 16 -u root -g root -P "$dir/kamailio-2.pid" \
-      -l "udp:$IP:$((b + 1))" -A "LUA_SCRIPT=\"$KAMLUA\"" >"$dir/kamailio-2.log" 2>&1 &
-    KAM_PIDS=$!; BG_PIDS+=("$!")
-    wait_listening $((b + 1)) udp "$KAM_PIDS" 15 || return 1
+    launch_kamailio "$dir/kamailio-2" $((b + 1)) "$ports" yes || return 1
     ports=" $((b + 1))"; rr=no
   fi
-  CALLPATH_AGENTS="$ports" CALLPATH_RECORD_ROUTE=$rr setsid kamailio -f "$KAMCFG" -DD -E -n 2 -m 512 -M 16 -u root -g root -P "$dir/kamailio.pid" \
-    -l "udp:$IP:$b" -A "LUA_SCRIPT=\"$KAMLUA\"" >"$dir/kamailio.log" 2>&1 &
+  launch_kamailio "$dir/kamailio" "$b" "$ports" "$rr"
+}
+# launch_kamailio FILE_PREFIX PORT AGENT_PORTS RECORD_ROUTE(yes|no): one instance, put first in
+# KAM_PIDS; waits until it listens
+launch_kamailio() {
+  local prefix=$1 port=$2
+  CALLPATH_AGENTS="$3" CALLPATH_RECORD_ROUTE="$4" setsid kamailio -f "$KAMCFG" -DD -E -n 2 -m 512 -M 16 -u root -g root \
+    -P "$prefix.pid" -l "udp:$IP:$port" -A "LUA_SCRIPT=\"$KAMLUA\"" >"$prefix.log" 2>&1 &
   KAM_PIDS="$! $KAM_PIDS"; BG_PIDS+=("$!")
-  wait_listening "$b" udp "${KAM_PIDS%% *}" 15
+  wait_listening "$port" udp "$!" 15
 }
 # Whether every Kamailio instance of the run is still there.
 kamailio_alive() {
