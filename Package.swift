@@ -79,7 +79,9 @@ let package = Package(
                            .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
                            .product(name: "NIOEmbedded", package: "swift-nio")]
         ),
-        .testTarget(name: "ParleyTransportTests", dependencies: ["ParleyTransport", .product(name: "NIOCore", package: "swift-nio")]),
+        .testTarget(name: "ParleyTransportTests", dependencies: ["ParleyTransport", "ParleySIP", .product(name: "NIOCore", package: "swift-nio"),
+                                                         .product(name: "NIOEmbedded", package: "swift-nio"),
+                                                         .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "ParleyAppTests", dependencies: ["ParleyApp", "ParleyCallCenter", "ParleyRecords"]),
         .executableTarget(
             name: "parley",

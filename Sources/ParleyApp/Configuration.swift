@@ -86,6 +86,9 @@ public struct ParleyConfiguration: Sendable {
     /// Queue behaviour per call type; `defaultQueue` for every other type.
     public var queues: [String: QueuePolicy] = [:]
     public var defaultQueue = QueuePolicy()
+    /// The `security:` section (handoff secret, tunnel peers, connection limits): defaults
+    /// when the file has none (docs/security.md).
+    public var security = SecuritySettings()
 
     /// The buffer server's URI (handoffs go to it, the agent id appended).
     public var bufferURI: SIPURI {
@@ -142,7 +145,8 @@ extension ParleyConfiguration {
     }
 
     /// Parses configuration text (`path` names it in messages and anchors relative paths).
-    public static func parse(_ text: String, path: String) throws(ConfigurationErrors) -> ParleyConfiguration {
+    public static func parse(_ text: String, path: String,
+                             environment: [String: String] = ProcessInfo.processInfo.environment) throws(ConfigurationErrors) -> ParleyConfiguration {
         var r = Reader(file: path)
         let root: Node?
         do {
@@ -161,7 +165,8 @@ extension ParleyConfiguration {
         var c = ParleyConfiguration(path: path, rulesDirectory: "rules", roles: Role.allCases, distributorListen: "",
                                     bufferListen: "", tunnelListen: nil, skills: [], agents: [])
         r.allowOnly(top, ["rules", "roles", "listeners", "timers", "skills", "agents", "log_level", "records",
-                          "treatments", "queues", "registration"], prefix: "")
+                          "treatments", "queues", "registration", "security"], prefix: "")
+        c.security = r.security(top["security"], environment: environment)
         c.recordsDatabase = base.isEmpty ? Self.defaultRecordsFile : (base as NSString).appendingPathComponent(Self.defaultRecordsFile)
         if let n = top["records"], let m = r.mapping(n, key: "records") {
             r.allowOnly(m, ["database", "retention"], prefix: "records.")

@@ -50,10 +50,47 @@ public final class ParleyServer: @unchecked Sendable {
         group = MultiThreadedEventLoopGroup(numberOfThreads: min(2, max(1, self.roles.count)))
     }
 
+    /// The secret the distributor and the buffer server sign with: the configured one; with both
+    /// roles in this process and none configured, one made now that no other process knows (so
+    /// the buffer server takes handoffs from this distributor alone). A role that needs the
+    /// other process's signatures and has no secret does not start.
+    static func handoffSecret(_ configuration: ParleyConfiguration, roles: [Role]) throws -> [UInt8]? {
+        if let s = configuration.security.handoffSecret { return s }
+        let distributor = roles.contains(.distributor), buffer = roles.contains(.buffer)
+        if distributor && buffer { return (0..<32).map { _ in UInt8.random(in: 0...255) } }
+        if distributor || buffer {
+            throw ServeError("security.handoff_secret: missing; the \(distributor ? "distributor" : "buffer server") runs without the \(distributor ? "buffer server" : "distributor") in this process, so the two must share a secret of at least \(HandoffAuthenticator.minimumSecretLength) bytes (security.handoff_secret in \(configuration.path), or the environment variable \(SecuritySettings.secretVariable))")
+        }
+        return nil
+    }
+
+    /// Who may open the tunnel: the configured peers, else the distributor listener's address
+    /// (the loopback when it listens on every address).
+    static func tunnelPeers(_ configuration: ParleyConfiguration) -> [IPNetwork] {
+        if let peers = configuration.security.tunnelPeers { return peers }
+        if let a = try? parseSocketAddress(configuration.distributorListen), let ip = a.ipAddress,
+           ip != "0.0.0.0", ip != "::", let n = IPNetwork(address: a) {
+            return [n]
+        }
+        return [IPNetwork("127.0.0.0/8"), IPNetwork("::1")].compactMap { $0 }
+    }
+
+    /// Every listener's connection limits (cut to the file limit, raised first) and the one
+    /// partial-message budget of the process.
+    private lazy var connectionLimits: ConnectionLimits = {
+        let listeners = roles.count + (configuration.tunnelListen == nil ? 0 : 1)
+        return FileLimit.fit(configuration.security.connections, descriptors: FileLimit.raise(), listeners: listeners)
+    }()
+    private lazy var partialBudget = ByteBudget(limit: configuration.security.connections.partialBudget)
+
     /// Binds every listener of the roles this process runs and starts them.
     public func start() throws {
         let c = configuration
         let timers = SIPTimers(t1: c.t1)
+        let secret = try Self.handoffSecret(c, roles: roles)
+        let limits = connectionLimits
+        let budget = partialBudget
+        logger.info("connections: \(limits)")
         warmHostNames()
         if roles.contains(.buffer) {
             let loop = group.next()
@@ -67,10 +104,18 @@ public final class ParleyServer: @unchecked Sendable {
             bc.heartbeatInterval = c.heartbeat
             bc.probeInterval = c.probe
             bc.ackTimeout = timers.timerH
+            bc.handoffSecret = secret
+            bc.handoffWindow = c.security.handoffWindow
+            bc.unsignedHandoffsFrom = c.security.unsignedHandoffsFrom
+            if !c.security.unsignedHandoffsFrom.isEmpty {
+                logger.warning("security.unsigned_handoffs_from: the buffer server takes unsigned handoffs from \(c.security.unsignedHandoffsFrom.map(\.description).joined(separator: ", ")) (anyone who can send from there can ring any agent)")
+            }
             let config = bc
             let tunnelListen = try c.tunnelListen.map { try parseSocketAddress($0) }
             buffer = try loop.flatSubmit { () -> EventLoopFuture<BufferServer> in
                 let transport = SIPTransport(loop: loop, logger: Logger(label: "parley.buffer.transport"))
+                transport.connectionLimits = limits
+                transport.partialBudget = budget
                 let stack = SIPStack(transport: transport, timers: timers, logger: Logger(label: "parley.buffer.stack"))
                 let server = BufferServer(stack: stack, configuration: config)
                 return transport.listen(.udp, on: bufferAddress)
@@ -78,7 +123,7 @@ public final class ParleyServer: @unchecked Sendable {
                     .map { _ in server.start(); return server }
             }.wait()
             if let tunnelListen, let buffer {
-                let ts = TunnelServer(buffer: buffer)
+                let ts = TunnelServer(buffer: buffer, peers: Self.tunnelPeers(c), limits: limits)
                 try ts.listen(on: tunnelListen).wait()
                 tunnelServer = ts
             }
@@ -104,6 +149,8 @@ public final class ParleyServer: @unchecked Sendable {
             dc.treatments = Set(c.treatments.map(\.name))
             dc.reconcileInterval = c.heartbeat
             dc.heartbeatTimeout = c.heartbeat * 4
+            dc.handoffSecret = secret
+            dc.handoffWindow = c.security.handoffWindow
             let config = dc
             let clock = RuleClock.system
             let agents = c.agentMachines(now: clock.nowMs())
@@ -120,6 +167,8 @@ public final class ParleyServer: @unchecked Sendable {
             if let records, let keep = c.recordsRetention { startRetention(records, keep: keep, clock: clock) }
             distributor = try loop.flatSubmit { () -> EventLoopFuture<Distributor> in
                 let transport = SIPTransport(loop: loop, logger: Logger(label: "parley.distributor.transport"))
+                transport.connectionLimits = limits
+                transport.partialBudget = budget
                 let stack = SIPStack(transport: transport, timers: timers, logger: Logger(label: "parley.distributor.stack"))
                 let d = Distributor(stack: stack, configuration: config, store: store, agents: agents, clock: clock.nowMs)
                 d.links[.message] = d.makeMessageLink()
@@ -171,9 +220,13 @@ public final class ParleyServer: @unchecked Sendable {
         }
         let address = try parseSocketAddress(settings.listen)
         let persisted = registrationStore
+        let limits = connectionLimits
+        let budget = partialBudget
         let loop = group.next()
         registration = try loop.flatSubmit { () -> EventLoopFuture<RegistrationRole> in
             let transport = SIPTransport(loop: loop, logger: Logger(label: "parley.registration.transport"))
+            transport.connectionLimits = limits
+            transport.partialBudget = budget
             let stack = SIPStack(transport: transport, timers: timers, logger: Logger(label: "parley.registration.stack"))
             let role = RegistrationRole(stack: stack, configuration: rc, rules: rules, store: persisted)
             role.onContactsChanged = { [weak self] contacts in self?.registeredContactsChanged(contacts) }
@@ -254,7 +307,7 @@ public final class ParleyServer: @unchecked Sendable {
             if let s = try? d.stack.loop.submit({ () -> String in
                 let c = d.counters
                 let states = d.agents.stateCounts
-                return "distributor calls=\(c.calls) answered=\(c.answered) failed=\(c.failed) cancelled=\(c.cancelled) no_answers=\(c.noAnswers) queued=\(c.queued) queue_timeouts=\(c.queueTimeouts) overflows=\(c.overflows) rejected=\(c.rejected) bad_extensions=\(c.badExtensions) treatments=\(c.treatments) moves=\(c.moves) rule_failures=\(c.ruleFailures) events=\(c.eventsReceived) reconciled=\(c.reconciled) handoffs_uri=\(c.handoffs["uri"] ?? 0) handoffs_message=\(c.handoffs["message"] ?? 0) handoffs_tunnel=\(c.handoffs["tunnel"] ?? 0) handoffs_in_process=\(c.handoffsInProcess)\n"
+                return "distributor calls=\(c.calls) answered=\(c.answered) failed=\(c.failed) cancelled=\(c.cancelled) no_answers=\(c.noAnswers) queued=\(c.queued) queue_timeouts=\(c.queueTimeouts) overflows=\(c.overflows) rejected=\(c.rejected) bad_extensions=\(c.badExtensions) treatments=\(c.treatments) moves=\(c.moves) rule_failures=\(c.ruleFailures) events=\(c.eventsReceived) reconciled=\(c.reconciled) unauthenticated=\(c.unauthenticated) handoffs_uri=\(c.handoffs["uri"] ?? 0) handoffs_message=\(c.handoffs["message"] ?? 0) handoffs_tunnel=\(c.handoffs["tunnel"] ?? 0) handoffs_in_process=\(c.handoffsInProcess)\n"
                     + "distributor_table \(d.tableSizes) transactions=\(d.stack.transactionCount) lua_kib=\((d.engine.luaMemory ?? 0) / 1024)\n"
                     + "agents " + AgentState.allCases.map { "\($0.rawValue)=\(states[$0] ?? 0)" }.joined(separator: " ") + "\n"
                     + d.agents.all.map { "agent \($0.id) state=\($0.ruleState.rawValue) calls_handled=\($0.callsHandled) no_answers=\($0.consecutiveNoAnswers)" }.joined(separator: "\n")
@@ -267,7 +320,7 @@ public final class ParleyServer: @unchecked Sendable {
         if let b = buffer {
             if let s = try? b.stack.loop.submit({ () -> String in
                 let c = b.counters
-                return "buffer handoffs_uri=\(c.handoffs["uri"] ?? 0) handoffs_message=\(c.handoffs["message"] ?? 0) handoffs_tunnel=\(c.handoffs["tunnel"] ?? 0) answered=\(c.answered) failed=\(c.failed) cancelled=\(c.cancelled) ended=\(c.ended) relayed_in_dialog=\(c.relayedInDialog) refused=\(c.refused) probes_failed=\(c.probesFailed) events_sent=\(c.eventsSent) treatments=\(c.treatments) moves=\(c.moves) moves_failed=\(c.movesFailed)\n"
+                return "buffer handoffs_uri=\(c.handoffs["uri"] ?? 0) handoffs_message=\(c.handoffs["message"] ?? 0) handoffs_tunnel=\(c.handoffs["tunnel"] ?? 0) answered=\(c.answered) failed=\(c.failed) cancelled=\(c.cancelled) ended=\(c.ended) relayed_in_dialog=\(c.relayedInDialog) refused=\(c.refused) probes_failed=\(c.probesFailed) events_sent=\(c.eventsSent) treatments=\(c.treatments) moves=\(c.moves) moves_failed=\(c.movesFailed) unauthenticated=\(c.unauthenticatedTotal)\n"
                     + "buffer_table \(b.tableSizes) transactions=\(b.stack.transactionCount)"
             }).wait() { lines.append(s) }
         }
@@ -277,6 +330,12 @@ public final class ParleyServer: @unchecked Sendable {
                 return "registration registers=\(c.agentRegisters) challenged=\(c.challenged) refused=\(c.refused) invalid=\(c.invalid) forwarded=\(c.forwarded) accepted=\(c.accepted) upstream_failures=\(c.upstreamFailures) address_registers=\(c.addressRegisters) address_failures=\(c.addressFailures) agents=\(g.state.agents.count)"
             }).wait() { lines.append(s) }
         }
+        for (name, transport) in [("distributor", distributor?.stack.transport), ("buffer", buffer?.stack.transport),
+                                  ("registration", registration?.stack.transport)] {
+            guard let transport, let c = try? transport.loop.submit({ transport.connectionCounters }).wait() else { continue }
+            lines.append("connections \(name) refused_total=\(c.refusedTotal) refused_per_source=\(c.refusedPerSource) message_timeouts=\(c.messageTimeouts) over_budget=\(c.overBudget)")
+        }
+        lines.append("partial_bytes \(partialBudget.inUse)")
         lines.append(memoryLine())
         return lines.joined(separator: "\n") + "\n"
     }

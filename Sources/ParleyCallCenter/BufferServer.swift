@@ -33,6 +33,14 @@ public struct BufferServerConfiguration: Sendable {
     /// at the distributor this much later at most), and how many one MESSAGE carries.
     public var eventDelay: Duration = .milliseconds(10)
     public var eventBatch = 16
+    /// The secret shared with the distributor (`security.handoff_secret`): handoffs from outside
+    /// this process must be signed with it (`HandoffAuthenticator`), and our events are. nil:
+    /// only the in-process handoff is taken.
+    public var handoffSecret: [UInt8]?
+    /// How far a handoff's timestamp may be from our clock.
+    public var handoffWindow: Duration = .seconds(30)
+    /// Networks whose unsigned `uri` handoffs are taken anyway (a lab's SIPp; empty by default).
+    public var unsignedHandoffsFrom: [IPNetwork] = []
 
     public init(agentContacts: [String: URI] = [:], eventTarget: SIPDestination? = nil, eventURI: URI? = nil,
                 heartbeatInterval: Duration = .seconds(5), probeInterval: Duration? = .seconds(30),
@@ -66,6 +74,9 @@ public final class BufferServer: SIPTransactionUser, @unchecked Sendable {
         public var treatments = 0
         public var moves = 0
         public var movesFailed = 0
+        /// Handoffs and events refused 403 for want of a valid signature, by verdict.
+        public var unauthenticated: [String: Int] = [:]
+        public var unauthenticatedTotal: Int { unauthenticated.values.reduce(0, +) }
     }
 
     /// Sizes of every table the buffer server keeps: all zero when no call is up (no leak).
@@ -105,11 +116,18 @@ public final class BufferServer: SIPTransactionUser, @unchecked Sendable {
     private var pendingEvents: [CallEvent] = []
     private var eventFlush: TimerToken?
     private let eventCallID: String
+    /// Signs our events and checks handoffs from outside the process.
+    var auth: HandoffAuthenticator
+    /// Wall-clock milliseconds (handoff timestamps come from another host's clock).
+    let wallClock: @Sendable () -> Int64
 
-    public init(stack: SIPStack, configuration: BufferServerConfiguration, logger: Logger = Logger(label: "parley.buffer")) {
+    public init(stack: SIPStack, configuration: BufferServerConfiguration, logger: Logger = Logger(label: "parley.buffer"),
+                wallClock: @escaping @Sendable () -> Int64 = RuleClock.system.nowMs) {
         self.stack = stack
         self.configuration = configuration
         self.logger = logger
+        self.wallClock = wallClock
+        self.auth = HandoffAuthenticator(secret: configuration.handoffSecret, windowMs: configuration.handoffWindow.milliseconds)
         self.eventCallID = "events-" + stack.newTag() + "@parley-buffer"
         stack.user = self
     }
@@ -169,6 +187,8 @@ public final class BufferServer: SIPTransactionUser, @unchecked Sendable {
         }
         switch request.method {
         case .invite?:
+            guard configuration.unsignedHandoffsFrom.contains(address: source.remote)
+                    || authenticated(request, encoding: "uri", refuse: { stack.refuseStatelessly(403, "Forbidden", to: key) }) else { return }
             let treatment = HandoffWire.treatmentName(in: request.requestURI)
             guard let target = HandoffWire.agentID(in: request.requestURI) ?? treatment else {
                 counters.refused += 1
@@ -194,6 +214,7 @@ public final class BufferServer: SIPTransactionUser, @unchecked Sendable {
     /// A `message` handoff: the MESSAGE is answered at once; what it carries is handled as if it
     /// had come as itself, and what goes back is carried in MESSAGEs the other way.
     private func receivedLinkMessage(_ message: SIPMessage, key: TransactionKey, source: SIPSource) {
+        guard authenticated(message, encoding: "message", refuse: { stack.refuseStatelessly(403, "Forbidden", to: key) }) else { return }
         if let ct = (try? message.contentType()) ?? nil, ct.essence == HandoffWire.eventType {
             guard case .hangup(let reference)? = CallEvent(body: message.bodyText) else {
                 stack.respond(400, "Bad Request: not a control event", to: key)
@@ -229,6 +250,12 @@ public final class BufferServer: SIPTransactionUser, @unchecked Sendable {
             logger.info("handoff over \(encoding) without a request or a Via branch dropped")
             return
         }
+        if encoding == .tunnel, inner.method == .invite || inner.method == .cancel {
+            // The tunnel's peer proved itself at the handshake; each handoff is signed too.
+            if inner.method == .invite, byLinkBranch[branch] != nil { return }  // a retransmission
+            let refusal = SIPTransport.makeResponse(to: inner, code: 403, reason: "Forbidden", toTag: stack.newTag())
+            guard authenticated(inner, encoding: "tunnel", refuse: { path.send(refusal) }) else { return }
+        }
         switch inner.method {
         case .invite?:
             if byLinkBranch[branch] != nil { return }  // a retransmission
@@ -249,6 +276,31 @@ public final class BufferServer: SIPTransactionUser, @unchecked Sendable {
         default:
             path.send(SIPTransport.makeResponse(to: inner, code: 405, toTag: stack.newTag()))
         }
+    }
+
+    /// Whether a request from outside the process carries a valid signature; if not, `refuse`
+    /// answers it (403) and it is counted, before anything else is looked at.
+    private func authenticated(_ request: SIPMessage, encoding: String, refuse: () -> Void) -> Bool {
+        let verdict = auth.verify(request, nowMs: wallClock())
+        if verdict == .valid { return true }
+        counters.unauthenticated[verdict.rawValue, default: 0] += 1
+        logger.debug("\(encoding) handoff or event refused: signature \(verdict.rawValue)")
+        refuse()
+        return false
+    }
+
+    /// Checks the tunnel's handshake (`X-Parley-Auth` on the upgrade request).
+    func tunnelHandshake(_ token: String?) -> Bool {
+        let verdict = auth.verifyTunnel(token, nowMs: wallClock())
+        if verdict == .valid { return true }
+        tunnelRefused("handshake signature \(verdict.rawValue)", verdict: verdict.rawValue)
+        return false
+    }
+
+    /// A tunnel connection refused (answered 403 before any WebSocket exists).
+    func tunnelRefused(_ why: String, verdict: String = "peer") {
+        counters.unauthenticated[verdict, default: 0] += 1
+        logger.info("tunnel connection refused: \(why)")
     }
 
     /// Enters a call in the routing table and calls the agent.
@@ -971,8 +1023,9 @@ public final class BufferServer: SIPTransactionUser, @unchecked Sendable {
         eventCSeq += 1
         let uri = configuration.eventURI ?? .sip(SIPURI(user: "distributor", host: SIPHost.from(address: target.address), port: target.address.port))
         let local = stack.transport.advertisedAddress(for: target.transport, toward: target.address)
-        let m = HandoffWire.eventMessage(events, requestURI: uri, from: "<sip:buffer@\(local.map(hostPort) ?? "invalid")>;tag=\(eventCallID.prefix(12))",
+        var m = HandoffWire.eventMessage(events, requestURI: uri, from: "<sip:buffer@\(local.map(hostPort) ?? "invalid")>;tag=\(eventCallID.prefix(12))",
                                          to: "<\(uri)>", callID: eventCallID, cseq: eventCSeq)
+        auth.sign(&m, nowMs: wallClock())
         if let key = stack.sendRequest(m, to: target) {
             clientTransactions[key] = .event
             counters.eventsSent += events.count
@@ -1007,6 +1060,8 @@ public final class BufferServer: SIPTransactionUser, @unchecked Sendable {
 
     /// Sends a MESSAGE for a reply path (the `message` encoding).
     func sendLinkMessage(_ message: SIPMessage, to destination: SIPDestination) {
+        var message = message
+        auth.sign(&message, nowMs: wallClock())
         if let key = stack.sendRequest(message, to: destination) { clientTransactions[key] = .event }
     }
 }

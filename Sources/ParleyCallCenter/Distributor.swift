@@ -40,6 +40,12 @@ public struct DistributorConfiguration: Sendable {
     public var reconcileInterval: Duration
     /// A heartbeat older than this means the buffer server is gone: its calls count as ended.
     public var heartbeatTimeout: Duration
+    /// The secret shared with the buffer server (`security.handoff_secret`): handoffs that leave
+    /// this process and control events are signed with it, and the buffer server's events must
+    /// be. nil: nothing is signed and no event from outside is taken.
+    public var handoffSecret: [UInt8]?
+    /// How far an event's timestamp may be from our clock.
+    public var handoffWindow: Duration = .seconds(30)
 
     public init(bufferURI: SIPURI, bufferDestination: SIPDestination, skills: Set<String> = [],
                 noAnswerTimeout: Duration = .seconds(15), queueTimeout: Duration = .seconds(60),
@@ -89,6 +95,8 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
         public var ruleFailures = 0
         public var eventsReceived = 0
         public var reconciled = 0
+        /// MESSAGEs (events, `message` responses) refused 403 for want of a valid signature.
+        public var unauthenticated = 0
     }
 
     public struct TableSizes: Sendable, Equatable, CustomStringConvertible {
@@ -106,6 +114,8 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
 
     public let stack: SIPStack
     public let configuration: DistributorConfiguration
+    /// Signs what goes to the buffer server; checks what comes back in MESSAGEs.
+    var auth: HandoffAuthenticator
     public let engine: RuleEngine
     public let agents: AgentBook
     public var logger: Logger
@@ -143,6 +153,7 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
         self.configuration = configuration
         self.engine = RuleEngine(store: store)
         self.clock = clock
+        self.auth = HandoffAuthenticator(secret: configuration.handoffSecret, windowMs: configuration.handoffWindow.milliseconds)
         self.logger = logger
         self.agents = AgentBook(agents: agents, directory: store.agents, now: clock)
         stack.user = self
@@ -311,6 +322,7 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
         invite.headers.append(HandoffWire.callHeader, call.reference)
         invite.headers.append(HandoffWire.encodingHeader, encoding.rawValue)
         if kind.isMove { invite.headers.append(HandoffWire.moveHeader, "1") }
+        auth.sign(&invite, nowMs: clock())
         return invite
     }
 
@@ -394,7 +406,9 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
         if let key = attempt.key {
             stack.cancel(key)
         } else if let invite = attempt.linkInvite, let link = attempt.link {
-            link.send(invite.makeCancel()) {}
+            var cancel = invite.makeCancel()
+            if link !== inProcessBuffer { auth.sign(&cancel, nowMs: clock()) }
+            link.send(cancel) {}
         }
     }
 
@@ -765,15 +779,24 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
         let dest = configuration.bufferDestination
         let local = stack.transport.advertisedAddress(for: dest.transport, toward: dest.address)
         linkCSeq += 1
-        let m = HandoffWire.eventMessage(event, requestURI: .sip(configuration.bufferURI),
+        var m = HandoffWire.eventMessage(event, requestURI: .sip(configuration.bufferURI),
                                          from: "<sip:distributor@\(local.map(hostPort) ?? "invalid")>;tag=\(stack.newTag())",
                                          to: "<\(configuration.bufferURI)>", callID: "ctl-" + stack.newTag() + "@parley", cseq: linkCSeq)
+        auth.sign(&m, nowMs: clock())
         stack.sendRequest(m, to: dest)
     }
 
     // MARK: Events from the buffer server
 
     private func receivedMessage(_ message: SIPMessage, key: TransactionKey) {
+        // Only the buffer server may send us events or handoff responses: signed with the secret.
+        let verdict = auth.verify(message, nowMs: clock())
+        guard verdict == .valid else {
+            counters.unauthenticated += 1
+            logger.debug("MESSAGE refused: signature \(verdict.rawValue)")
+            stack.refuseStatelessly(403, "Forbidden", to: key)
+            return
+        }
         if let ct = (try? message.contentType()) ?? nil, ct.essence == HandoffWire.eventType {
             stack.respond(200, to: key)
             for event in CallEvent.list(body: message.bodyText) {
@@ -887,14 +910,21 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
         let me = local.map { "sip:distributor@\(hostPort($0))" } ?? "sip:distributor@invalid"
         linkCSeq += 1
         let callID = "h-" + (((try? inner.topVia()) ?? nil)?.branch ?? stack.newTag()) + "@parley"
-        let m = HandoffWire.wrap(inner, requestURI: HandoffWire.target(buffer: configuration.bufferURI, agent: agent),
+        var m = HandoffWire.wrap(inner, requestURI: HandoffWire.target(buffer: configuration.bufferURI, agent: agent),
                                  from: "<\(me)>;tag=\(stack.newTag())", to: "<\(configuration.bufferURI)>", callID: callID,
                                  cseq: linkCSeq, contact: local.map { Resolver.contact(for: $0, transport: dest.transport) })
+        auth.sign(&m, nowMs: clock())
         guard let key = stack.sendRequest(m, to: dest) else { return failed() }
         messageFailures[key] = failed
     }
 
     private var messageFailures: [TransactionKey: () -> Void] = [:]
+
+    /// `X-Parley-Auth` for the tunnel's upgrade request (nil without a secret).
+    func tunnelToken() -> String? {
+        stack.loop.preconditionInEventLoop()
+        return auth.tunnelToken(nowMs: clock())
+    }
 
     fileprivate func messageLinkResult(_ key: TransactionKey, failed: Bool) {
         guard let f = messageFailures.removeValue(forKey: key) else { return }

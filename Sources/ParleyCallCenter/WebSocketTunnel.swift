@@ -18,23 +18,57 @@ import ParleyTransport
 
 /// The buffer server's end: accepts WebSocket connections (subprotocol `sip`) and hands what
 /// arrives to the buffer server. Runs on the buffer server's event loop.
+///
+/// Only a distributor may open it: the connection must come from one of `peers`, and its
+/// upgrade request must carry a valid `X-Parley-Auth` (a fresh HMAC with the handoff secret,
+/// `HandoffAuthenticator.tunnelToken`); anything else is answered 403 and closed, before a
+/// WebSocket exists. Every handoff INVITE and CANCEL on it is signed as well.
 public final class TunnelServer: @unchecked Sendable {
     let buffer: BufferServer
+    /// Addresses a tunnel may come from (the distributors').
+    public let peers: [IPNetwork]
     private var channel: Channel?
     public private(set) var localAddress: SocketAddress?
 
-    public init(buffer: BufferServer) { self.buffer = buffer }
+    /// Connection limits (a tunnel comes from a few distributors: most strangers are turned
+    /// away at accept, by address, before any byte is read).
+    public let limits: ConnectionLimits
+    /// Connections refused at accept.
+    public private(set) var refused = ConnectionCounters()
+
+    public init(buffer: BufferServer, peers: [IPNetwork], limits: ConnectionLimits = ConnectionLimits()) {
+        self.buffer = buffer
+        self.peers = peers
+        self.limits = limits
+    }
 
     public func listen(on address: SocketAddress) -> EventLoopFuture<Void> {
         let loop = buffer.stack.loop
         let buffer = self.buffer
+        let peers = self.peers
+        let limits = self.limits
         return ServerBootstrap(group: loop)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .serverChannelInitializer { [self] channel in
+                addAcceptBackoff(channel).flatMapThrowing {
+                    let gate = ConnectionGate(limits: { [limits] in limits }, allowed: { peers.contains(address: $0) }) { [self] why in
+                        refused.count(why)
+                    }
+                    try channel.pipeline.syncOperations.addHandler(gate)
+                }
+            }
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { channel in
                 let upgrader = NIOWebSocketServerUpgrader(
                     maxFrameSize: 1 << 20,
                     shouldUpgrade: { channel, head in
+                        guard let remote = channel.remoteAddress, peers.contains(address: remote) else {
+                            buffer.tunnelRefused("from \(channel.remoteAddress.map(hostPort) ?? "?"), not one of the tunnel peers")
+                            return channel.eventLoop.makeSucceededFuture(nil)
+                        }
+                        guard buffer.tunnelHandshake(head.headers.first(name: HandoffAuthenticator.header.description)) else {
+                            return channel.eventLoop.makeSucceededFuture(nil)
+                        }
                         // RFC 7118 section 4: the client must offer "sip"; we answer with it.
                         let offered = head.headers[canonicalForm: "Sec-WebSocket-Protocol"].map { $0.lowercased() }
                         guard offered.contains("sip") else { return channel.eventLoop.makeSucceededFuture(nil) }
@@ -42,12 +76,19 @@ public final class TunnelServer: @unchecked Sendable {
                     },
                     upgradePipelineHandler: { channel, _ in
                         channel.eventLoop.makeCompletedFuture {
+                            // Upgraded: no deadline, and what comes now is WebSocket, not HTTP.
+                            let sync = channel.pipeline.syncOperations
+                            try sync.handler(type: HandshakeDeadline.self).cancel()
+                            sync.removeHandler(try sync.handler(type: TunnelRefusalHandler.self), promise: nil)
                             try channel.pipeline.syncOperations.addHandler(TunnelFrameHandler(role: .server(buffer)))
                         }
                     })
                 return channel.eventLoop.makeCompletedFuture {
+                    // The upgrade must be done within the message timeout.
+                    try channel.pipeline.syncOperations.addHandler(HandshakeDeadline(timeout: limits.messageTimeout))
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(
                         withServerUpgrade: (upgraders: [upgrader], completionHandler: { _ in }))
+                    try channel.pipeline.syncOperations.addHandler(TunnelRefusalHandler())
                 }
             }
             .bind(to: address)
@@ -129,7 +170,7 @@ public final class TunnelClient: HandoffLink, @unchecked Sendable {
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHTTPClientHandlers(
                         withClientUpgrade: (upgraders: [upgrader], completionHandler: { _ in }))
-                    try channel.pipeline.syncOperations.addHandler(UpgradeRequestHandler(host: host))
+                    try channel.pipeline.syncOperations.addHandler(UpgradeRequestHandler(host: host, token: self.distributor?.tunnelToken()))
                 }
             }
             .connect(to: server)
@@ -192,16 +233,75 @@ enum TunnelError: Error, CustomStringConvertible {
     var description: String { "the WebSocket upgrade (subprotocol sip) was refused or did not finish" }
 }
 
+/// Closes a connection whose WebSocket upgrade is not done within the timeout (a stranger that
+/// connects and says nothing, or trickles its request).
+final class HandshakeDeadline: ChannelInboundHandler {
+    typealias InboundIn = NIOAny
+    let timeout: TimeAmount
+    private var task: Scheduled<Void>?
+
+    init(timeout: TimeAmount) { self.timeout = timeout }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        let channel = context.channel
+        task = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { channel.close(promise: nil) }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) { cancel() }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        cancel()
+        context.fireChannelInactive()
+    }
+
+    func cancel() {
+        task?.cancel()
+        task = nil
+    }
+}
+
+/// Answers an upgrade request that was refused (wrong peer, bad signature) with 403 and closes
+/// the connection; a request that is no upgrade at all is refused the same way. Sits after the
+/// HTTP server pipeline, so it sees only what the upgrader did not take.
+final class TunnelRefusalHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard case .head = unwrapInboundIn(data) else { return }
+        refuse(context)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        refuse(context)
+    }
+
+    private func refuse(_ context: ChannelHandlerContext) {
+        guard context.channel.isActive else { return }
+        var headers = HTTPHeaders()
+        headers.add(name: "Content-Length", value: "0")
+        headers.add(name: "Connection", value: "close")
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .forbidden, headers: headers))), promise: nil)
+        context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+    }
+}
+
 /// Sends the HTTP upgrade request once connected (the upgrade handler adds the WebSocket headers).
 final class UpgradeRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = NIOAny
     typealias OutboundOut = HTTPClientRequestPart
     let host: String
-    init(host: String) { self.host = host }
+    /// `X-Parley-Auth` for the buffer server (nil: none, and the buffer server refuses us).
+    let token: String?
+    init(host: String, token: String?) {
+        self.host = host
+        self.token = token
+    }
 
     func channelActive(context: ChannelHandlerContext) {
         var headers = HTTPHeaders()
         headers.add(name: "Host", value: host)
+        if let token { headers.add(name: HandoffAuthenticator.header.description, value: token) }
         headers.add(name: "Content-Length", value: "0")
         headers.add(name: "Sec-WebSocket-Protocol", value: "sip")
         let head = HTTPRequestHead(version: .http1_1, method: .GET, uri: "/", headers: headers)

@@ -18,7 +18,8 @@ public struct SIPStreamFramer: Sendable {
     /// Adds bytes read from the stream.
     public mutating func append<C: Collection>(_ bytes: C) where C.Element == UInt8 {
         if readIndex > 0 && readIndex == buffer.count {
-            buffer.removeAll(keepingCapacity: true)
+            // An idle connection keeps no large buffer a big message once needed.
+            buffer.removeAll(keepingCapacity: buffer.capacity <= 65_536)
             readIndex = 0
         } else if readIndex > 4096 && readIndex * 2 > buffer.count {
             buffer.removeFirst(readIndex)

@@ -175,6 +175,20 @@ public final class SIPStack: @unchecked Sendable {
         respond(r, to: key)
     }
 
+    /// Answers a server transaction's request once, statelessly, and forgets the transaction:
+    /// for a request refused before the TU keeps anything (an unsigned handoff). A stateful
+    /// 4xx to an INVITE is retransmitted until its ACK (17.2.1), up to ten times toward an
+    /// address that may be spoofed; this sends it once (8.2.7: a UAS may answer statelessly),
+    /// so what goes back is never more than what came (no amplification). A retransmitted
+    /// request is answered once again.
+    public func refuseStatelessly(_ code: Int, _ reason: String? = nil, to key: TransactionKey) {
+        guard let request = request(of: key) else { return }
+        let source = self.source(of: key)
+        table.remove(key)
+        let r = SIPTransport.makeResponse(to: request, code: code, reason: reason, toTag: newTag())
+        transport.sendResponse(r, toRequestFrom: source)
+    }
+
     /// A fresh tag for To/From.
     public func newTag() -> String {
         branchCounter &+= 1

@@ -15,8 +15,18 @@ public final class SIPTransport: @unchecked Sendable {
     /// added to their top Via (18.2.1, RFC 3581).
     public var onMessage: ((SIPMessage, SIPSource) -> Void)?
     public var limits = SIPParserLimits()
-    /// How long an idle TCP connection stays open.
-    public var idleTimeout: TimeAmount = .seconds(180)
+    /// How long an idle TCP connection stays open (`connectionLimits.idleTimeout`).
+    public var idleTimeout: TimeAmount {
+        get { connectionLimits.idleTimeout }
+        set { connectionLimits.idleTimeout = newValue }
+    }
+    /// What accepted connections may hold: how many, from one address, how long a message may
+    /// take (docs/security.md).
+    public var connectionLimits = ConnectionLimits()
+    /// Bytes of partly received messages, shared with the process's other transports.
+    public var partialBudget = ByteBudget(limit: ConnectionLimits().partialBudget)
+    /// What the connection limits refused.
+    public internal(set) var connectionCounters = ConnectionCounters()
     /// Largest request sent over UDP (18.1.1: 200 bytes under a 1500-byte MTU); larger go over TCP.
     public var udpRequestLimit = 1300
 
@@ -79,6 +89,11 @@ public final class SIPTransport: @unchecked Sendable {
             future = ServerBootstrap(group: loop)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                 .serverChannelOption(.backlog, value: 1024)
+                .serverChannelInitializer { [self] channel in
+                    addAcceptBackoff(channel).flatMapThrowing {
+                        try channel.pipeline.syncOperations.addHandler(self.makeGate())
+                    }
+                }
                 .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
                 .childChannelInitializer { [self] channel in
                     channel.eventLoop.makeCompletedFuture { try self.addStreamHandlers(channel) }
@@ -207,8 +222,13 @@ public final class SIPTransport: @unchecked Sendable {
     // MARK: Receiving
 
     func addStreamHandlers(_ channel: Channel) throws {
-        try channel.pipeline.syncOperations.addHandler(IdleStateHandler(allTimeout: idleTimeout))
+        try channel.pipeline.syncOperations.addHandler(IdleStateHandler(allTimeout: connectionLimits.idleTimeout))
         try channel.pipeline.syncOperations.addHandler(StreamHandler(transport: self, limits: limits))
+    }
+
+    /// The gate of a TCP listener: the connection limits, counted here.
+    func makeGate() -> ConnectionGate {
+        ConnectionGate(limits: { [unowned self] in connectionLimits }) { [unowned self] why in connectionCounters.count(why) }
     }
 
     func connectionActive(_ channel: Channel) {
@@ -389,10 +409,20 @@ final class UDPHandler: ChannelInboundHandler {
 }
 
 /// Frames a TCP byte stream into messages.
+///
+/// A message must arrive whole within `messageTimeout` of its first byte (a new connection's
+/// first message, of the connect), whatever trickles in meanwhile; the bytes a partial message
+/// holds are charged to the process's `partialBudget`, and a read that would overspend it closes
+/// the connection.
 final class StreamHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     let transport: SIPTransport
     var framer: SIPStreamFramer
+    /// Bytes charged to the budget now (what the framer holds).
+    private var charged = 0
+    private var deadline: Scheduled<Void>?
+    /// Whether a message has arrived on this connection yet.
+    private var spoken = false
 
     init(transport: SIPTransport, limits: SIPParserLimits) {
         self.transport = transport
@@ -401,30 +431,82 @@ final class StreamHandler: ChannelInboundHandler {
 
     func channelActive(context: ChannelHandlerContext) {
         transport.connectionActive(context.channel)
+        armDeadline(context)  // the first message's, from the connect
         context.fireChannelActive()
     }
 
     func channelInactive(context: ChannelHandlerContext) {
         transport.connectionInactive(context.channel)
+        release()
         context.fireChannelInactive()
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        release()
+    }
+
+    private func release() {
+        deadline?.cancel()
+        deadline = nil
+        transport.partialBudget.give(charged)
+        charged = 0
+    }
+
+    private func armDeadline(_ context: ChannelHandlerContext) {
+        guard deadline == nil else { return }
+        let channel = context.channel
+        let transport = self.transport
+        deadline = context.eventLoop.assumeIsolated().scheduleTask(in: transport.connectionLimits.messageTimeout) { [weak self] in
+            self?.deadline = nil
+            transport.connectionCounters.messageTimeouts += 1
+            transport.logger.debug("closing TCP connection from \(channel.remoteAddress.map(hostPort) ?? "?"): no whole message within \(transport.connectionLimits.messageTimeout)")
+            channel.close(promise: nil)
+        }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let buffer = unwrapInboundIn(data)
+        guard transport.partialBudget.take(buffer.readableBytes) else {
+            transport.connectionCounters.overBudget += 1
+            transport.logger.debug("closing TCP connection from \(context.channel.remoteAddress.map(hostPort) ?? "?"): the partial-message budget is spent")
+            context.close(promise: nil)
+            return
+        }
+        charged += buffer.readableBytes
         buffer.withUnsafeReadableBytes { framer.append($0) }
         guard let remote = context.channel.remoteAddress else { return }
         let source = SIPSource(transport: .tcp, remote: remote, local: context.channel.localAddress, connection: context.channel)
         do {
-            while true {
+            loop: while true {
                 switch try framer.next() {
-                case .message(let m): transport.deliver(m, from: source)
-                case .invalid(let error, let bytes): transport.refuse(bytes, error: error, from: source)
-                case .needMoreData: return
+                case .message(let m):
+                    messageDone(context)
+                    transport.deliver(m, from: source)
+                case .invalid(let error, let bytes):
+                    messageDone(context)
+                    transport.refuse(bytes, error: error, from: source)
+                case .needMoreData:
+                    break loop
                 }
             }
         } catch {
             transport.streamError(error, on: context.channel)
+            return
         }
+        // What is left is a message begun (its deadline runs), or nothing (keep-alive CRLFs).
+        let held = framer.bufferedByteCount
+        if held < charged {
+            transport.partialBudget.give(charged - held)
+            charged = held
+        }
+        if held > 0 { armDeadline(context) } else if spoken { deadline?.cancel(); deadline = nil }
+    }
+
+    /// A whole message came: the next one's deadline starts with its own first byte.
+    private func messageDone(_ context: ChannelHandlerContext) {
+        spoken = true
+        deadline?.cancel()
+        deadline = nil
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {

@@ -2,6 +2,7 @@ import ArgumentParser
 import Dispatch
 import Foundation
 import Logging
+import ParleyTransport
 import ParleyApp
 
 /// `parley demo`: the whole contact center on loopback with simulated agents and callers, and a
@@ -96,9 +97,8 @@ struct DemoCommand: ParsableCommand {
         }
         let level = Logger.Level(rawValue: logLevel) ?? .warning
         LoggingSystem.bootstrap { label in
-            var h = StreamLogHandler.standardError(label: label)
-            h.logLevel = level
-            return h
+            // Escaped: wire text (Call-IDs, user parts, errors) must not write control characters to the log.
+            EscapingLogHandler.standardError(label: label, level: level)
         }
         var options = DemoOptions(rulesDirectory: (rulesDir as NSString).standardizingPath.hasPrefix("/")
             ? rulesDir : (FileManager.default.currentDirectoryPath as NSString).appendingPathComponent(rulesDir))

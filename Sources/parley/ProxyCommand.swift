@@ -56,9 +56,8 @@ struct ProxyCommand: ParsableCommand {
     func run() throws {
         let level = Logger.Level(rawValue: logLevel) ?? .info
         LoggingSystem.bootstrap { label in
-            var h = StreamLogHandler.standardError(label: label)
-            h.logLevel = level
-            return h
+            // Escaped: wire text (Call-IDs, user parts, errors) must not write control characters to the log.
+            EscapingLogHandler.standardError(label: label, level: level)
         }
         let listenAddress: SocketAddress
         let targets: [SIPDestination]

@@ -66,9 +66,8 @@ struct RegistrarCommand: ParsableCommand {
     func run() throws {
         let level = Logger.Level(rawValue: logLevel) ?? .info
         LoggingSystem.bootstrap { label in
-            var h = StreamLogHandler.standardError(label: label)
-            h.logLevel = level
-            return h
+            // Escaped: wire text (Call-IDs, user parts, errors) must not write control characters to the log.
+            EscapingLogHandler.standardError(label: label, level: level)
         }
         let listenAddress: SocketAddress
         do { listenAddress = try parseSocketAddress(listen) } catch { throw ValidationError("\(error)") }

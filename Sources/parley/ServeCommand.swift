@@ -2,6 +2,7 @@ import ArgumentParser
 import Dispatch
 import Foundation
 import Logging
+import ParleyTransport
 import ParleyApp
 
 /// `parley serve --config FILE`: runs the roles the configuration names (distributor and buffer
@@ -57,9 +58,8 @@ struct ServeCommand: ParsableCommand {
         }
         let level = Logger.Level(rawValue: logLevel ?? configuration.logLevel) ?? .info
         LoggingSystem.bootstrap { label in
-            var h = StreamLogHandler.standardError(label: label)
-            h.logLevel = level
-            return h
+            // Escaped: wire text (Call-IDs, user parts, errors) must not write control characters to the log.
+            EscapingLogHandler.standardError(label: label, level: level)
         }
         let roles = role.isEmpty ? nil : role.compactMap(Role.init(rawValue:))
         let server = ParleyServer(configuration: configuration, roles: roles)

@@ -88,6 +88,8 @@ EOF
 start_serve() {
   local dir=$1 b=$2 mode=${3:-together} pid
   if [ "$mode" = separate ]; then
+    # two processes: the handoffs between them are signed with a shared secret (docs/security.md)
+    export PARLEY_HANDOFF_SECRET=callpath-suite-secret-$$
     setsid "$PARLEY" serve --config "$dir/parley.yaml" --role buffer --stats-file "$dir/stats-buffer.txt" >"$dir/buffer.log" 2>&1 &
     pid=$!; BG_PIDS+=("$pid"); SERVE_BUFFER_PID=$pid
     wait_listening $((b + 2)) tcp "$pid" 10 || { REASON="buffer server not listening (buffer.log: $(tail -n 3 "$dir/buffer.log" | tr '\n' ' ' | cut -c1-200))"; return 1; }
@@ -95,6 +97,7 @@ start_serve() {
     pid=$!; BG_PIDS+=("$pid"); SERVE_PID=$pid
     wait_listening "$b" udp "$pid" 10 || { REASON="distributor not listening (distributor.log: $(tail -n 3 "$dir/distributor.log" | tr '\n' ' ' | cut -c1-200))"; return 1; }
   else
+    unset PARLEY_HANDOFF_SECRET  # one process makes its own
     setsid "$PARLEY" serve --config "$dir/parley.yaml" --stats-file "$dir/stats.txt" >"$dir/serve.log" 2>&1 &
     pid=$!; BG_PIDS+=("$pid"); SERVE_PID=$pid
     wait_listening "$b" udp "$pid" 10 || { REASON="parley serve not listening (serve.log: $(tail -n 3 "$dir/serve.log" | tr '\n' ' ' | cut -c1-200))"; return 1; }
@@ -787,13 +790,16 @@ CASE_softphone_agent_holds_resumes() {
 # baresip as agent answers and hangs up after 3 s; the SIPp caller gets the BYE re-addressed.
 CASE_softphone_agent_hangs_up() { softphone_answers "$1" caller-answered-agent-hangs-up.xml "3 /hangup"; }
 
+# shellcheck source=security-cases.sh
+. "$HERE/security-cases.sh"
+
 CASES=""
 for enc in uri message tunnel; do
   CASES="$CASES $enc-answered-caller-hangs-up $enc-answered-agent-hangs-up $enc-caller-cancel-expect-487 $enc-agent-486-next-agent-answers $enc-agent-no-answer-next-agent-answers $enc-hold-resume-info-options-update $enc-agent-holds-resumes $enc-separate-processes"
 done
 CASES="$CASES uri-in-process-off uri-caller-over-tcp uri-caller-over-tcp-agent-hangs-up queue-priority-order queue-caller-abandons-while-queued queue-music-on-hold-then-moved-to-agent queue-caller-hangs-up-on-hold-abandoned queue-silent-treatment-does-not-block-the-agent queue-max-wait-gives-the-status queue-no-agent-rejects-with-status queue-max-length-and-max-wait-overflow-to-announcement queue-max-wait-on-hold-hangs-up"
 CASES="$CASES caller-requires-100rel-gets-420 reinvite-requires-100rel-gets-420 softphone-caller-talks-and-hangs-up softphone-agent-holds-resumes softphone-agent-hangs-up softphone-caller-over-tcp-agent-hangs-up"
-CASES="$CASES config-bad-file-refused lost-bye-probe-hangs-up-agent rule-classify-raises-call-connects rule-select-agent-raises-call-connects rule-handoff-raises-call-connects agent-no-answers-go-on-break agent-wrap-up-sends-next-call-elsewhere separate-buffer-crash-frees-agent"
+CASES="$CASES config-bad-file-refused lost-bye-probe-hangs-up-agent rule-classify-raises-call-connects rule-select-agent-raises-call-connects rule-handoff-raises-call-connects agent-no-answers-go-on-break agent-wrap-up-sends-next-call-elsewhere separate-buffer-crash-frees-agent $SECURITY_CASES"
 
 # ---------------------------------------------------------------- main
 PASSED=0

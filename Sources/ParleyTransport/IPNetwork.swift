@@ -1,0 +1,89 @@
+import NIOCore
+
+/// An IPv4 or IPv6 network (`10.0.0.0/8`, `2001:db8::/32`; a lone address is a /32 or /128):
+/// who may open the tunnel, which peers are trusted past the per-source limits, where agents
+/// may register their contacts.
+public struct IPNetwork: Sendable, Hashable, CustomStringConvertible {
+    /// The network's address bytes (4 or 16), host bits cleared.
+    public let bytes: [UInt8]
+    public let prefixLength: Int
+
+    /// Parses `ADDRESS` or `ADDRESS/PREFIX`; nil if it is neither.
+    public init?(_ text: String) {
+        let parts = text.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)
+        guard let address = Self.addressBytes(String(parts[0])) else { return nil }
+        let bits = address.count * 8
+        var length = bits
+        if parts.count == 2 {
+            guard let n = Int(parts[1]), n >= 0, n <= bits, !parts[1].hasPrefix("+") else { return nil }
+            length = n
+        }
+        self.bytes = Self.masked(address, length)
+        self.prefixLength = length
+    }
+
+    /// The network that holds exactly this address.
+    public init?(address: SocketAddress) {
+        guard let b = Self.bytes(of: address) else { return nil }
+        bytes = b
+        prefixLength = b.count * 8
+    }
+
+    /// Whether the address is in this network (an IPv4-mapped IPv6 address counts as IPv4).
+    public func contains(_ address: SocketAddress) -> Bool {
+        guard let b = Self.bytes(of: address) else { return false }
+        return contains(bytes: b)
+    }
+
+    public func contains(bytes b: [UInt8]) -> Bool {
+        guard b.count == bytes.count else { return false }
+        return Self.masked(b, prefixLength) == bytes
+    }
+
+    public var description: String {
+        let text: String
+        if bytes.count == 4 {
+            text = bytes.map(String.init).joined(separator: ".")
+        } else {
+            text = (try? SocketAddress(packedIPAddress: ByteBuffer(bytes: bytes), port: 0))?.ipAddress ?? "?"
+        }
+        return prefixLength == bytes.count * 8 ? text : "\(text)/\(prefixLength)"
+    }
+
+    /// The address's bytes (4 for IPv4 and IPv4-mapped IPv6, 16 for IPv6); nil for a Unix socket.
+    public static func bytes(of address: SocketAddress) -> [UInt8]? {
+        switch address {
+        case .v4(let a):
+            return withUnsafeBytes(of: a.address.sin_addr.s_addr) { Array($0) }
+        case .v6(let a):
+            let b = withUnsafeBytes(of: a.address.sin6_addr) { Array($0) }
+            if b[0..<10].allSatisfy({ $0 == 0 }) && b[10] == 0xFF && b[11] == 0xFF { return Array(b[12...]) }
+            return b
+        default:
+            return nil
+        }
+    }
+
+    static func addressBytes(_ text: String) -> [UInt8]? {
+        let t = text.hasPrefix("[") && text.hasSuffix("]") ? String(text.dropFirst().dropLast()) : text
+        guard !t.isEmpty, let a = try? SocketAddress(ipAddress: t, port: 0) else { return nil }
+        return bytes(of: a)
+    }
+
+    static func masked(_ b: [UInt8], _ length: Int) -> [UInt8] {
+        var out = b
+        for i in 0..<out.count {
+            let keep = max(0, min(8, length - i * 8))
+            out[i] &= keep == 8 ? 0xFF : UInt8(truncatingIfNeeded: 0xFF << (8 - keep))
+        }
+        return out
+    }
+}
+
+extension Array where Element == IPNetwork {
+    /// Whether any of the networks holds the address.
+    public func contains(address: SocketAddress) -> Bool {
+        guard let b = IPNetwork.bytes(of: address) else { return false }
+        return contains { $0.contains(bytes: b) }
+    }
+}
