@@ -352,6 +352,11 @@ extension ParleyConfiguration {
             c.registration = r.registration(n, base: base)
             // Agents register as themselves: a password for someone who is not an agent is a mistake.
             let ids = Set(c.agents.map(\.id))
+            if let am = n["agent_contacts"], case .mapping(let m) = am {
+                for (kn, _) in m where !ids.contains(kn.string ?? "") {
+                    r.fail(kn, "registration.agent_contacts.\(kn.string ?? "?")", "'\(kn.string ?? "?")' is not one of the agents")
+                }
+            }
             if let cm = n["credentials"], case .mapping(let m) = cm {
                 for (kn, _) in m where !ids.contains(kn.string ?? "") {
                     r.fail(kn, "registration.credentials.\(kn.string ?? "?")", "'\(kn.string ?? "?")' is not one of the agents")

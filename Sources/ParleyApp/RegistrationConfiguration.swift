@@ -13,7 +13,7 @@ import Yams
 ///   listen: 127.0.0.1:5062           # agents REGISTER here (UDP and TCP); also the Path Parley adds
 ///   domain: cc.example.com           # addresses of record: sip:alice@DOMAIN, sip:sales@DOMAIN
 ///   realm: cc.example.com            # digest realm for agents (default: the domain)
-///   algorithm: SHA-256               # MD5 (default) or SHA-256
+///   algorithm: SHA-256               # SHA-256 (default), MD5, or a list offered in order: [SHA-256, MD5]
 ///   upstream: 127.0.0.1:5080         # the network's registrar
 ///   upstream_transport: udp          # or tcp (a 200 listing hundreds of bindings outgrows UDP)
 ///   upstream_uri: sip:cc.example.com # Request-URI of the REGISTERs sent there (default sip:DOMAIN)
@@ -26,12 +26,16 @@ import Yams
 ///   reorder_interval: 1s             # how often agent states and rules are looked at again
 ///   database: parley-registrations.sqlite   # relative to the file; off: memory only
 ///   credentials: {alice: alice-secret, bob: bob-secret}
+///   contacts: [10.1.0.0/16, phones.example.com]   # where any agent may register a phone, beside the REGISTER's source address
+///   agent_contacts: {alice: [192.0.2.10]}          # and where one agent may
+///   forward_from: [198.51.100.0/24]    # who else may send calls to agents through this listener (beside the upstream, buffer and distributor)
 /// ```
 public struct RegistrationSettings: Sendable, Equatable {
     public var listen: String
     public var domain: String
     public var realm: String
-    public var algorithm: DigestAlgorithm = .md5
+    /// Offered to agents in this order (RFC 8760: SHA-256 first); MD5 only where configured.
+    public var algorithms: [DigestAlgorithm] = [.sha256]
     public var upstream: String
     public var upstreamTransport: SIPTransportKind = .udp
     public var upstreamURI: String
@@ -45,6 +49,11 @@ public struct RegistrationSettings: Sendable, Equatable {
     /// nil: `off` (memory only).
     public var database: String?
     public var credentials: [String: String] = [:]
+    /// Where agents may register their phones beside the address their REGISTER came from.
+    public var contacts = ContactPolicy()
+    /// Who else may send calls to agents through the registration listener (beside the
+    /// upstream registrar's, the buffer server's and the distributor's addresses).
+    public var forwardFrom: [IPNetwork] = []
 
     /// The database file's name when none is given.
     public static let defaultDatabaseFile = "parley-registrations.sqlite"
@@ -56,7 +65,8 @@ extension Reader {
         guard let m = mapping(node, key: "registration") else { return nil }
         let p = "registration."
         allowOnly(m, ["listen", "domain", "realm", "algorithm", "upstream", "upstream_transport", "upstream_uri", "upstream_user", "upstream_password",
-                      "expires", "min_expires", "max_expires", "upstream_timeout", "reorder_interval", "database", "credentials"],
+                      "expires", "min_expires", "max_expires", "upstream_timeout", "reorder_interval", "database", "credentials",
+                      "contacts", "agent_contacts", "forward_from"],
                   prefix: p)
         let listen = address(m["listen"], key: p + "listen", required: true)
         let upstream = address(m["upstream"], key: p + "upstream", required: true)
@@ -72,8 +82,14 @@ extension Reader {
                                      upstreamURI: "sip:\(domain ?? "invalid")")
         if let n = m["realm"], let v = string(n, key: p + "realm") { s.realm = v }
         if let n = m["algorithm"] {
-            if let v = n.string, let a = DigestAlgorithm(parameter: v) { s.algorithm = a }
-            else { fail(n, p + "algorithm", "expected MD5 or SHA-256, got '\(n.string ?? "?")'") }
+            let items: [Node]
+            if case .sequence(let seq) = n { items = Array(seq) } else { items = [n] }
+            var list: [DigestAlgorithm] = []
+            for item in items {
+                if let v = item.string, let a = DigestAlgorithm(parameter: v) { if !list.contains(a) { list.append(a) } }
+                else { fail(item, p + "algorithm", "expected MD5 or SHA-256, got '\(item.string ?? "?")'") }
+            }
+            if !list.isEmpty { s.algorithms = list }
         }
         if let n = m["upstream_transport"] {
             switch n.string?.lowercased() {
@@ -132,7 +148,36 @@ extension Reader {
         } else if m["credentials"] == nil {
             missing(p + "credentials", "the agents' passwords (agent id: password)")
         }
+        if let n = m["contacts"], let items = sequence(n, key: p + "contacts") {
+            s.contacts.all = allowedContacts(items, key: p + "contacts")
+        }
+        if let n = m["forward_from"], let items = sequence(n, key: p + "forward_from") {
+            s.forwardFrom = networks(items, key: p + "forward_from")
+        }
+        if let n = m["agent_contacts"], let am = mapping(n, key: p + "agent_contacts") {
+            for (kn, vn) in am {
+                let name = kn.string ?? "?"
+                guard let items = sequence(vn, key: p + "agent_contacts." + name) else { continue }
+                s.contacts.agents[name] = allowedContacts(items, key: p + "agent_contacts." + name)
+            }
+        }
         return complete ? s : nil
+    }
+
+    /// Networks (`10.0.0.0/8`, an address) and domains (`phones.example.com`: it and its subdomains).
+    mutating func allowedContacts(_ items: [Node], key: String) -> ContactPolicy.Allowed {
+        var allowed = ContactPolicy.Allowed()
+        for (i, item) in items.enumerated() {
+            guard let text = string(item, key: "\(key)[\(i)]") else { continue }
+            if let n = IPNetwork(text) {
+                allowed.networks.append(n)
+            } else if case .name(let name)? = try? SIPHost.parse(text), name.contains(".") || name == "localhost" {
+                allowed.domains.append(name.lowercased())
+            } else {
+                fail(item, "\(key)[\(i)]", "'\(text)' is neither a network (10.0.0.0/8, an address) nor a domain")
+            }
+        }
+        return allowed
     }
 }
 
@@ -149,7 +194,12 @@ extension ParleyConfiguration {
             upstream: SIPDestination(transport: s.upstreamTransport, address: upstream), upstreamURI: s.upstreamURI,
             parleyHostPort: "\(dHost):\(dPort)", pathURI: "sip:\(host):\(port)")
         c.realm = s.realm
-        c.algorithm = s.algorithm
+        c.algorithms = s.algorithms
+        c.contacts = s.contacts
+        // Calls reach agents through the Path from the upstream's side (the role lets its
+        // upstream's address through itself), and from the buffer server.
+        c.forwardFrom = s.forwardFrom + [try? parseSocketAddress(bufferListen), try? parseSocketAddress(distributorListen)]
+            .compactMap { $0.flatMap { IPNetwork(address: $0) } }
         c.upstreamUsername = s.upstreamUser
         c.upstreamPassword = s.upstreamPassword
         c.expires = s.expires

@@ -17,7 +17,10 @@ public final class SIPRegistrar: SIPTransactionUser, @unchecked Sendable {
     public struct Configuration: Sendable {
         /// The realm of challenges; nil: no authentication.
         public var realm: String?
-        public var algorithm: DigestAlgorithm = .md5
+        /// Offered in this order (RFC 8760: SHA-256 first); MD5 only where configured.
+        public var algorithms: [DigestAlgorithm] = [.sha256]
+        /// The guessing slow-down and lock-out.
+        public var throttle = AuthThrottle.Settings()
         /// How long a nonce stays valid.
         public var nonceLifetime: Duration = .seconds(300)
         public var policy = RegistrarPolicy()
@@ -38,6 +41,7 @@ public final class SIPRegistrar: SIPTransactionUser, @unchecked Sendable {
         public var challenged = 0
         public var refusedCredentials = 0
         public var replays = 0
+        public var lockouts = 0
     }
     public private(set) var counters = Counters()
 
@@ -46,8 +50,8 @@ public final class SIPRegistrar: SIPTransactionUser, @unchecked Sendable {
         self.configuration = configuration
         self.location = LocationService(policy: configuration.policy)
         self.logger = logger
-        self.gate = DigestGate(realm: configuration.realm ?? "", algorithm: configuration.algorithm,
-                               nonceLifetime: configuration.nonceLifetime, passwords: passwords)
+        self.gate = DigestGate(realm: configuration.realm ?? "", algorithms: configuration.algorithms,
+                               nonceLifetime: configuration.nonceLifetime, throttle: configuration.throttle, passwords: passwords)
         let box = WeakRegistrar()
         proxy = SIPProxy(stack: stack, configuration: proxyConfiguration) { request, _ in
             box.registrar?.targets(for: request) ?? []
@@ -77,21 +81,35 @@ public final class SIPRegistrar: SIPTransactionUser, @unchecked Sendable {
             return
         }
         counters.registers += 1
-        let now = SIPInstant.now()
-        if let realm = configuration.realm {
-            switch authenticate(request, realm: realm, now: now) {
-            case .ok: break
-            case .challenge(let stale):
-                counters.challenged += 1
-                stack.respond(401, "Unauthorized", to: key, extraHeaders: [("WWW-Authenticate", gate.challenge(stale: stale, now: now))])
-                return
-            case .forbidden(let why):
-                counters.refusedCredentials += 1
-                logger.info("REGISTER refused: \(why)")
-                stack.respond(403, "Forbidden", to: key)
-                return
-            }
+        guard configuration.realm != nil else { return register(request, key: key, source: source) }
+        let nowMs = SIPInstant.now().milliseconds
+        let decision = gate.check(request, source: IPNetwork.bytes(of: source.remote) ?? [], nowMs: nowMs)
+        let answer: () -> Void
+        switch decision.verdict {
+        case .accepted:
+            answer = { [weak self] in self?.register(request, key: key, source: source) }
+        case .challenge(let stale, let replay):
+            counters.challenged += 1
+            if replay { counters.replays += 1 }
+            let headers = gate.challengeHeaders(stale: stale, nowMs: nowMs)
+            answer = { [stack] in stack.respond(401, "Unauthorized", to: key, extraHeaders: headers) }
+        case .forbidden(let why, _):
+            counters.refusedCredentials += 1
+            logger.info("REGISTER from \(source.remote.ipAddress ?? "?") refused: \(why)")
+            answer = { [stack] in stack.respond(403, "Forbidden", to: key) }
+        case .badRequest(let why):
+            answer = { [stack] in stack.respond(400, "Bad Request: \(why)", to: key) }
         }
+        if decision.delayMs > 0 {
+            _ = stack.schedule(after: .milliseconds(decision.delayMs), answer)
+        } else {
+            answer()
+        }
+    }
+
+    /// An authenticated (or unauthenticated, without a realm) REGISTER, applied to the bindings.
+    private func register(_ request: SIPMessage, key: TransactionKey, source: SIPSource) {
+        let now = SIPInstant.now()
         let sourceText = "\(source.remote.ipAddress ?? "?"):\(source.remote.port ?? 0)"
         switch location.register(request, now: now, source: sourceText) {
         case .refused(let code, let reason, let headers):
@@ -121,88 +139,4 @@ public final class SIPRegistrar: SIPTransactionUser, @unchecked Sendable {
         proxy.stack(stack, didTerminate: transaction)
     }
 
-    // MARK: Authentication
-
-    enum AuthResult { case ok, challenge(stale: Bool), forbidden(String) }
-
-    private func authenticate(_ request: SIPMessage, realm: String, now: SIPInstant) -> AuthResult {
-        switch gate.check(request, now: now) {
-        case .accepted: return .ok
-        case .challenge(let stale, let replay):
-            if replay { counters.replays += 1 }
-            return .challenge(stale: stale)
-        case .forbidden(let why, _): return .forbidden(why)
-        }
-    }
-}
-
-/// Digest authentication of REGISTER requests (RFC 3261 section 22, RFC 2617/7616, RFC 8760):
-/// self-checking nonces, password check, nonce-count replay detection. Shared by the registrar
-/// and the registration role. A value confined to its owner's event loop.
-public struct DigestGate {
-    public enum Verdict: Equatable {
-        /// The credentials are right; `username` is who they belong to.
-        case accepted(username: String)
-        /// No usable credentials (or a nonce this gate did not make, a stale one, a replayed count):
-        /// answer 401 with a fresh challenge.
-        case challenge(stale: Bool, replay: Bool)
-        /// Unknown user or wrong password: answer 403.
-        case forbidden(String, username: String)
-    }
-
-    public let realm: String
-    public var algorithm: DigestAlgorithm
-    public var nonceLifetime: Duration
-    private let passwords: PasswordLookup
-    private let nonces: NonceFactory
-    private var nonceSalt: UInt64 = 0
-    /// Nonce counts seen per nonce (RFC 2617 3.2.2: a repeated nc is a replay).
-    private var lastNonceCount: [String: UInt32] = [:]
-
-    public init(realm: String, algorithm: DigestAlgorithm = .md5, nonceLifetime: Duration = .seconds(300), passwords: @escaping PasswordLookup) {
-        self.realm = realm
-        self.algorithm = algorithm
-        self.nonceLifetime = nonceLifetime
-        self.passwords = passwords
-        var secret = [UInt8](repeating: 0, count: 32)
-        for i in 0..<32 { secret[i] = UInt8.random(in: 0...255) }
-        self.nonces = NonceFactory(secret: secret)
-    }
-
-    /// A WWW-Authenticate value with a fresh nonce.
-    public mutating func challenge(stale: Bool, now: SIPInstant) -> String {
-        nonceSalt &+= 1
-        return DigestChallenge(realm: realm, nonce: nonces.make(nowMs: now.milliseconds, salt: nonceSalt), algorithm: algorithm,
-                               stale: stale).headerValue
-    }
-
-    /// Checks the request's Authorization headers for this realm.
-    public mutating func check(_ request: SIPMessage, now: SIPInstant) -> Verdict {
-        let lifetime = nonceLifetime.components.seconds * 1000
-        let method = request.method?.description ?? "REGISTER"
-        for value in request.headers.values(HeaderName(.authorization)) {
-            guard let credentials = try? DigestCredentials.parse(value), credentials.realm == realm else { continue }
-            switch nonces.check(credentials.nonce, nowMs: now.milliseconds, lifetimeMs: lifetime) {
-            case .forged: return .challenge(stale: false, replay: false)
-            case .stale: return .challenge(stale: true, replay: false)
-            case .valid: break
-            }
-            guard let password = passwords(credentials.username, realm) else {
-                return .forbidden("unknown user \(credentials.username)", username: credentials.username)
-            }
-            guard DigestAuth.verify(credentials, method: method, password: password) else {
-                return .forbidden("wrong password for \(credentials.username)", username: credentials.username)
-            }
-            // A nonce count not above the last one seen is a replay (RFC 2617 3.2.2); without
-            // qop the nonce itself may be used once.
-            let nc = credentials.nc.flatMap { UInt32($0, radix: 16) } ?? 0
-            if let last = lastNonceCount[credentials.nonce], nc <= last {
-                return .challenge(stale: false, replay: true)
-            }
-            lastNonceCount[credentials.nonce] = nc
-            if lastNonceCount.count > 10_000 { lastNonceCount.removeAll() }
-            return .accepted(username: credentials.username)
-        }
-        return .challenge(stale: false, replay: false)
-    }
 }

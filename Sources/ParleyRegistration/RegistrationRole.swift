@@ -20,7 +20,18 @@ public struct RegistrationRoleConfiguration: Sendable {
     public var domain: String
     /// The digest realm agents authenticate in (default: the domain).
     public var realm: String
-    public var algorithm: DigestAlgorithm = .md5
+    /// Offered to agents in this order (SHA-256 first, RFC 8760); MD5 only where configured.
+    public var algorithms: [DigestAlgorithm] = [.sha256]
+    /// The guessing slow-down and lock-out.
+    public var throttle = AuthThrottle.Settings()
+    /// Where agents may register their phones (by default: where their REGISTER came from).
+    public var contacts = ContactPolicy()
+    /// Who may send requests other than REGISTER through this listener to agents (calls that
+    /// come through the Path: the upstream's proxy, the buffer server), beside the upstream
+    /// registrar's own address, which always may. In-dialog requests may
+    /// also come from a registered agent's phone. Anything else is refused 403: the listener is
+    /// no relay for strangers.
+    public var forwardFrom: [IPNetwork] = []
     /// Agent credentials: agent id (the digest user name, and the user part of its AOR) -> password.
     public var agentPasswords: [String: String]
     /// The skills each agent has (who is able to serve which skill address).
@@ -89,6 +100,8 @@ public final class RegistrationRole: SIPTransactionUser, @unchecked Sendable {
         public var challenged = 0
         public var refused = 0
         public var invalid = 0
+        /// Requests refused because their sender may not reach agents through this listener.
+        public var notForwarded = 0
         public var forwarded = 0
         public var accepted = 0
         public var upstreamFailures = 0
@@ -131,7 +144,9 @@ public final class RegistrationRole: SIPTransactionUser, @unchecked Sendable {
         self.clock = clock
         self.state = FanOutState(expires: configuration.expires)
         let passwords = configuration.agentPasswords
-        self.gate = DigestGate(realm: configuration.realm, algorithm: configuration.algorithm) { user, _ in passwords[user] }
+        self.gate = DigestGate(realm: configuration.realm, algorithms: configuration.algorithms, throttle: configuration.throttle) { user, _ in
+            passwords[user]
+        }
         let box = WeakRole()
         proxy = SIPProxy(stack: stack) { request, _ in box.role?.pathTargets(for: request) ?? [] }
         box.role = self
@@ -173,27 +188,45 @@ public final class RegistrationRole: SIPTransactionUser, @unchecked Sendable {
 
     public func stack(_ stack: SIPStack, didReceiveRequest request: SIPMessage, transaction: TransactionKey?, from source: SIPSource) {
         guard request.method == .register, let key = transaction else {
+            guard mayForward(request, from: source.remote) else {
+                counters.notForwarded += 1
+                logger.debug("registration: \(request.method?.rawValue ?? "?") from \(source.remote.ipAddress ?? "?") refused: not a peer that may reach agents")
+                if let transaction { stack.refuseStatelessly(403, "Forbidden", to: transaction) }
+                return
+            }
             proxy.stack(stack, didReceiveRequest: request, transaction: transaction, from: source)
             return
         }
         counters.agentRegisters += 1
         let origin = "\(source.remote.ipAddress ?? "?"):\(source.remote.port ?? 0)"
-        let agentID: String
-        switch gate.check(request, now: .now()) {
+        let nowMs = SIPInstant.now().milliseconds
+        let decision = gate.check(request, source: IPNetwork.bytes(of: source.remote) ?? [], nowMs: nowMs)
+        // A guessing source's answers wait (AuthThrottle); the rest is answered at once.
+        let later: (@escaping () -> Void) -> Void = { [stack] answer in
+            if decision.delayMs > 0 { _ = stack.schedule(after: .milliseconds(decision.delayMs), answer) } else { answer() }
+        }
+        switch decision.verdict {
         case .challenge(let stale, let replay):
             counters.challenged += 1
             if replay { logger.notice("registration: REGISTER from \(origin) reused a nonce count (replay); challenged again") }
-            stack.respond(401, "Unauthorized", to: key, extraHeaders: [("WWW-Authenticate", gate.challenge(stale: stale, now: .now()))])
-            return
+            let headers = gate.challengeHeaders(stale: stale, nowMs: nowMs)
+            later { [stack] in stack.respond(401, "Unauthorized", to: key, extraHeaders: headers) }
         case .forbidden(let why, _):
             counters.refused += 1
             logger.notice("registration: REGISTER from \(origin) refused: \(why); nothing forwarded")
-            stack.respond(403, "Forbidden", to: key)
-            return
+            later { [stack] in stack.respond(403, "Forbidden", to: key) }
+        case .badRequest(let why):
+            counters.invalid += 1
+            logger.notice("registration: REGISTER from \(origin) refused with 400: \(why); nothing forwarded")
+            later { [stack] in stack.respond(400, "Bad Request: \(why)", to: key) }
         case .accepted(let user):
-            agentID = user
+            later { [weak self] in self?.accepted(request, agentID: user, key: key, source: source.remote, origin: origin) }
         }
-        switch validate(request, agentID: agentID) {
+    }
+
+    /// An agent's REGISTER whose credentials are right: checked (RFC 3261 10.3), then forwarded.
+    private func accepted(_ request: SIPMessage, agentID: String, key: TransactionKey, source: SocketAddress, origin: String) {
+        switch validate(request, agentID: agentID, source: source) {
         case .failure(let refusal):
             counters.invalid += 1
             logger.notice("registration: REGISTER of \(agentID) from \(origin) refused with \(refusal.code): \(refusal.reason); nothing forwarded")
@@ -205,6 +238,19 @@ public final class RegistrationRole: SIPTransactionUser, @unchecked Sendable {
                 return
             }
             forwardAgent(forward, agentID: agentID, server: key)
+        }
+    }
+
+    /// Whether a request other than REGISTER may go on to an agent: from a configured peer, or
+    /// inside a dialog from a registered agent's phone.
+    func mayForward(_ request: SIPMessage, from source: SocketAddress) -> Bool {
+        guard let ip = IPNetwork.bytes(of: source) else { return false }
+        if configuration.forwardFrom.contains(where: { $0.contains(bytes: ip) }) { return true }
+        if IPNetwork.bytes(of: configuration.upstream.address) == ip { return true }  // calls through the Path
+        guard ((try? request.to()) ?? nil)?.tag != nil else { return false }
+        return state.agents.values.contains { a in
+            guard case .sip(let u)? = try? URI.parse(a.contact), let host = IPNetwork.addressBytes(u.host.address) else { return false }
+            return host == ip
         }
     }
 
@@ -225,7 +271,7 @@ public final class RegistrationRole: SIPTransactionUser, @unchecked Sendable {
     }
 
     /// RFC 3261 10.3 checks Parley makes before anything is forwarded.
-    func validate(_ request: SIPMessage, agentID: String) -> Result<AgentForward, Refusal> {
+    func validate(_ request: SIPMessage, agentID: String, source: SocketAddress) -> Result<AgentForward, Refusal> {
         guard let to = (try? request.to()) ?? nil, case .sip(let toURI) = to.uri else {
             return .failure(Refusal(code: 400, reason: "Bad Request: the To header must carry a SIP address of record"))
         }
@@ -263,6 +309,10 @@ public final class RegistrationRole: SIPTransactionUser, @unchecked Sendable {
                 return .failure(Refusal(code: 400, reason: "Bad Request: unsupported Contact scheme \(address.uri.scheme)"))
             }
             let requested = c.expires ?? headerExpires ?? configuration.maxExpires
+            // Removing a contact sends no call anywhere; adding one must be to an allowed place.
+            if requested != 0, !configuration.contacts.allows(u.host, agent: agentID, source: source) {
+                return .failure(Refusal(code: 403, reason: "Forbidden: contact \(u.host) is not an address \(agentID) may register"))
+            }
             if requested != 0 && requested < configuration.minExpires {
                 return .failure(Refusal(code: 423, reason: "Interval Too Brief", headers: [("Min-Expires", String(configuration.minExpires))]))
             }

@@ -64,7 +64,8 @@ public struct IPNetwork: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
-    static func addressBytes(_ text: String) -> [UInt8]? {
+    /// The bytes of an address written as text (IPv6 with or without brackets); nil otherwise.
+    public static func addressBytes(_ text: String) -> [UInt8]? {
         let t = text.hasPrefix("[") && text.hasSuffix("]") ? String(text.dropFirst().dropLast()) : text
         guard !t.isEmpty, let a = try? SocketAddress(ipAddress: t, port: 0) else { return nil }
         return bytes(of: a)

@@ -35,8 +35,8 @@ struct RegistrarCommand: ParsableCommand {
     @Option(help: "A user allowed to register, NAME:PASSWORD (repeat).")
     var user: [String] = []
 
-    @Option(help: "Digest algorithm for challenges: MD5 or SHA-256.")
-    var algorithm: String = "MD5"
+    @Option(help: "Digest algorithms offered, preferred first: SHA-256, MD5, or both (SHA-256,MD5). MD5 only when named.")
+    var algorithm: String = "SHA-256"
 
     @Option(name: .customLong("branch-timeout"), help: "Seconds a contact may ring before the next one is tried.")
     var branchTimeout: Double = 32
@@ -54,13 +54,20 @@ struct RegistrarCommand: ParsableCommand {
     var logLevel: String = "info"
 
     func validate() throws {
-        guard DigestAlgorithm(parameter: algorithm) != nil else { throw ValidationError("--algorithm must be MD5 or SHA-256, not '\(algorithm)'") }
+        guard algorithms != nil else { throw ValidationError("--algorithm must be SHA-256, MD5 or a list of them (SHA-256,MD5), not '\(algorithm)'") }
         for u in user where !u.contains(":") || u.hasPrefix(":") {
             throw ValidationError("--user '\(u)' must be NAME:PASSWORD")
         }
         guard minExpires <= maxExpires else { throw ValidationError("--min-expires must not exceed --max-expires") }
         guard branchTimeout > 0 else { throw ValidationError("--branch-timeout must be positive") }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("--log-level '\(logLevel)' is not a log level") }
+    }
+
+    /// `--algorithm` as a list, nil if any entry is not an algorithm.
+    var algorithms: [DigestAlgorithm]? {
+        let list = algorithm.split(separator: ",").map { DigestAlgorithm(parameter: $0.trimmingCharacters(in: .whitespaces)) }
+        guard !list.isEmpty, list.allSatisfy({ $0 != nil }) else { return nil }
+        return list.compactMap { $0 }
     }
 
     func run() throws {
@@ -78,7 +85,7 @@ struct RegistrarCommand: ParsableCommand {
         }
         var config = SIPRegistrar.Configuration()
         config.realm = realm
-        config.algorithm = DigestAlgorithm(parameter: algorithm) ?? .md5
+        config.algorithms = algorithms ?? [.sha256]
         config.policy.minExpires = minExpires
         config.policy.maxExpires = maxExpires
         config.policy.defaultExpires = min(max(3600, minExpires), maxExpires)

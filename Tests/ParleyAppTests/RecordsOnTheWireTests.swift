@@ -24,6 +24,7 @@ import Testing
         agents:
           - {id: a1, contact: "sip:a1@127.0.0.1:\(port + 2)"\(agent)}
         records: \(records)
+        security: {handoff_secret: "records-wire-test-secret"}
         """
     }
 

@@ -48,7 +48,7 @@ import Testing
             """)
         #expect(c.roles == [.distributor, .buffer, .registration])
         let s = try #require(c.registration)
-        #expect(s.algorithm == .sha256 && s.expires == 120 && s.minExpires == 30 && s.maxExpires == 600)
+        #expect(s.algorithms == [.sha256] && s.expires == 120 && s.minExpires == 30 && s.maxExpires == 600)
         #expect(s.database == nil && s.upstreamURI == "sip:cc.example.com")
         let rc = try #require(try c.registrationRoleConfiguration())
         #expect(rc.addresses.map(\.aor) == ["sip:sales@cc.example.com", "sip:support@cc.example.com", "sip:moh@cc.example.com"])
@@ -57,6 +57,48 @@ import Testing
         #expect(rc.parleyHostPort == "127.0.0.1:5060" && rc.pathURI == "sip:127.0.0.1:5062")
         #expect(rc.upstreamUsername == "parley" && rc.agentPasswords["alice"] == "a-secret")
         #expect(rc.upstream.transport == .tcp)
+    }
+
+    @Test func algorithmsContactsAndForwardingPeers() throws {
+        let c = try parse("""
+            registration:
+              listen: 127.0.0.1:5062
+              domain: cc.example.com
+              algorithm: [SHA-256, MD5]
+              upstream: 10.0.0.9:5080
+              credentials: {alice: a-secret}
+              contacts: [10.1.0.0/16, phones.example.com]
+              agent_contacts: {alice: ["2001:db8::/32"]}
+              forward_from: [198.51.100.0/24]
+            """)
+        let s = try #require(c.registration)
+        #expect(s.algorithms == [.sha256, .md5])
+        #expect(s.contacts.all.networks.map(\.description) == ["10.1.0.0/16"])
+        #expect(s.contacts.all.domains == ["phones.example.com"])
+        #expect(s.contacts.agents["alice"]?.networks.map(\.description) == ["2001:db8::/32"])
+        let rc = try #require(try c.registrationRoleConfiguration())
+        // The configured peers, then the buffer server and the distributor (the upstream always may).
+        #expect(rc.forwardFrom.map(\.description) == ["198.51.100.0/24", "127.0.0.1", "127.0.0.1"])
+        #expect(rc.contacts == s.contacts)
+        // Without the key: SHA-256 alone (MD5 only where configured).
+        let plain = try parse("registration: {listen: 127.0.0.1:5062, domain: cc.example.com, upstream: 127.0.0.1:5080, credentials: {alice: a}}")
+        #expect(plain.registration?.algorithms == [.sha256])
+    }
+
+    @Test func badContactsAndPeersAreNamed() {
+        let found = problems("""
+            registration:
+              listen: 127.0.0.1:5062
+              domain: cc.example.com
+              upstream: 127.0.0.1:5080
+              credentials: {alice: a-secret}
+              contacts: ["not a place"]
+              agent_contacts: {mallory: [10.0.0.1]}
+              forward_from: [example.com]
+            """)
+        #expect(found.contains { $0.contains("registration.contacts[0]") })
+        #expect(found.contains { $0.contains("registration.agent_contacts.mallory") })
+        #expect(found.contains { $0.contains("registration.forward_from[0]") })
     }
 
     @Test func withoutTheSectionTheRoleIsNotRun() throws {

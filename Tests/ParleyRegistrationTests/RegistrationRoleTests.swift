@@ -98,7 +98,7 @@ final class FanOutHarness: @unchecked Sendable {
         let loop = group.next()
         var uc = SIPRegistrar.Configuration()
         uc.realm = "upstream.test"
-        uc.algorithm = upstreamAlgorithm
+        uc.algorithms = [upstreamAlgorithm]
         uc.policy.minExpires = 10
         let upstreamConfig = uc
         if let upstreamPort {
@@ -128,7 +128,7 @@ final class FanOutHarness: @unchecked Sendable {
                     parleyHostPort: "127.0.0.1:5060", pathURI: "sip:127.0.0.1:\(listener.local.port!)")
                 c.upstreamUsername = "parley"
                 c.upstreamPassword = "up-pw"
-                c.algorithm = .sha256
+                c.algorithms = [.sha256]
                 c.treatments = ["moh": "sip:moh@127.0.0.1:5090"]
                 c.minExpires = 10
                 c.reorderInterval = .milliseconds(100)

@@ -87,7 +87,7 @@ start_upstream() {
     spawn "$dir/upstream.log" kamailio -f "$KAMCFG" -DD -E -n 2 -m 64 -M 8 -u root -g root -P "$dir/kamailio.pid" \
       -l "udp:$IP:$UP" -A 'AUTH_PASSWORD="up-pw"' -A "BRANCH_TIMEOUT_MS=2000"
   else
-    spawn "$dir/upstream.log" "$PARLEY" registrar --listen "$IP:$UP" --realm "$DOMAIN" --user parley:up-pw \
+    spawn "$dir/upstream.log" "$PARLEY" registrar --listen "$IP:$UP" --realm "$DOMAIN" --user parley:up-pw --algorithm MD5 \
       --branch-timeout 2 --min-expires 10
   fi
   UP_PID=$SPAWN_PID
@@ -113,6 +113,7 @@ agents:
 registration:
   listen: "$IP:$REG"
   domain: $DOMAIN
+  algorithm: MD5        # the agents are SIPp 3.6, which answers MD5 only
   upstream: "$IP:$UP"
   upstream_user: parley
   upstream_password: up-pw
@@ -137,7 +138,7 @@ start_parley() {
 sipp_run() {
   local dir=$1 name=$2 xml=$3 target=$4 lport=$5; shift 5
   (cd "$dir" && exec timeout -k 5 40 sipp "$IP:$target" -sf "$xml" -p "$lport" -i "$IP" -m 1 -nostdin \
-      -timeout 30s -timeout_error -recv_timeout 20000 -key domain "$DOMAIN" \
+      -timeout 30s -timeout_error -recv_timeout 20000 -key domain "$DOMAIN" -auth_uri "$DOMAIN" \
       -trace_msg -message_file "$dir/$name.messages.log" -trace_err -error_file "$dir/$name.errors.log" \
       -trace_stat -stf "$dir/$name.csv" "$@" >"$dir/$name.out" 2>&1)
 }
@@ -295,13 +296,21 @@ case_bad_input() { # DIR KIND
   local full="sip:sales@$IP:$DIST q=1;sip:bob@$IP:$BOB q=0.9;sip:alice@$IP:$ALICE q=0.45"
   expect_bindings "$dir" sales "$full" || return 1
 
-  sipp_run "$dir" wrong-password "$WRONG_XML" "$REG" "$OTHER" -au alice -ap guess \
+  sipp_run "$dir" wrong-password "$WRONG_XML" "$REG" "$OTHER" -au alice -ap guess -auth_uri "$IP:$REG" \
     || { REASON="a wrong password did not get 403 (wrong-password.*)"; return 1; }
   sipp_run "$dir" replay "$HERE/uac-agent-register-expect-200.xml" "$REG" "$OTHER" -key agent alice -key expires 600 \
       -au alice -ap a-pw || { REASON="alice's REGISTER from a second port failed (replay.*)"; return 1; }
   replay "$dir" || return 1
   sipp_run "$dir" mailto "$HERE/uac-register-mailto-contact-expect-400.xml" "$REG" "$OTHER" -key agent alice -au alice -ap a-pw \
     || { REASON="a mailto: Contact did not get 400 (mailto.*)"; return 1; }
+  # A contact outside where alice may register (not her REGISTER's address, nothing configured):
+  # 403, nothing forwarded (the bindings are checked whole below).
+  local attack
+  attack=$(timeout -k 5 30 python3 "$ROOT/Tests/security/register.py" contact "$REG" "$IP" "$DOMAIN" alice a-pw 192.0.2.99 2>>"$dir/attacks.err")
+  [ "$attack" = "answer=403" ] || { REASON="a contact at 192.0.2.99 got '${attack:-nothing}', not 403"; return 1; }
+  # A stranger's INVITE for alice through the registration listener: 403, no relay.
+  attack=$(timeout -k 5 30 python3 "$ROOT/Tests/security/register.py" stranger "$REG" 127.0.0.2 "$DOMAIN" alice 2>>"$dir/attacks.err")
+  [ "$attack" = "answers=403" ] || { REASON="a stranger's INVITE through the registration listener got '${attack:-nothing}', not 403"; return 1; }
   grep -q "refused: wrong password for alice" "$dir/parley.log" && grep -q "reused a nonce count" "$dir/parley.log" \
     && grep -q "unsupported Contact scheme mailto" "$dir/parley.log" || { REASON="refusals not logged (parley.log)"; return 1; }
   # The replay test's own first REGISTER bound the replay client's port: take it away again.
