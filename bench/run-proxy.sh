@@ -120,6 +120,7 @@ bench_proxy() {
   else
     local extra=()
     "$PARLEY" proxy --help 2>/dev/null | grep -q -- '--log-level' && extra=(--log-level error)
+    "$PARLEY" proxy --help 2>/dev/null | grep -q -- '--trusted' && extra+=(--trusted "$IP")   # the load's one address
     setsid "$PARLEY" proxy --listen "$IP:$b" --to "$IP:$((b + 1))" --transport udp "${extra[@]}" \
       >"$dir/proxy.log" 2>&1 &
   fi

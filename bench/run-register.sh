@@ -97,7 +97,7 @@ start_upstream() { # DIR KIND PORT
     spawn "$1/upstream.log" kamailio -f "$KAMCFG" -DD -E -n 2 -m 256 -M 32 -u root -g root -P "$1/kamailio.pid" \
       -l "udp:$IP:$3" -l "tcp:$IP:$3" -A 'AUTH_PASSWORD="up-pw"' -A "BRANCH_TIMEOUT_MS=2000"
   else
-    spawn "$1/upstream.log" "$PARLEY" registrar --listen "$IP:$3" --realm "$DOMAIN" --user parley:up-pw --algorithm MD5 --log-level warning
+    spawn "$1/upstream.log" "$PARLEY" registrar --listen "$IP:$3" --realm "$DOMAIN" --user parley:up-pw --algorithm MD5 --trusted "$IP" --log-level warning
   fi
   UP_PID=$SPAWN_PID
   wait_listening "$3" udp "$UP_PID" 10

@@ -13,6 +13,8 @@ import Yams
 ///   handoff_window: 30s                      # how far a signed handoff's timestamp may be from this host's clock
 ///   tunnel_peers: [127.0.0.1, 10.0.0.0/24]   # who may open the tunnel (default: the distributor listener's address)
 ///   unsigned_handoffs_from: []               # networks whose unsigned `uri` handoffs are taken (a lab's SIPp; off by default)
+///   trusted: [198.51.100.7]                  # exempt from the per-source limits (a carrier's SBC); the roles' own addresses always are
+///   rate_limit: {requests_per_second: 100, burst: 400, block: 30s}   # per source address; over it: dropped for `block`
 ///   connections:
 ///     max: 4096                 # TCP and WebSocket connections each role accepts (at most the file limit less 256)
 ///     per_source: 128           # from one IP address
@@ -32,6 +34,11 @@ public struct SecuritySettings: Sendable, Equatable {
     /// Networks whose unsigned `uri` handoffs the buffer server takes (a lab, a benchmark that
     /// hands off from SIPp): off by default, and never safe where addresses can be spoofed.
     public var unsignedHandoffsFrom: [IPNetwork] = []
+    /// Peers exempt from the per-source limits (request rate, amplification bound, connections
+    /// per address): a carrier's SBC. The roles' own listener addresses always are.
+    public var trusted: [IPNetwork] = []
+    /// The per-source request rate and the amplification bound.
+    public var sources = SourceGuard.Settings()
 
     public init() {}
 
@@ -62,7 +69,24 @@ extension Reader {
         }
         guard let node, let m = mapping(node, key: "security") else { return s }
         let p = "security."
-        allowOnly(m, ["handoff_secret", "handoff_window", "tunnel_peers", "connections", "unsigned_handoffs_from"], prefix: p)
+        allowOnly(m, ["handoff_secret", "handoff_window", "tunnel_peers", "connections", "unsigned_handoffs_from", "trusted", "rate_limit"],
+                  prefix: p)
+        if let v = m["trusted"], let items = sequence(v, key: p + "trusted") {
+            s.trusted = networks(items, key: p + "trusted")
+        }
+        if let v = m["rate_limit"], let rm = mapping(v, key: p + "rate_limit") {
+            let q = p + "rate_limit."
+            allowOnly(rm, ["requests_per_second", "burst", "block"], prefix: q)
+            if let n = rm["requests_per_second"] {
+                if let d = n.float, d >= 1, d.isFinite { s.sources.requestsPerSecond = d }
+                else { fail(n, q + "requests_per_second", "expected a number >= 1, got '\(n.string ?? "?")'") }
+            }
+            if let n = rm["burst"] {
+                if let d = n.float, d >= 1, d.isFinite { s.sources.burst = d }
+                else { fail(n, q + "burst", "expected a number >= 1, got '\(n.string ?? "?")'") }
+            }
+            if let d = duration(rm["block"], key: q + "block", positive: true) { s.sources.blockMs = d.ms }
+        }
         if let v = m["unsigned_handoffs_from"], let items = sequence(v, key: p + "unsigned_handoffs_from") {
             s.unsignedHandoffsFrom = networks(items, key: p + "unsigned_handoffs_from")
         }

@@ -79,8 +79,28 @@ public final class ParleyServer: @unchecked Sendable {
     /// partial-message budget of the process.
     private lazy var connectionLimits: ConnectionLimits = {
         let listeners = roles.count + (configuration.tunnelListen == nil ? 0 : 1)
-        return FileLimit.fit(configuration.security.connections, descriptors: FileLimit.raise(), listeners: listeners)
+        var l = FileLimit.fit(configuration.security.connections, descriptors: FileLimit.raise(), listeners: listeners)
+        l.trusted = trusted
+        return l
     }()
+
+    /// Exempt from the per-source limits: the configured peers and this deployment's own roles
+    /// (the distributor's, buffer server's and registration role's addresses: the other role).
+    private lazy var trusted: [IPNetwork] = {
+        let c = configuration
+        let own = [c.distributorListen, c.bufferListen, c.registration?.listen].compactMap { $0 }
+            .compactMap { try? parseSocketAddress($0) }
+            .filter { $0.ipAddress != "0.0.0.0" && $0.ipAddress != "::" }
+            .compactMap { IPNetwork(address: $0) }
+        return c.security.trusted + own
+    }()
+
+    /// The source guard every SIP transport of this process starts with.
+    private var sourceSettings: SourceGuard.Settings {
+        var s = configuration.security.sources
+        s.trusted = trusted
+        return s
+    }
     private lazy var partialBudget = ByteBudget(limit: configuration.security.connections.partialBudget)
 
     /// Binds every listener of the roles this process runs and starts them.
@@ -90,7 +110,8 @@ public final class ParleyServer: @unchecked Sendable {
         let secret = try Self.handoffSecret(c, roles: roles)
         let limits = connectionLimits
         let budget = partialBudget
-        logger.info("connections: \(limits)")
+        let sources = sourceSettings
+        logger.info("connections: \(limits); sources: \(sources)")
         warmHostNames()
         if roles.contains(.buffer) {
             let loop = group.next()
@@ -116,6 +137,7 @@ public final class ParleyServer: @unchecked Sendable {
                 let transport = SIPTransport(loop: loop, logger: Logger(label: "parley.buffer.transport"))
                 transport.connectionLimits = limits
                 transport.partialBudget = budget
+                transport.sourceGuard = SourceGuard(settings: sources)
                 let stack = SIPStack(transport: transport, timers: timers, logger: Logger(label: "parley.buffer.stack"))
                 let server = BufferServer(stack: stack, configuration: config)
                 return transport.listen(.udp, on: bufferAddress)
@@ -169,6 +191,7 @@ public final class ParleyServer: @unchecked Sendable {
                 let transport = SIPTransport(loop: loop, logger: Logger(label: "parley.distributor.transport"))
                 transport.connectionLimits = limits
                 transport.partialBudget = budget
+                transport.sourceGuard = SourceGuard(settings: sources)
                 let stack = SIPStack(transport: transport, timers: timers, logger: Logger(label: "parley.distributor.stack"))
                 let d = Distributor(stack: stack, configuration: config, store: store, agents: agents, clock: clock.nowMs)
                 d.links[.message] = d.makeMessageLink()
@@ -222,11 +245,13 @@ public final class ParleyServer: @unchecked Sendable {
         let persisted = registrationStore
         let limits = connectionLimits
         let budget = partialBudget
+        let sources = sourceSettings
         let loop = group.next()
         registration = try loop.flatSubmit { () -> EventLoopFuture<RegistrationRole> in
             let transport = SIPTransport(loop: loop, logger: Logger(label: "parley.registration.transport"))
             transport.connectionLimits = limits
             transport.partialBudget = budget
+            transport.sourceGuard = SourceGuard(settings: sources)
             let stack = SIPStack(transport: transport, timers: timers, logger: Logger(label: "parley.registration.stack"))
             let role = RegistrationRole(stack: stack, configuration: rc, rules: rules, store: persisted)
             role.onContactsChanged = { [weak self] contacts in self?.registeredContactsChanged(contacts) }
@@ -333,7 +358,8 @@ public final class ParleyServer: @unchecked Sendable {
         for (name, transport) in [("distributor", distributor?.stack.transport), ("buffer", buffer?.stack.transport),
                                   ("registration", registration?.stack.transport)] {
             guard let transport, let c = try? transport.loop.submit({ transport.connectionCounters }).wait() else { continue }
-            lines.append("connections \(name) refused_total=\(c.refusedTotal) refused_per_source=\(c.refusedPerSource) message_timeouts=\(c.messageTimeouts) over_budget=\(c.overBudget)")
+            let g = (try? transport.loop.submit({ transport.sourceGuard?.counters }).wait()) ?? nil
+            lines.append("connections \(name) refused_total=\(c.refusedTotal) refused_per_source=\(c.refusedPerSource) message_timeouts=\(c.messageTimeouts) over_budget=\(c.overBudget) requests_dropped=\(g?.dropped ?? 0) sources_blocked=\(g?.blocked ?? 0) responses_withheld=\(g?.withheld ?? 0)")
         }
         lines.append("partial_bytes \(partialBudget.inUse)")
         lines.append(memoryLine())

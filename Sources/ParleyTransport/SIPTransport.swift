@@ -27,6 +27,10 @@ public final class SIPTransport: @unchecked Sendable {
     public var partialBudget = ByteBudget(limit: ConnectionLimits().partialBudget)
     /// What the connection limits refused.
     public internal(set) var connectionCounters = ConnectionCounters()
+    /// Per-source request rates and the amplification bound (docs/security.md); nil: off.
+    public var sourceGuard: SourceGuard? = SourceGuard()
+    /// Milliseconds on a monotonic clock, for the source guard (tests replace it).
+    public var clockMs: () -> Int64 = { Int64(NIODeadline.now().uptimeNanoseconds / 1_000_000) }
     /// Largest request sent over UDP (18.1.1: 200 bytes under a 1500-byte MTU); larger go over TCP.
     public var udpRequestLimit = 1300
 
@@ -162,6 +166,14 @@ public final class SIPTransport: @unchecked Sendable {
         case message(SIPMessage)
         case bytes([UInt8])
 
+        /// A response (the guard bounds those), from the message or its first bytes.
+        var isResponse: Bool {
+            switch self {
+            case .message(let m): !m.isRequest
+            case .bytes(let b): b.starts(with: SIPTransport.statusLinePrefix)
+            }
+        }
+
         func buffer(_ allocator: ByteBufferAllocator) -> ByteBuffer {
             switch self {
             case .message(let m):
@@ -183,6 +195,11 @@ public final class SIPTransport: @unchecked Sendable {
                 break
             }
             let buffer = payload.buffer(listener.channel.allocator)
+            if payload.isResponse, sourceGuard != nil, let key = SourceKey(destination.address),
+               sourceGuard?.mayRespond(to: key, bytes: buffer.readableBytes, now: clockMs()) == false {
+                // Over the amplification bound: dropped as a lost datagram would be.
+                return loop.makeSucceededFuture(())
+            }
             result = listener.channel.writeAndFlush(AddressedEnvelope(remoteAddress: destination.address, data: buffer))
         case .tcp:
             if let c = destination.connection, c.isActive {
@@ -224,6 +241,20 @@ public final class SIPTransport: @unchecked Sendable {
     func addStreamHandlers(_ channel: Channel) throws {
         try channel.pipeline.syncOperations.addHandler(IdleStateHandler(allTimeout: connectionLimits.idleTimeout))
         try channel.pipeline.syncOperations.addHandler(StreamHandler(transport: self, limits: limits))
+    }
+
+    static let statusLinePrefix: [UInt8] = Array("SIP/".utf8)
+
+    /// Whether to take a message of `bytes` from `remote` (the per-source rate); counts what
+    /// it received toward what may be sent back.
+    func admit(_ remote: SocketAddress, isRequest: Bool, bytes: Int) -> Bool {
+        guard sourceGuard != nil, let key = SourceKey(remote) else { return true }
+        let blockedBefore = sourceGuard?.counters.blocked ?? 0
+        let ok = sourceGuard?.admit(key, isRequest: isRequest, bytes: bytes, now: clockMs()) ?? true
+        if let g = sourceGuard, g.counters.blocked > blockedBefore {
+            logger.notice("\(remote.ipAddress ?? "?") sent more than \(g.settings.requestsPerSecond) requests a second: its requests are dropped for \(g.settings.blockMs / 1000) s")
+        }
+        return ok
     }
 
     /// The gate of a TCP listener: the connection limits, counted here.
@@ -398,6 +429,7 @@ final class UDPHandler: ChannelInboundHandler {
         let bytes = envelope.data.readBytes(length: envelope.data.readableBytes) ?? []
         // RFC 5626 keep-alives (CRLF) carry no message.
         if bytes.allSatisfy({ $0 == 13 || $0 == 10 }) { return }
+        guard transport.admit(envelope.remoteAddress, isRequest: !bytes.starts(with: SIPTransport.statusLinePrefix), bytes: bytes.count) else { return }
         let source = SIPSource(transport: .udp, remote: envelope.remoteAddress, local: context.channel.localAddress)
         transport.received(bytes, from: source, framing: .datagram)
     }
@@ -481,6 +513,8 @@ final class StreamHandler: ChannelInboundHandler {
                 switch try framer.next() {
                 case .message(let m):
                     messageDone(context)
+                    // TCP: the rate applies; the connection itself proves the address.
+                    guard transport.admit(remote, isRequest: m.isRequest, bytes: 0) else { continue }
                     transport.deliver(m, from: source)
                 case .invalid(let error, let bytes):
                     messageDone(context)

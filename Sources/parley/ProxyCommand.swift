@@ -38,6 +38,8 @@ struct ProxyCommand: ParsableCommand {
     @Flag(name: .customLong("no-record-route"), help: "Do not insert Record-Route.")
     var noRecordRoute = false
 
+    @OptionGroup var sources: SourceOptions
+
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: String = "info"
 
@@ -79,6 +81,7 @@ struct ProxyCommand: ParsableCommand {
         let proxyConfiguration = configuration
         let setup = loop.flatSubmit { () -> EventLoopFuture<SIPProxy> in
             let transport = SIPTransport(loop: loop)
+            sources.apply(to: transport)
             let stack = SIPStack(transport: transport)
             let proxy = SIPProxy(stack: stack, configuration: proxyConfiguration) { _, _ in
                 targets.map { ProxyTarget(destination: $0) }

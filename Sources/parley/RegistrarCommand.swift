@@ -50,6 +50,8 @@ struct RegistrarCommand: ParsableCommand {
     @Option(help: "A SQLite file that keeps the bindings across restarts (created if missing).")
     var database: String?
 
+    @OptionGroup var sources: SourceOptions
+
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: String = "info"
 
@@ -107,6 +109,7 @@ struct RegistrarCommand: ParsableCommand {
         let loop = group.next()
         let setup = loop.flatSubmit { () -> EventLoopFuture<SIPRegistrar> in
             let transport = SIPTransport(loop: loop)
+            sources.apply(to: transport)
             let stack = SIPStack(transport: transport)
             let registrar = SIPRegistrar(stack: stack, configuration: registrarConfig, proxyConfiguration: forkConfig) { name, _ in
                 passwords[name]

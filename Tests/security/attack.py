@@ -11,6 +11,10 @@ loop is bounded in count and time. Loopback only.
   attack.py half-sent      PORT COUNT SECONDS              COUNT connections each sending half a message
   attack.py trickle        PORT SECONDS                    one message a byte every 0.25 s; when was it cut off
   attack.py oversize       PORT                            a TCP message announcing a 2 MB body
+  attack.py flood          PORT COUNT                      COUNT OPTIONS from 127.0.0.2 as fast as it can; how many were answered
+  attack.py reflect        PORT SECONDS                    one INVITE from 127.0.0.2, never ACKed; bytes that came back in SECONDS
+
+ATTACK_SRC (default 127.0.0.1) is the address the TCP attacks connect from.
 """
 import os, resource, socket, sys, time
 
@@ -117,6 +121,33 @@ def raise_nofile():
     except (ValueError, OSError):
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
+def flood(port, count):
+    me = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    me.bind(("127.0.0.2", 0))
+    me.settimeout(0.2)
+    lport = me.getsockname()[1]
+    for i in range(int(count)):
+        m = (f"OPTIONS sip:distributor@{IP}:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.2:{lport};branch=z9hG4bKfl{i}\r\n"
+             f"Max-Forwards: 70\r\nFrom: <sip:flood@127.0.0.2>;tag=f{i}\r\nTo: <sip:distributor@{IP}>\r\n"
+             f"Call-ID: flood-{i}@127.0.0.2\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n")
+        me.sendto(m.encode(), (IP, port))
+    n, _, _ = drain(me, 2)
+    print(f"sent={count} answered={n}")
+
+def reflect(port, seconds):
+    me = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    me.bind(("127.0.0.2", 0))
+    me.settimeout(0.2)
+    lport = me.getsockname()[1]
+    body = "v=0\r\no=- 1 1 IN IP4 127.0.0.2\r\ns=-\r\nc=IN IP4 127.0.0.2\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n"
+    m = (f"INVITE sip:sales@{IP}:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.2:{lport};branch=z9hG4bKrefl1\r\n"
+         f"Max-Forwards: 70\r\nFrom: <sip:victim@127.0.0.2>;tag=r1\r\nTo: <sip:sales@{IP}>\r\n"
+         f"Call-ID: reflect-1@127.0.0.2\r\nCSeq: 1 INVITE\r\nContact: <sip:victim@127.0.0.2:{lport}>\r\n"
+         f"Content-Type: application/sdp\r\nContent-Length: {len(body)}\r\n\r\n{body}").encode()
+    me.sendto(m, (IP, port))
+    n, size, firsts = drain(me, float(seconds))
+    print(f"sent={len(m)} received={size} messages={n} lines={','.join(firsts)}")
+
 def many(port, count, seconds, payload):
     """Opens up to `count` connections (each sending `payload`); how many were accepted and still
     open after `seconds`, how many the server closed."""
@@ -127,7 +158,7 @@ def many(port, count, seconds, payload):
         if time.time() > deadline:
             break
         try:
-            s = socket.create_connection((IP, port), timeout=2)
+            s = socket.create_connection((IP, port), timeout=2, source_address=(os.environ.get("ATTACK_SRC", IP), 0))
             if payload:
                 s.sendall(payload)
             s.setblocking(False)
@@ -184,6 +215,6 @@ def oversize(port):
 if __name__ == "__main__":
     cmd, args = sys.argv[1], [int(a) for a in sys.argv[2:]]
     {"forged-uri": forged_uri, "forged-message": forged_message, "forged-tunnel": forged_tunnel,
-     "spoofed-event": spoofed_event, "trickle": trickle, "oversize": oversize,
+     "spoofed-event": spoofed_event, "trickle": trickle, "oversize": oversize, "flood": flood, "reflect": reflect,
      "silent-tcp": lambda p, c, s: many(p, c, s, b""),
      "half-sent": lambda p, c, s: many(p, c, s, invite(p, "a1", "half").encode()[:300])}[cmd](*args)

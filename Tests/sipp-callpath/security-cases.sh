@@ -137,7 +137,8 @@ CASE_security_per_source_connection_cap() {
   local dir=$1 b line
   b=$(alloc_block) || { REASON="no free ports"; return 1; }
   secure_serve "$dir" "$b" "security: {connections: {per_source: 50, message_timeout: 10s}}" || return 1
-  line=$(attack "$dir" cap silent-tcp "$b" 200 1)
+  # from 127.0.0.2: the roles' own address (127.0.0.1) is exempt from the per-source limits
+  line=$(ATTACK_SRC=127.0.0.2 attack "$dir" cap silent-tcp "$b" 200 1)
   [ "$(field "$line" still_open)" = 50 ] || { REASON="want 50 open from one address: $line"; return 1; }
   [ "$(stat "$dir" "connections" refused_per_source)" -ge 150 ] 2>/dev/null || { REASON="refused_per_source=$(stat "$dir" connections refused_per_source)"; return 1; }
   a_call_completes "$dir" "$b"
@@ -153,4 +154,35 @@ CASE_security_oversize_tcp_message_closed() {
   a_call_completes "$dir" "$b"
 }
 
-SECURITY_CASES="security-forged-uri-handoff-refused security-forged-message-handoff-refused-no-reflection security-forged-tunnel-refused security-spoofed-call-event-refused security-silent-tcp-connections-with-1024-files security-half-sent-messages-cut-off security-trickled-message-cut-off security-per-source-connection-cap security-oversize-tcp-message-closed"
+# 500 requests at once from one address (not a trusted one): the first burst is answered, then
+# the address is blocked and the rest dropped unanswered; a caller elsewhere goes on.
+CASE_security_request_flood_blocked() {
+  local dir=$1 b line
+  b=$(alloc_block) || { REASON="no free ports"; return 1; }
+  secure_serve "$dir" "$b" "security: {rate_limit: {requests_per_second: 20, burst: 50, block: 10s}}" || return 1
+  line=$(attack "$dir" flood flood "$b" 500)
+  local answered; answered=$(field "$line" answered)
+  [ "$answered" -ge 40 ] && [ "$answered" -le 70 ] || { REASON="want about 50 of 500 answered: $line"; return 1; }
+  sleep 1.2  # the stats file is written every second
+  [ "$(stat "$dir" connections sources_blocked)" -ge 1 ] 2>/dev/null || { REASON="no source blocked (stats: $(stat "$dir" connections sources_blocked))"; return 1; }
+  a_call_completes "$dir" "$b"
+}
+
+# One INVITE from an address that never ACKs (as if spoofed: the victim's): no agent can take
+# it, so its 480 would be retransmitted for 32 s; what reaches the address stays within 3 times
+# what came from it.
+CASE_security_reflection_bounded() {
+  local dir=$1 b line sent received
+  b=$(alloc_block) || { REASON="no free ports"; return 1; }
+  write_config "$dir" "$b" "" 1
+  sed -i 's/attributes: {rank: 1}}/attributes: {rank: 1}, available: false}/' "$dir/parley.yaml"
+  start_serve "$dir" "$b" || return 1
+  line=$(attack "$dir" reflect reflect "$b" 12)
+  sent=$(field "$line" sent); received=$(field "$line" received)
+  [ "$(field "$line" messages)" -ge 2 ] || { REASON="no answer at all: $line"; return 1; }
+  [ "$received" -le $(( 3 * sent )) ] || { REASON="amplified: $line"; return 1; }
+  sleep 1.2
+  [ "$(stat "$dir" connections responses_withheld)" -ge 1 ] 2>/dev/null || { REASON="nothing withheld (stats: $(stat "$dir" connections responses_withheld)); $line"; return 1; }
+}
+
+SECURITY_CASES="security-request-flood-blocked security-reflection-bounded security-forged-uri-handoff-refused security-forged-message-handoff-refused-no-reflection security-forged-tunnel-refused security-spoofed-call-event-refused security-silent-tcp-connections-with-1024-files security-half-sent-messages-cut-off security-trickled-message-cut-off security-per-source-connection-cap security-oversize-tcp-message-closed"

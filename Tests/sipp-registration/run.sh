@@ -87,7 +87,7 @@ start_upstream() {
     spawn "$dir/upstream.log" kamailio -f "$KAMCFG" -DD -E -n 2 -m 64 -M 8 -u root -g root -P "$dir/kamailio.pid" \
       -l "udp:$IP:$UP" -A 'AUTH_PASSWORD="up-pw"' -A "BRANCH_TIMEOUT_MS=2000"
   else
-    spawn "$dir/upstream.log" "$PARLEY" registrar --listen "$IP:$UP" --realm "$DOMAIN" --user parley:up-pw --algorithm MD5 \
+    spawn "$dir/upstream.log" "$PARLEY" registrar --listen "$IP:$UP" --realm "$DOMAIN" --user parley:up-pw --algorithm MD5 --trusted "$IP" \
       --branch-timeout 2 --min-expires 10
   fi
   UP_PID=$SPAWN_PID
