@@ -20,7 +20,7 @@
 #   bash bench/run-callpath.sh [--parley PATH] [--rules DIR] [--only kamailio|kamailio2|parley|memory]
 #        [--step-seconds S] [--max-rate R] [--hold-ms MS] [--uas N] [--max-minutes M]
 #        [--memory-calls N] [--memory-rate R] [--memory-full-calls N] [--memory-mode "buffer full"]
-#        [--no-memory] [--records on|off] [--rates "R1 R2 ..."] [--agents N]
+#        [--no-memory] [--records on|off] [--rates "R1 R2 ..."] [--agents N] [--in-process on|off]
 #
 # Defaults: Parley is .build/release/parley (make release; this script does not
 # build), rules/ of this checkout; 5 s of calls per step at 100, 200, ... up to R=5000 calls/s (a server that reaches R is reported as capped, its true rate higher);
@@ -29,6 +29,8 @@
 # path (10,250 agents, set up at 100 calls/s); the whole run stops by itself within M=30 minutes.
 # --rates replaces the list of steps; --agents configures Parley with N agents at every step
 # instead of the count below (what select_agent's candidates cost: one rate, several N).
+# --in-process off sends agent handoffs through the buffer server's listener (`uri` over UDP,
+# signed by the distributor and checked by the buffer server, as between two hosts).
 # Installs what is missing (sip-tester, kamailio, kamailio-lua-modules) with apt-get when run as root.
 #
 # Parley runs `parley serve` with a configuration written per step (enough agents that agent
@@ -59,6 +61,7 @@ MEM_FULL_CALLS=10000
 MEM_BUFFER_RATE=200
 MEMORY=1
 RECORDS=on
+IN_PROCESS=on
 MEMORY_MODES="buffer full"
 RATE_LIST=""
 FIXED_AGENTS=""
@@ -78,12 +81,14 @@ while [ $# -gt 0 ]; do
     --no-memory) MEMORY=0; shift ;;
     --memory-mode) MEMORY_MODES=$2; shift 2 ;;
     --records) RECORDS=$2; shift 2 ;;
+    --in-process) IN_PROCESS=$2; shift 2 ;;
     --rates) RATE_LIST=$2; shift 2 ;;
     --agents) FIXED_AGENTS=$2; shift 2 ;;
     -h|--help) sed -n '2,41p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
 done
+case "$IN_PROCESS" in on|off) ;; *) echo "--in-process on or off" >&2; exit 2 ;; esac
 case "$ONLY" in ""|kamailio|kamailio2|parley|memory) ;; *) echo "--only kamailio, kamailio2, parley or memory" >&2; exit 2 ;; esac
 case "$FIXED_AGENTS" in *[!0-9]*|0) echo "--agents: a number of agents, 1 or more (got '$FIXED_AGENTS')" >&2; exit 2 ;; esac
 for r in $RATE_LIST; do
@@ -160,7 +165,12 @@ write_config() {
     echo "# bench/run-callpath.sh: $n agents over $UAS_COUNT SIPp agent processes"
     echo "rules: $RULES"
     echo "roles: [distributor, buffer]"
-    echo "listeners: {distributor: \"$IP:$b\", buffer: \"$IP:$((b + 1))\"}"
+    # --in-process off: agent handoffs cross the buffer listener (signed, checked) as between two hosts
+    if [ "$IN_PROCESS" = off ]; then
+      echo "listeners: {distributor: \"$IP:$b\", buffer: \"$IP:$((b + 1))\", in_process: false}"
+    else
+      echo "listeners: {distributor: \"$IP:$b\", buffer: \"$IP:$((b + 1))\"}"
+    fi
     echo "timers: {no_answer_timeout: 15s, wrap_up: 0, max_no_answer: 0, queue_timeout: 30s, heartbeat: 5s, probe: off, stale_after: 15s}"
     echo "log_level: error"
     if [ "$RECORDS" = off ]; then echo "records: {database: off}"; else echo "records: {database: $(dirname "$file")/records.sqlite}"; fi
