@@ -5,13 +5,20 @@ export PATH := $(PATH):/opt/swift/usr/bin
 SWIFT ?= swift
 # kamailio: the upstream registrar of Tests/sipp-registration (bench/kamailio/registrar.cfg);
 # baresip-core: the real softphone of Tests/sipp-callpath's softphone-* cases
-APT_PACKAGES := liblua5.4-dev pkg-config sip-tester kamailio baresip-core
+APT_PACKAGES := liblua5.4-dev pkg-config sip-tester kamailio baresip-core openssl
 CONFIG ?= examples/parley.yaml
 # Release builds optimize across module boundaries, SwiftNIO's included (about 5-9% less CPU per
 # call on the call path than the default, measured with bench/run-callpath.sh's load).
 RELEASE_FLAGS ?= -Xswiftc -cross-module-optimization
 
 .PHONY: deps build release run demo test bench clean
+
+# The example's TLS listeners use a self-signed test certificate for 127.0.0.1, made once here
+# (never committed; a real deployment names its own in the configuration's tls: section).
+examples/tls/parley.crt:
+	mkdir -p examples/tls
+	openssl req -x509 -newkey rsa:2048 -nodes -days 825 -subj /CN=127.0.0.1 \
+	  -addext subjectAltName=IP:127.0.0.1 -keyout examples/tls/parley.key -out examples/tls/parley.crt 2>/dev/null
 
 # Install the Debian packages that are missing (apt-get update only when something is).
 deps:
@@ -30,7 +37,7 @@ release: deps
 
 # Starts the distributor and buffer server with the shipped example configuration and rules
 # (foreground; Ctrl-C stops it). README.md says how to place a call with SIPp.
-run: release
+run: release examples/tls/parley.crt
 	.build/release/parley rules check rules
 	.build/release/parley serve --config $(CONFIG)
 

@@ -89,6 +89,8 @@ public struct ParleyConfiguration: Sendable {
     /// The `security:` section (handoff secret, tunnel peers, connection limits): defaults
     /// when the file has none (docs/security.md).
     public var security = SecuritySettings()
+    /// The `tls:` section: SIP over TLS listeners and certificates (nil: no TLS).
+    public var tls: TLSSettings?
 
     /// The buffer server's URI (handoffs go to it, the agent id appended).
     public var bufferURI: SIPURI {
@@ -165,7 +167,8 @@ extension ParleyConfiguration {
         var c = ParleyConfiguration(path: path, rulesDirectory: "rules", roles: Role.allCases, distributorListen: "",
                                     bufferListen: "", tunnelListen: nil, skills: [], agents: [])
         r.allowOnly(top, ["rules", "roles", "listeners", "timers", "skills", "agents", "log_level", "records",
-                          "treatments", "queues", "registration", "security"], prefix: "")
+                          "treatments", "queues", "registration", "security", "tls"], prefix: "")
+        if let n = top["tls"] { c.tls = r.tls(n, base: base) }
         c.security = r.security(top["security"], environment: environment)
         c.recordsDatabase = base.isEmpty ? Self.defaultRecordsFile : (base as NSString).appendingPathComponent(Self.defaultRecordsFile)
         if let n = top["records"], let m = r.mapping(n, key: "records") {

@@ -95,7 +95,8 @@ extension Reader {
             switch n.string?.lowercased() {
             case "udp": s.upstreamTransport = .udp
             case "tcp": s.upstreamTransport = .tcp
-            default: fail(n, p + "upstream_transport", "expected udp or tcp, got '\(n.string ?? "?")'")
+            case "tls": s.upstreamTransport = .tls
+            default: fail(n, p + "upstream_transport", "expected udp, tcp or tls, got '\(n.string ?? "?")'")
             }
         }
         if let n = m["upstream_uri"], let v = string(n, key: p + "upstream_uri") {

@@ -95,6 +95,15 @@ public final class ParleyServer: @unchecked Sendable {
         return c.security.trusted + own
     }()
 
+    /// The TLS contexts every transport shares (nil: no `tls:` section).
+    private var tls: SIPTLS?
+
+    /// A TLS listener when the role has one configured.
+    static func listenTLS(_ transport: SIPTransport, _ address: SocketAddress?) -> EventLoopFuture<Void> {
+        guard let address else { return transport.loop.makeSucceededFuture(()) }
+        return transport.listen(.tls, on: address).map { _ in }
+    }
+
     /// The source guard every SIP transport of this process starts with.
     private var sourceSettings: SourceGuard.Settings {
         var s = configuration.security.sources
@@ -111,6 +120,9 @@ public final class ParleyServer: @unchecked Sendable {
         let limits = connectionLimits
         let budget = partialBudget
         let sources = sourceSettings
+        let tls = try c.tls.map { try $0.load() }
+        self.tls = tls
+        let tlsListen = try (c.tls?.listeners ?? [:]).mapValues { try parseSocketAddress($0, defaultPort: 5061) }
         logger.info("connections: \(limits); sources: \(sources)")
         warmHostNames()
         if roles.contains(.buffer) {
@@ -138,10 +150,12 @@ public final class ParleyServer: @unchecked Sendable {
                 transport.connectionLimits = limits
                 transport.partialBudget = budget
                 transport.sourceGuard = SourceGuard(settings: sources)
+                transport.tls = tls
                 let stack = SIPStack(transport: transport, timers: timers, logger: Logger(label: "parley.buffer.stack"))
                 let server = BufferServer(stack: stack, configuration: config)
                 return transport.listen(.udp, on: bufferAddress)
                     .flatMap { _ in transport.listen(.tcp, on: bufferAddress) }
+                    .flatMap { _ in Self.listenTLS(transport, tlsListen["buffer"]) }
                     .map { _ in server.start(); return server }
             }.wait()
             if let tunnelListen, let buffer {
@@ -192,12 +206,14 @@ public final class ParleyServer: @unchecked Sendable {
                 transport.connectionLimits = limits
                 transport.partialBudget = budget
                 transport.sourceGuard = SourceGuard(settings: sources)
+                transport.tls = tls
                 let stack = SIPStack(transport: transport, timers: timers, logger: Logger(label: "parley.distributor.stack"))
                 let d = Distributor(stack: stack, configuration: config, store: store, agents: agents, clock: clock.nowMs)
                 d.links[.message] = d.makeMessageLink()
                 d.records = records
                 return transport.listen(.udp, on: address)
                     .flatMap { _ in transport.listen(.tcp, on: address) }
+                    .flatMap { _ in Self.listenTLS(transport, tlsListen["distributor"]) }
                     .map { _ in d.start(); return d }
             }.wait()
             if let tunnelAddress, let distributor {
@@ -246,17 +262,21 @@ public final class ParleyServer: @unchecked Sendable {
         let limits = connectionLimits
         let budget = partialBudget
         let sources = sourceSettings
+        let tls = self.tls
+        let tlsListen = try configuration.tls?.listeners["registration"].map { try parseSocketAddress($0, defaultPort: 5061) }
         let loop = group.next()
         registration = try loop.flatSubmit { () -> EventLoopFuture<RegistrationRole> in
             let transport = SIPTransport(loop: loop, logger: Logger(label: "parley.registration.transport"))
             transport.connectionLimits = limits
             transport.partialBudget = budget
             transport.sourceGuard = SourceGuard(settings: sources)
+            transport.tls = tls
             let stack = SIPStack(transport: transport, timers: timers, logger: Logger(label: "parley.registration.stack"))
             let role = RegistrationRole(stack: stack, configuration: rc, rules: rules, store: persisted)
             role.onContactsChanged = { [weak self] contacts in self?.registeredContactsChanged(contacts) }
             return transport.listen(.udp, on: address)
                 .flatMap { _ in transport.listen(.tcp, on: address) }
+                .flatMap { _ in Self.listenTLS(transport, tlsListen) }
                 .map { _ in role.start(); return role }
         }.wait()
     }

@@ -330,7 +330,9 @@ public final class BufferServer: SIPTransactionUser, @unchecked Sendable {
         callerLocal.parameters.remove("tag")
         var callerRemote = callerFrom
         callerRemote.parameters.remove("tag")
-        let callerTransport: SIPTransportKind = invite.contactURI?.sipURI?.transportParameter.flatMap(SIPTransportKind.init(token:)) ?? .udp
+        let callerContact = invite.contactURI?.sipURI
+        let callerTransport: SIPTransportKind = callerContact?.secure == true ? .tls
+            : callerContact?.transportParameter.flatMap(SIPTransportKind.init(token:)) ?? .udp
         let callerLeg = DialogLeg(callID: callID, localTag: stack.newTag(), remoteTag: fromTag, local: callerLocal, remote: callerRemote,
                                   localCSeq: 0, remoteCSeq: cseq.sequence, remoteTarget: invite.contactURI,
                                   routeSet: invite.headers.elements(HeaderName(.recordRoute)), transport: callerTransport)
@@ -1219,12 +1221,12 @@ final class B2BCall {
     /// connections at its Contact (behind NAT, or one connection per call as SIPp -t tn) can
     /// be reached no other way. Once it closes, a new connection to the leg's next hop is
     /// opened (RFC 3263), as before. Boxed: a UDP call holds none.
-    private var flowBoxes = PerSide<Held<any Channel>?>(caller: nil, agent: nil)
+    private var flowBoxes = PerSide<Held<(channel: any Channel, kind: SIPTransportKind)>?>(caller: nil, agent: nil)
 
     /// Remembers the connection a request from `side` came on.
     func noteFlow(_ side: Side, from source: SIPSource) {
-        guard source.transport == .tcp, let c = source.connection else { return }
-        if flowBoxes[side]?.value !== c { flowBoxes[side] = Held(c) }
+        guard source.transport.isStream, let c = source.connection else { return }
+        if flowBoxes[side]?.value.channel !== c { flowBoxes[side] = Held((c, source.transport)) }
     }
 
     /// Forgets a side's connection (its leg now leads somewhere else).
@@ -1234,7 +1236,9 @@ final class B2BCall {
     /// the hop is TCP and that connection is still open.
     func hop(_ side: Side) -> SIPDestination? {
         guard var hop = leg(side).nextHop() else { return nil }
-        if hop.transport == .tcp, let flow = flowBoxes[side]?.value, flow.isActive { hop.connection = flow }
+        if hop.transport.isStream, let flow = flowBoxes[side]?.value, flow.kind == hop.transport, flow.channel.isActive {
+            hop.connection = flow.channel
+        }
         return hop
     }
 }

@@ -163,18 +163,13 @@ public enum Resolver {
     /// A SIP URI as a destination: maddr or host, port (5060 by default), `transport` param.
     public static func destination(for uri: URI, defaultTransport: SIPTransportKind = .udp) -> SIPDestination? {
         guard case .sip(let u) = uri else { return nil }
-        let host = u.targetHost
-        let port = u.port ?? 5060
-        let kind = u.transportParameter.flatMap(SIPTransportKind.init(token:)) ?? defaultTransport
-        guard let address = HostResolver.shared.address(host: host, port: port) else { return nil }
-        return SIPDestination(transport: kind, address: address)
+        return SIPDestination.resolve(u, defaultTransport: defaultTransport)
     }
 
-    /// `<sip:HOST:PORT>` for one of our addresses (a Contact), with `;transport=tcp` for TCP.
+    /// `<sip:HOST:PORT>` for one of our addresses (a Contact), with `;transport=tcp` or `tls`.
     public static func contact(for address: SocketAddress, transport: SIPTransportKind = .udp, user: String? = nil) -> String {
         let userPart = user.map { $0 + "@" } ?? ""
-        let t = transport == .tcp ? ";transport=tcp" : ""
-        return "<sip:\(userPart)\(hostPort(address))\(t)>"
+        return "<sip:\(userPart)\(hostPort(address))\(transport.uriParameter)>"
     }
 }
 

@@ -165,7 +165,7 @@ public final class SIPProxy: SIPTransactionUser, @unchecked Sendable {
             return false
         }
         if call.recordRoute, let local = stack.transport.advertisedAddress(for: call.source.transport, toward: call.source.remote) {
-            let transportParam = call.source.transport == .tcp ? ";transport=tcp" : ""
+            let transportParam = call.source.transport.uriParameter
             request.headers.prepend(HeaderName(.recordRoute), "<sip:\(hostPort(local));lr\(transportParam)>")
         }
         let branch = stack.newBranch(prefix: "pl" + call.loopHash + ".")
@@ -203,13 +203,7 @@ public final class SIPProxy: SIPTransactionUser, @unchecked Sendable {
     /// A SIP URI as a destination: maddr or host, port (5060 by default), `transport` param.
     public func resolve(_ uri: URI) -> SIPDestination? {
         guard case .sip(let u) = uri else { return nil }
-        let host = u.targetHost
-        let port = u.port ?? 5060
-        let kind = u.transportParameter.flatMap(SIPTransportKind.init(token:)) ?? configuration.defaultTransport
-        guard let address = HostResolver.shared.address(host: host, port: port) else {
-            return nil
-        }
-        return SIPDestination(transport: kind, address: address)
+        return SIPDestination.resolve(u, defaultTransport: configuration.defaultTransport)
     }
 
     // MARK: Responses

@@ -1,5 +1,6 @@
 import Logging
 import NIOCore
+import NIOSSL
 import NIOPosix
 import ParleySIP
 
@@ -63,8 +64,14 @@ public final class SIPTransport: @unchecked Sendable {
         }
     }
     public private(set) var listeners: [Listener] = []
-    private var connections: [SocketAddress: Channel] = [:]
-    private var connecting: [SocketAddress: EventLoopFuture<Channel>] = [:]
+    /// TLS contexts (nil: no TLS here: a TLS listener or destination fails).
+    public var tls: SIPTLS?
+    private struct ConnectionKey: Hashable {
+        var address: SocketAddress
+        var kind: SIPTransportKind
+    }
+    private var connections: [ConnectionKey: Channel] = [:]
+    private var connecting: [ConnectionKey: EventLoopFuture<Channel>] = [:]
 
     public init(loop: EventLoop, logger: Logger = Logger(label: "parley.transport")) {
         self.loop = loop
@@ -89,7 +96,10 @@ public final class SIPTransport: @unchecked Sendable {
                     channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(UDPHandler(transport: self)) }
                 }
                 .bind(to: address)
-        case .tcp:
+        case .tcp, .tls:
+            if kind == .tls, tls?.server == nil {
+                return loop.makeFailedFuture(TransportError.noTLS)
+            }
             future = ServerBootstrap(group: loop)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                 .serverChannelOption(.backlog, value: 1024)
@@ -100,7 +110,7 @@ public final class SIPTransport: @unchecked Sendable {
                 }
                 .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
                 .childChannelInitializer { [self] channel in
-                    channel.eventLoop.makeCompletedFuture { try self.addStreamHandlers(channel) }
+                    channel.eventLoop.makeCompletedFuture { try self.addStreamHandlers(channel, kind: kind, accepted: true) }
                 }
                 .bind(to: address)
         }
@@ -201,11 +211,11 @@ public final class SIPTransport: @unchecked Sendable {
                 return loop.makeSucceededFuture(())
             }
             result = listener.channel.writeAndFlush(AddressedEnvelope(remoteAddress: destination.address, data: buffer))
-        case .tcp:
+        case .tcp, .tls:
             if let c = destination.connection, c.isActive {
                 result = c.writeAndFlush(payload.buffer(c.allocator))
             } else {
-                result = connection(to: destination.address).flatMap { c in
+                result = connection(to: destination.address, kind: destination.transport).flatMap { c in
                     c.writeAndFlush(payload.buffer(c.allocator))
                 }
             }
@@ -217,30 +227,44 @@ public final class SIPTransport: @unchecked Sendable {
         return result
     }
 
-    /// The open connection to `address`, or a new one.
-    func connection(to address: SocketAddress) -> EventLoopFuture<Channel> {
-        if let c = connections[address], c.isActive { return loop.makeSucceededFuture(c) }
-        if let pending = connecting[address] { return pending }
+    /// The open connection to `address` (TCP, or TLS), or a new one.
+    func connection(to address: SocketAddress, kind: SIPTransportKind = .tcp) -> EventLoopFuture<Channel> {
+        let key = ConnectionKey(address: address, kind: kind)
+        if let c = connections[key], c.isActive { return loop.makeSucceededFuture(c) }
+        if let pending = connecting[key] { return pending }
+        if kind == .tls, tls == nil { return loop.makeFailedFuture(TransportError.noTLS) }
         let future = ClientBootstrap(group: loop)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .connectTimeout(.seconds(5))
             .channelInitializer { [self] channel in
-                channel.eventLoop.makeCompletedFuture { try self.addStreamHandlers(channel) }
+                channel.eventLoop.makeCompletedFuture { try self.addStreamHandlers(channel, kind: kind, accepted: false) }
             }
             .connect(to: address)
-        connecting[address] = future
+        connecting[key] = future
         future.whenComplete { [self] result in
-            connecting[address] = nil
-            if case .success(let c) = result { connections[address] = c }
+            connecting[key] = nil
+            if case .success(let c) = result { connections[key] = c }
         }
         return future
     }
 
     // MARK: Receiving
 
-    func addStreamHandlers(_ channel: Channel) throws {
-        try channel.pipeline.syncOperations.addHandler(IdleStateHandler(allTimeout: connectionLimits.idleTimeout))
-        try channel.pipeline.syncOperations.addHandler(StreamHandler(transport: self, limits: limits))
+    /// A stream connection's handlers: TLS first for TLS (the listener's certificate when
+    /// `accepted`, the client context when we connected), then the idle timer and the framer.
+    func addStreamHandlers(_ channel: Channel, kind: SIPTransportKind = .tcp, accepted: Bool = true) throws {
+        let sync = channel.pipeline.syncOperations
+        if kind == .tls {
+            guard let tls else { throw TransportError.noTLS }
+            if accepted {
+                guard let server = tls.server else { throw TransportError.noTLS }
+                try sync.addHandler(NIOSSLServerHandler(context: server))
+            } else {
+                try sync.addHandler(try NIOSSLClientHandler(context: tls.client, serverHostname: nil))
+            }
+        }
+        try sync.addHandler(IdleStateHandler(allTimeout: connectionLimits.idleTimeout))
+        try sync.addHandler(StreamHandler(transport: self, limits: limits, kind: kind))
     }
 
     static let statusLinePrefix: [UInt8] = Array("SIP/".utf8)
@@ -262,12 +286,14 @@ public final class SIPTransport: @unchecked Sendable {
         ConnectionGate(limits: { [unowned self] in connectionLimits }) { [unowned self] why in connectionCounters.count(why) }
     }
 
-    func connectionActive(_ channel: Channel) {
-        if let remote = channel.remoteAddress { connections[remote] = channel }
+    func connectionActive(_ channel: Channel, kind: SIPTransportKind) {
+        if let remote = channel.remoteAddress { connections[ConnectionKey(address: remote, kind: kind)] = channel }
     }
 
-    func connectionInactive(_ channel: Channel) {
-        if let remote = channel.remoteAddress, connections[remote] === channel { connections[remote] = nil }
+    func connectionInactive(_ channel: Channel, kind: SIPTransportKind) {
+        if let remote = channel.remoteAddress, connections[ConnectionKey(address: remote, kind: kind)] === channel {
+            connections[ConnectionKey(address: remote, kind: kind)] = nil
+        }
     }
 
     func streamError(_ error: Error, on channel: Channel) {
@@ -330,20 +356,20 @@ public final class SIPTransport: @unchecked Sendable {
     public static func responseDestination(_ response: SIPMessage, source: SIPSource?) -> SIPDestination? {
         guard let via = try? response.topVia() else { return nil }
         let kind = SIPTransportKind(token: via.transport) ?? source?.transport ?? .udp
-        if kind == .tcp, let source, let c = source.connection, c.isActive {
-            return SIPDestination(transport: .tcp, address: source.remote, connection: c)
+        if kind.isStream, let source, let c = source.connection, c.isActive {
+            return SIPDestination(transport: kind, address: source.remote, connection: c)
         }
         let host: String
         var port: Int
         if let maddr = via.maddr {
             host = maddr
-            port = via.port ?? 5060
+            port = via.port ?? kind.defaultPort
         } else if let received = via.received {
             host = received
-            if case .some(.some(let rport)) = via.rport { port = rport } else { port = via.port ?? 5060 }
+            if case .some(.some(let rport)) = via.rport { port = rport } else { port = via.port ?? kind.defaultPort }
         } else {
             host = via.host.address
-            port = via.port ?? 5060
+            port = via.port ?? kind.defaultPort
         }
         if case .some(.some(let rport)) = via.rport, via.maddr == nil { port = rport }
         guard let address = HostResolver.shared.address(host: host, port: port) else {
@@ -394,10 +420,12 @@ public final class SIPTransport: @unchecked Sendable {
 public enum TransportError: Error, Sendable, CustomStringConvertible {
     case noListener(SIPTransportKind)
     case noRoute
+    case noTLS
     public var description: String {
         switch self {
         case .noListener(let k): "no \(k) listener for that address family"
         case .noRoute: "no route for the response (no usable Via)"
+        case .noTLS: "TLS is not configured (tls.certificate and tls.key for a listener)"
         }
     }
 }
@@ -450,25 +478,28 @@ final class StreamHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     let transport: SIPTransport
     var framer: SIPStreamFramer
+    /// TCP or TLS: what `SIPSource` says.
+    let kind: SIPTransportKind
     /// Bytes charged to the budget now (what the framer holds).
     private var charged = 0
     private var deadline: Scheduled<Void>?
     /// Whether a message has arrived on this connection yet.
     private var spoken = false
 
-    init(transport: SIPTransport, limits: SIPParserLimits) {
+    init(transport: SIPTransport, limits: SIPParserLimits, kind: SIPTransportKind = .tcp) {
         self.transport = transport
         self.framer = SIPStreamFramer(limits: limits, validate: true)
+        self.kind = kind
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        transport.connectionActive(context.channel)
+        transport.connectionActive(context.channel, kind: kind)
         armDeadline(context)  // the first message's, from the connect
         context.fireChannelActive()
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        transport.connectionInactive(context.channel)
+        transport.connectionInactive(context.channel, kind: kind)
         release()
         context.fireChannelInactive()
     }
@@ -507,7 +538,7 @@ final class StreamHandler: ChannelInboundHandler {
         charged += buffer.readableBytes
         buffer.withUnsafeReadableBytes { framer.append($0) }
         guard let remote = context.channel.remoteAddress else { return }
-        let source = SIPSource(transport: .tcp, remote: remote, local: context.channel.localAddress, connection: context.channel)
+        let source = SIPSource(transport: kind, remote: remote, local: context.channel.localAddress, connection: context.channel)
         do {
             loop: while true {
                 switch try framer.next() {

@@ -4,18 +4,26 @@ import ParleyTransaction
 
 /// The transport protocols Parley speaks.
 public enum SIPTransportKind: String, Sendable, Hashable, CaseIterable, CustomStringConvertible {
-    case udp, tcp
+    /// TLS is TCP with TLS on it (RFC 3261 section 26, RFC 5630).
+    case udp, tcp, tls
 
     /// As written in a Via header.
     public var viaName: String { rawValue.uppercased() }
     public var reliability: TransportReliability { self == .udp ? .unreliable : .reliable }
     public var description: String { rawValue }
+    /// A byte stream (TCP or TLS): framed by Content-Length, with connections.
+    public var isStream: Bool { self != .udp }
+    /// The port when a URI names none (RFC 3261 19.1.2: 5061 for TLS).
+    public var defaultPort: Int { self == .tls ? 5061 : 5060 }
+    /// The `;transport=` parameter Contact and Record-Route carry for it ("" for UDP).
+    public var uriParameter: String { self == .udp ? "" : ";transport=\(rawValue)" }
 
     /// Parses a Via transport or a `transport=` URI parameter.
     public init?(token: String) {
         switch token.lowercased() {
         case "udp": self = .udp
         case "tcp": self = .tcp
+        case "tls": self = .tls
         default: return nil
         }
     }
@@ -51,6 +59,18 @@ public struct SIPDestination: Sendable, CustomStringConvertible {
     }
 
     public var description: String { "\(transport)://\(hostPort(address))" }
+}
+
+extension SIPDestination {
+    /// A SIP or SIPS URI as a destination: maddr or host, the port (5060, or 5061 for TLS), and
+    /// the transport its `transport` parameter names, TLS for `sips:` (RFC 3261 26.2), else
+    /// `defaultTransport`. nil when the host does not resolve.
+    public static func resolve(_ u: SIPURI, defaultTransport: SIPTransportKind = .udp) -> SIPDestination? {
+        var kind = u.transportParameter.flatMap(SIPTransportKind.init(token:)) ?? defaultTransport
+        if u.secure { kind = .tls }
+        guard let address = HostResolver.shared.address(host: u.targetHost, port: u.port ?? kind.defaultPort) else { return nil }
+        return SIPDestination(transport: kind, address: address)
+    }
 }
 
 /// `IP:PORT` for IPv4, `[IP]:PORT` for IPv6.

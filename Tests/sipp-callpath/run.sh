@@ -779,6 +779,33 @@ CASE_softphone_caller_over_tcp_agent_hangs_up() {
   if grep -q "transport=tcp" "$1/a1.messages.log"; then REASON="the agent leg names TCP (a1.messages.log): it is UDP"; return 1; fi
 }
 
+# baresip calls over TLS (RFC 3261 26; its account and the Request-URI say ;transport=tls), to
+# the distributor's TLS listener, checking Parley's certificate against a CA file; the SIPp
+# agent answers and hangs up: the call is set up across TLS and the agent's BYE reaches baresip
+# on the TLS connection it set up. The agent leg stays UDP.
+CASE_softphone_caller_over_tls_agent_hangs_up() {
+  local dir=$1 b t r
+  need_baresip || return 1
+  b=$(alloc_block) || { REASON="no free ports"; return 1; }
+  t=$(alloc_block) || { REASON="no free ports"; return 1; }
+  openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 \
+    -keyout "$dir/tls.key" -out "$dir/tls.crt" 2>/dev/null || { REASON="openssl could not make a certificate"; return 1; }
+  write_config "$dir" "$b" "" 1
+  printf 'tls: {certificate: %s, key: %s, listeners: {distributor: "%s:%s", buffer: "%s:%s"}}\n' \
+    "$dir/tls.crt" "$dir/tls.key" "$IP" "$t" "$IP" $((t + 1)) >>"$dir/parley.yaml"
+  start_serve "$dir" "$b" || return 1
+  start_agent "$dir" a1 agent-answers-hangs-up.xml $((b + 3)) 1 30 -d 2000
+  baresip_config "$dir" phone $((b + 9)) $((b + 6)) "<sip:caller@$IP;transport=tls>;regint=0"
+  echo "sip_cafile $dir/tls.crt" >>"$dir/phone/config"
+  start_baresip "$dir" phone 30 "1 /dial sip:sales@$IP:$t;transport=tls" "5 /listcalls"
+  wait_agent phone 20
+  wait_agent a1 15; r=$?
+  check_side "$dir" a1 "$r" 1 || return 1
+  baresip_saw "$dir" phone "Call established: sip:sales@$IP:$t;transport=tls" "terminated" || return 1
+  if grep -q "transport=tls" "$1/a1.messages.log"; then REASON="the agent leg names TLS (a1.messages.log): it is UDP"; return 1; fi
+  wait_drained "$dir" 10
+}
+
 # A SIPp caller reaches baresip as agent a1; baresip puts the caller on hold and takes it off
 # (re-INVITEs a=sendonly, then a=sendrecv, relayed to the caller, who checks them), then the
 # caller hangs up.
@@ -798,7 +825,7 @@ for enc in uri message tunnel; do
   CASES="$CASES $enc-answered-caller-hangs-up $enc-answered-agent-hangs-up $enc-caller-cancel-expect-487 $enc-agent-486-next-agent-answers $enc-agent-no-answer-next-agent-answers $enc-hold-resume-info-options-update $enc-agent-holds-resumes $enc-separate-processes"
 done
 CASES="$CASES uri-in-process-off uri-caller-over-tcp uri-caller-over-tcp-agent-hangs-up queue-priority-order queue-caller-abandons-while-queued queue-music-on-hold-then-moved-to-agent queue-caller-hangs-up-on-hold-abandoned queue-silent-treatment-does-not-block-the-agent queue-max-wait-gives-the-status queue-no-agent-rejects-with-status queue-max-length-and-max-wait-overflow-to-announcement queue-max-wait-on-hold-hangs-up"
-CASES="$CASES caller-requires-100rel-gets-420 reinvite-requires-100rel-gets-420 softphone-caller-talks-and-hangs-up softphone-agent-holds-resumes softphone-agent-hangs-up softphone-caller-over-tcp-agent-hangs-up"
+CASES="$CASES caller-requires-100rel-gets-420 reinvite-requires-100rel-gets-420 softphone-caller-talks-and-hangs-up softphone-agent-holds-resumes softphone-agent-hangs-up softphone-caller-over-tcp-agent-hangs-up softphone-caller-over-tls-agent-hangs-up"
 CASES="$CASES config-bad-file-refused lost-bye-probe-hangs-up-agent rule-classify-raises-call-connects rule-select-agent-raises-call-connects rule-handoff-raises-call-connects agent-no-answers-go-on-break agent-wrap-up-sends-next-call-elsewhere separate-buffer-crash-frees-agent $SECURITY_CASES"
 
 # ---------------------------------------------------------------- main
