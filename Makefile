@@ -3,9 +3,10 @@ SHELL := /bin/bash
 # The Swift toolchain of this machine kind lives in /opt/swift; found even if PATH lacks it.
 export PATH := $(PATH):/opt/swift/usr/bin
 SWIFT ?= swift
-# kamailio: the upstream registrar of Tests/sipp-registration (bench/kamailio/registrar.cfg);
+# kamailio: the upstream registrar of Tests/sipp-registration (bench/kamailio/registrar.cfg), with
+# kamailio-tls-modules for its TLS listener; openssl: test certificates;
 # baresip-core: the real softphone of Tests/sipp-callpath's softphone-* cases
-APT_PACKAGES := liblua5.4-dev pkg-config sip-tester kamailio baresip-core openssl
+APT_PACKAGES := liblua5.4-dev pkg-config sip-tester kamailio kamailio-tls-modules baresip-core openssl
 CONFIG ?= examples/parley.yaml
 # Release builds optimize across module boundaries, SwiftNIO's included (about 5-9% less CPU per
 # call on the call path than the default, measured with bench/run-callpath.sh's load).

@@ -121,7 +121,7 @@ settled() {
   for i in $(seq 60); do
     rm -f "$dir/query.messages.log"
     (cd "$dir" && timeout 10 sipp "$IP:$port" -sf "$QUERYXML" -i "$IP" -p "$QCLIENT" -m 1 -nostdin -timeout 8s -key domain "$DOMAIN" \
-        -key agent "${SKILLS[0]}" -au parley -ap up-pw -trace_msg -message_file "$dir/query.messages.log" >/dev/null 2>&1)
+        -key agent "${SKILLS[0]}" -au parley -ap up-pw -auth_uri "$DOMAIN" -trace_msg -message_file "$dir/query.messages.log" >/dev/null 2>&1)
     n=$(grep -io "<sip:[^>]*>" "$dir/query.messages.log" 2>/dev/null | grep -c "@$IP:")
     # the query's own REGISTERs carry no Contact: every match is from the 200's Contact set
     [ "$n" -ge "$want" ] && { awk -v a="$t0" -v b="$(now)" 'BEGIN { printf "%.1f\n", b - a }'; return 0; }

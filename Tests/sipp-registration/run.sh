@@ -94,6 +94,32 @@ start_upstream() {
   wait_listening "$UP" udp "$UP_PID" 10 || { REASON="upstream ($kind) not listening on $UP (upstream.log)"; return 1; }
 }
 
+# case_tls_upstream DIR KIND: Kamailio's TLS listener as the upstream registrar (its tls module,
+# a certificate made here): Parley forwards alice's registration and registers the fan-out over
+# TLS, checking Kamailio's certificate against it; the bindings are read back over UDP.
+case_tls_upstream() {
+  local dir=$1 kind=$2 b t
+  b=$(alloc_block) || { REASON="no free ports"; return 1; }
+  t=$(alloc_block) || { REASON="no free ports"; return 1; }
+  ports "$b"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 \
+    -keyout "$dir/upstream.key" -out "$dir/upstream.crt" 2>/dev/null || { REASON="openssl could not make a certificate"; return 1; }
+  write_config "$dir"
+  sed -i "s|  upstream: \"$IP:$UP\"|  upstream: \"$IP:$t\"\n  upstream_transport: tls|" "$dir/parley.yaml"
+  printf 'tls: {ca: %s}\n' "$dir/upstream.crt" >>"$dir/parley.yaml"
+  grep -q "upstream_transport: tls" "$dir/parley.yaml" || { REASON="could not point parley.yaml at the TLS upstream"; return 1; }
+  spawn "$dir/upstream.log" kamailio -f "$KAMCFG" -DD -E -n 2 -m 64 -M 8 -u root -g root -P "$dir/kamailio.pid" \
+    -l "udp:$IP:$UP" -l "tls:$IP:$t" -A 'AUTH_PASSWORD="up-pw"' -A "BRANCH_TIMEOUT_MS=2000" \
+    -A "TLS_CERT=\"$dir/upstream.crt\"" -A "TLS_KEY=\"$dir/upstream.key\""
+  UP_PID=$SPAWN_PID
+  wait_listening "$t" tcp "$UP_PID" 10 || { REASON="Kamailio's TLS listener not up on $t (upstream.log)"; return 1; }
+  start_parley "$dir" || return 1
+  agent_register "$dir" alice a-pw "$ALICE" || return 1
+  expect_bindings "$dir" sales "sip:sales@$IP:$DIST q=1;sip:alice@$IP:$ALICE q=0.9" || return 1
+  [ -n "$(ss -Htn state established "( dport = :$t )" 2>/dev/null)" ] \
+    || { REASON="no TLS connection from Parley to Kamailio's port $t"; return 1; }
+}
+
 # write_config DIR: parley.yaml and a copy of the suite's rules (the drill and reorder edit it).
 write_config() {
   local dir=$1
@@ -351,7 +377,9 @@ PASSED=0
 FAILED=0
 echo "# registrars: $REGISTRARS; parley: $PARLEY; logs: $LOGROOT"
 for kind in $REGISTRARS; do
-  for c in fanout-reorder drill bad-input; do
+  cases="fanout-reorder drill bad-input"
+  [ "$kind" = kamailio ] && cases="$cases tls-upstream"   # Kamailio's tls module as the upstream
+  for c in $cases; do
     name="$kind-$c"
     if [ -n "$FILTER" ] && ! echo "$name" | grep -Eq -- "$FILTER"; then continue; fi
     dir="$LOGROOT/$name"
