@@ -159,7 +159,9 @@ public final class ParleyServer: @unchecked Sendable {
                     .map { _ in server.start(); return server }
             }.wait()
             if let tunnelListen, let buffer {
-                let ts = TunnelServer(buffer: buffer, peers: Self.tunnelPeers(c), limits: limits)
+                let wss = c.tls?.tunnel == true ? tls?.server : nil
+                if c.tls?.tunnel == true, wss == nil { throw ServeError("tls.tunnel: secure WebSocket needs tls.certificate and tls.key") }
+                let ts = TunnelServer(buffer: buffer, peers: Self.tunnelPeers(c), limits: limits, tls: wss)
                 try ts.listen(on: tunnelListen).wait()
                 tunnelServer = ts
             }
@@ -217,7 +219,8 @@ public final class ParleyServer: @unchecked Sendable {
                     .map { _ in d.start(); return d }
             }.wait()
             if let tunnelAddress, let distributor {
-                let client = TunnelClient(distributor: distributor, server: tunnelAddress, uri: c.bufferURI)
+                let client = TunnelClient(distributor: distributor, server: tunnelAddress, uri: c.bufferURI,
+                                          tls: c.tls?.tunnel == true ? tls?.client : nil)
                 tunnelClient = client
                 try loop.submit { distributor.links[.tunnel] = client }.wait()
                 client.connect()

@@ -14,6 +14,7 @@ import Yams
 ///   ca: tls/ca.crt                # peers' certificates are checked against it (default: the system's roots)
 ///   peers: chain                  # chain (default): checked; none: not at all (a lab only)
 ///   listeners: {distributor: 127.0.0.1:5061, buffer: 127.0.0.1:5073, registration: 127.0.0.1:5063}
+///   tunnel: true                  # the tunnel (listeners.tunnel) as secure WebSocket, WSS
 /// ```
 public struct TLSSettings: Sendable, Equatable {
     public var certificate: String?
@@ -22,6 +23,8 @@ public struct TLSSettings: Sendable, Equatable {
     public var peers: SIPTLS.PeerCheck = .chain
     /// TLS listeners by role (`distributor`, `buffer`, `registration`).
     public var listeners: [String: String] = [:]
+    /// The tunnel as secure WebSocket (WSS) on `listeners.tunnel`.
+    public var tunnel = false
 
     public init() {}
 
@@ -39,8 +42,11 @@ extension Reader {
     mutating func tls(_ node: Node, base: String) -> TLSSettings? {
         guard let m = mapping(node, key: "tls") else { return nil }
         let p = "tls."
-        allowOnly(m, ["certificate", "key", "ca", "peers", "listeners"], prefix: p)
+        allowOnly(m, ["certificate", "key", "ca", "peers", "listeners", "tunnel"], prefix: p)
         var s = TLSSettings()
+        if let n = m["tunnel"] {
+            if let b = n.bool { s.tunnel = b } else { fail(n, p + "tunnel", "expected true or false, got '\(n.string ?? "?")'") }
+        }
         func path(_ k: String) -> String? {
             guard let n = m[k], let v = string(n, key: p + k) else { return nil }
             return v.hasPrefix("/") || base.isEmpty ? v : (base as NSString).appendingPathComponent(v)

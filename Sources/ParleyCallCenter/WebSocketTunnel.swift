@@ -2,6 +2,7 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 import NIOWebSocket
 import ParleySIP
 import ParleyTransport
@@ -36,10 +37,14 @@ public final class TunnelServer: @unchecked Sendable {
     /// Connections refused at accept.
     public private(set) var refused = ConnectionCounters()
 
-    public init(buffer: BufferServer, peers: [IPNetwork], limits: ConnectionLimits = ConnectionLimits()) {
+    /// Secure WebSocket (WSS): TLS with this context before the HTTP upgrade (nil: plain WS).
+    public let tls: NIOSSLContext?
+
+    public init(buffer: BufferServer, peers: [IPNetwork], limits: ConnectionLimits = ConnectionLimits(), tls: NIOSSLContext? = nil) {
         self.buffer = buffer
         self.peers = peers
         self.limits = limits
+        self.tls = tls
     }
 
     public func listen(on address: SocketAddress) -> EventLoopFuture<Void> {
@@ -47,6 +52,7 @@ public final class TunnelServer: @unchecked Sendable {
         let buffer = self.buffer
         let peers = self.peers
         let limits = self.limits
+        let tls = self.tls
         return ServerBootstrap(group: loop)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .serverChannelInitializer { [self] channel in
@@ -84,8 +90,9 @@ public final class TunnelServer: @unchecked Sendable {
                         }
                     })
                 return channel.eventLoop.makeCompletedFuture {
-                    // The upgrade must be done within the message timeout.
+                    // The upgrade must be done within the message timeout (the TLS handshake included).
                     try channel.pipeline.syncOperations.addHandler(HandshakeDeadline(timeout: limits.messageTimeout))
+                    if let tls { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls)) }
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(
                         withServerUpgrade: (upgraders: [upgrader], completionHandler: { _ in }))
                     try channel.pipeline.syncOperations.addHandler(TunnelRefusalHandler())
@@ -95,7 +102,7 @@ public final class TunnelServer: @unchecked Sendable {
             .map { [self] ch in
                 channel = ch
                 localAddress = ch.localAddress
-                buffer.logger.info("tunnel (SIP over WebSocket) listening on \(ch.localAddress.map(hostPort) ?? "?")")
+                buffer.logger.info("tunnel (SIP over \(tls == nil ? "WebSocket" : "secure WebSocket, WSS")) listening on \(ch.localAddress.map(hostPort) ?? "?")")
             }
     }
 
@@ -120,15 +127,19 @@ public final class TunnelClient: HandoffLink, @unchecked Sendable {
     private let viaHost: String
     public private(set) var connections = 0
 
-    public init(distributor: Distributor, server: SocketAddress, uri: SIPURI) {
+    /// Secure WebSocket (WSS): the buffer server's certificate is checked with this context.
+    let tls: NIOSSLContext?
+
+    public init(distributor: Distributor, server: SocketAddress, uri: SIPURI, tls: NIOSSLContext? = nil) {
         self.distributor = distributor
         self.loop = distributor.stack.loop
         self.server = server
         self.host = hostPort(server)
         self.viaHost = distributor.stack.newTag() + ".invalid"
+        self.tls = tls
     }
 
-    public func via(branch: String) -> String { "SIP/2.0/WS \(viaHost);branch=\(branch)" }
+    public func via(branch: String) -> String { "SIP/2.0/\(tls == nil ? "WS" : "WSS") \(viaHost);branch=\(branch)" }
 
     public func send(_ message: SIPMessage, failed: @escaping () -> Void) {
         loop.preconditionInEventLoop()
@@ -166,8 +177,9 @@ public final class TunnelClient: HandoffLink, @unchecked Sendable {
         ClientBootstrap(group: loop)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .connectTimeout(.seconds(3))
-            .channelInitializer { channel in
+            .channelInitializer { [tls] channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let tls { try channel.pipeline.syncOperations.addHandler(try NIOSSLClientHandler(context: tls, serverHostname: nil)) }
                     try channel.pipeline.syncOperations.addHTTPClientHandlers(
                         withClientUpgrade: (upgraders: [upgrader], completionHandler: { _ in }))
                     try channel.pipeline.syncOperations.addHandler(UpgradeRequestHandler(host: host, token: self.distributor?.tunnelToken()))
@@ -190,7 +202,7 @@ public final class TunnelClient: HandoffLink, @unchecked Sendable {
             case .success(let ch):
                 channel = ch
                 connections += 1
-                distributor?.logger.info("tunnel to the buffer server at \(host) open (SIP over WebSocket)")
+                distributor?.logger.info("tunnel to the buffer server at \(host) open (SIP over \(tls == nil ? "WebSocket" : "secure WebSocket, WSS"))")
                 let queued = pending
                 pending = []
                 for (m, f) in queued { write(m, on: ch, failed: f) }

@@ -806,6 +806,31 @@ CASE_softphone_caller_over_tls_agent_hangs_up() {
   wait_drained "$dir" 10
 }
 
+# The tunnel as secure WebSocket (tls.tunnel): the distributor's connection to the buffer server
+# is TLS, its certificate checked against tls.ca; calls handed off through it are answered.
+CASE_tunnel_over_wss_answered() {
+  local dir=$1 b rc rca h line
+  b=$(alloc_block) || { REASON="no free ports"; return 1; }
+  openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 \
+    -keyout "$dir/tls.key" -out "$dir/tls.crt" 2>/dev/null || { REASON="openssl could not make a certificate"; return 1; }
+  write_config "$dir" "$b" "" 1
+  printf 'tls: {certificate: %s, key: %s, ca: %s, tunnel: true}\n' "$dir/tls.crt" "$dir/tls.key" "$dir/tls.crt" >>"$dir/parley.yaml"
+  start_serve "$dir" "$b" || return 1
+  grep -q "secure WebSocket, WSS" "$dir/serve.log" || { REASON="the tunnel is not WSS (serve.log)"; return 1; }
+  start_agent "$dir" a1 agent-answers.xml $((b + 3)) "$N" 60 -d 300
+  run_caller "$dir" caller caller-answered-hangs-up.xml "$b" $((b + 9)) "$N" 60 tunnel none -d 300
+  rc=$?
+  wait_agent a1 15; rca=$?
+  check_side "$dir" caller "$rc" "$N" || return 1
+  check_side "$dir" a1 "$rca" "$N" || return 1
+  h=$(stat "$dir" buffer handoffs_tunnel)
+  [ "$h" = "$N" ] || { REASON="buffer server counted $h handoffs by tunnel, want $N"; return 1; }
+  # A plain-WebSocket client gets no upgrade from a WSS listener.
+  line=$(timeout -k 5 20 python3 "$ROOT/Tests/security/attack.py" forged-tunnel $((b + 2)) 2>/dev/null)
+  case "$line" in *"HTTP/1.1_101"*) REASON="a plain WebSocket upgrade was taken on the WSS listener: $line"; return 1 ;; esac
+  wait_drained "$dir" 10
+}
+
 # A SIPp caller reaches baresip as agent a1; baresip puts the caller on hold and takes it off
 # (re-INVITEs a=sendonly, then a=sendrecv, relayed to the caller, who checks them), then the
 # caller hangs up.
@@ -825,7 +850,7 @@ for enc in uri message tunnel; do
   CASES="$CASES $enc-answered-caller-hangs-up $enc-answered-agent-hangs-up $enc-caller-cancel-expect-487 $enc-agent-486-next-agent-answers $enc-agent-no-answer-next-agent-answers $enc-hold-resume-info-options-update $enc-agent-holds-resumes $enc-separate-processes"
 done
 CASES="$CASES uri-in-process-off uri-caller-over-tcp uri-caller-over-tcp-agent-hangs-up queue-priority-order queue-caller-abandons-while-queued queue-music-on-hold-then-moved-to-agent queue-caller-hangs-up-on-hold-abandoned queue-silent-treatment-does-not-block-the-agent queue-max-wait-gives-the-status queue-no-agent-rejects-with-status queue-max-length-and-max-wait-overflow-to-announcement queue-max-wait-on-hold-hangs-up"
-CASES="$CASES caller-requires-100rel-gets-420 reinvite-requires-100rel-gets-420 softphone-caller-talks-and-hangs-up softphone-agent-holds-resumes softphone-agent-hangs-up softphone-caller-over-tcp-agent-hangs-up softphone-caller-over-tls-agent-hangs-up"
+CASES="$CASES caller-requires-100rel-gets-420 reinvite-requires-100rel-gets-420 softphone-caller-talks-and-hangs-up softphone-agent-holds-resumes softphone-agent-hangs-up softphone-caller-over-tcp-agent-hangs-up softphone-caller-over-tls-agent-hangs-up tunnel-over-wss-answered"
 CASES="$CASES config-bad-file-refused lost-bye-probe-hangs-up-agent rule-classify-raises-call-connects rule-select-agent-raises-call-connects rule-handoff-raises-call-connects agent-no-answers-go-on-break agent-wrap-up-sends-next-call-elsewhere separate-buffer-crash-frees-agent $SECURITY_CASES"
 
 # ---------------------------------------------------------------- main
