@@ -110,6 +110,23 @@ CASE_security_silent_tcp_connections_with_1024_files() {
   a_call_completes "$dir" "$b"
 }
 
+# 2,000 idle TLS connections (connected, no handshake, nothing said) to the distributor's TLS
+# listener: each is closed at the message deadline; Parley stays up and calls go on.
+CASE_security_idle_tls_connections_closed() {
+  local dir=$1 b t line
+  b=$(alloc_block) || { REASON="no free ports"; return 1; }
+  t=$(alloc_block) || { REASON="no free ports"; return 1; }
+  openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 \
+    -keyout "$dir/tls.key" -out "$dir/tls.crt" 2>/dev/null || { REASON="openssl could not make a certificate"; return 1; }
+  secure_serve "$dir" "$b" "security: {connections: {message_timeout: 3s, per_source: 5000}}
+tls: {certificate: $dir/tls.crt, key: $dir/tls.key, listeners: {distributor: \"$IP:$t\"}}" || return 1
+  line=$(attack "$dir" idle-tls silent-tcp "$t" 2000 5)
+  kill -0 "$SERVE_PID" 2>/dev/null || { REASON="parley serve died under $line"; return 1; }
+  [ "$(field "$line" opened)" -ge 1900 ] || { REASON="connections not accepted: $line"; return 1; }
+  [ "$(field "$line" still_open)" = 0 ] || { REASON="idle TLS connections outlived the message deadline: $line"; return 1; }
+  a_call_completes "$dir" "$b"
+}
+
 # 1,000 connections each sending half a message: cut off at the message deadline; calls go on.
 CASE_security_half_sent_messages_cut_off() {
   local dir=$1 b line
@@ -185,4 +202,4 @@ CASE_security_reflection_bounded() {
   [ "$(stat "$dir" connections responses_withheld)" -ge 1 ] 2>/dev/null || { REASON="nothing withheld (stats: $(stat "$dir" connections responses_withheld)); $line"; return 1; }
 }
 
-SECURITY_CASES="security-request-flood-blocked security-reflection-bounded security-forged-uri-handoff-refused security-forged-message-handoff-refused-no-reflection security-forged-tunnel-refused security-spoofed-call-event-refused security-silent-tcp-connections-with-1024-files security-half-sent-messages-cut-off security-trickled-message-cut-off security-per-source-connection-cap security-oversize-tcp-message-closed"
+SECURITY_CASES="security-idle-tls-connections-closed security-request-flood-blocked security-reflection-bounded security-forged-uri-handoff-refused security-forged-message-handoff-refused-no-reflection security-forged-tunnel-refused security-spoofed-call-event-refused security-silent-tcp-connections-with-1024-files security-half-sent-messages-cut-off security-trickled-message-cut-off security-per-source-connection-cap security-oversize-tcp-message-closed"

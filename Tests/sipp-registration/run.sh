@@ -96,7 +96,9 @@ start_upstream() {
 
 # case_tls_upstream DIR KIND: Kamailio's TLS listener as the upstream registrar (its tls module,
 # a certificate made here): Parley forwards alice's registration and registers the fan-out over
-# TLS, checking Kamailio's certificate against it; the bindings are read back over UDP.
+# TLS, checking Kamailio's certificate against it; the bindings are read back over UDP. Then bob,
+# a real softphone (baresip), registers over TLS to Parley's own TLS listener, checking Parley's
+# certificate: TLS on both hops, and bob's TLS contact in the fan-out.
 case_tls_upstream() {
   local dir=$1 kind=$2 b t
   b=$(alloc_block) || { REASON="no free ports"; return 1; }
@@ -106,7 +108,9 @@ case_tls_upstream() {
     -keyout "$dir/upstream.key" -out "$dir/upstream.crt" 2>/dev/null || { REASON="openssl could not make a certificate"; return 1; }
   write_config "$dir"
   sed -i "s|  upstream: \"$IP:$UP\"|  upstream: \"$IP:$t\"\n  upstream_transport: tls|" "$dir/parley.yaml"
-  printf 'tls: {ca: %s}\n' "$dir/upstream.crt" >>"$dir/parley.yaml"
+  # Parley's own TLS listener for agents (port t+1) shows the same test certificate
+  printf 'tls: {certificate: %s, key: %s, ca: %s, listeners: {registration: "%s:%s"}}\n' \
+    "$dir/upstream.crt" "$dir/upstream.key" "$dir/upstream.crt" "$IP" $((t + 1)) >>"$dir/parley.yaml"
   grep -q "upstream_transport: tls" "$dir/parley.yaml" || { REASON="could not point parley.yaml at the TLS upstream"; return 1; }
   spawn "$dir/upstream.log" kamailio -f "$KAMCFG" -DD -E -n 2 -m 64 -M 8 -u root -g root -P "$dir/kamailio.pid" \
     -l "udp:$IP:$UP" -l "tls:$IP:$t" -A 'AUTH_PASSWORD="up-pw"' -A "BRANCH_TIMEOUT_MS=2000" \
@@ -118,6 +122,21 @@ case_tls_upstream() {
   expect_bindings "$dir" sales "sip:sales@$IP:$DIST q=1;sip:alice@$IP:$ALICE q=0.9" || return 1
   [ -n "$(ss -Htn state established "( dport = :$t )" 2>/dev/null)" ] \
     || { REASON="no TLS connection from Parley to Kamailio's port $t"; return 1; }
+  command -v baresip >/dev/null 2>&1 || return 0   # the registration suite runs without baresip too
+  mkdir -p "$dir/bob"
+  printf '%s\n' "poll_method epoll" "sip_listen $IP:$BOB" "net_interface $IP" "sip_cafile $dir/upstream.crt" \
+    "module_path /usr/lib/baresip/modules" "module stdio.so" "module g711.so" "module_app account.so" \
+    "module_app menu.so" >"$dir/bob/config"
+  echo "<sip:bob@$DOMAIN;transport=tls>;auth_pass=b-pw;outbound=\"sip:$IP:$((t + 1));transport=tls\";regint=600" >"$dir/bob/accounts"
+  ( sleep 6; echo "/quit"; sleep 2 ) | (cd "$dir" && exec setsid timeout -k 5 20 baresip -f "$dir/bob" -v >"$dir/bob.out" 2>&1) &
+  BG_PIDS+=("$!")
+  local i got=""
+  for i in $(seq 20); do
+    got=$(bindings "$dir" "query-support" support | paste -sd';' -)
+    case "$got" in *"transport=tls"*) break ;; esac
+    sleep 0.5
+  done
+  case "$got" in *"transport=tls"*) ;; *) REASON="bob (baresip over TLS) is not in support's fan-out: '$got' (bob.out)"; return 1 ;; esac
 }
 
 # write_config DIR: parley.yaml and a copy of the suite's rules (the drill and reorder edit it).
