@@ -47,7 +47,8 @@ struct ProxyCommand: ParsableCommand {
     var statsFile: String?
 
     func validate() throws {
-        guard SIPTransportKind(token: transport) != nil else {
+        // TLS is `parley serve`'s (its tls: section); this test proxy speaks UDP and TCP only.
+        guard let kind = SIPTransportKind(token: transport), kind != .tls else {
             throw ValidationError("--transport must be udp or tcp, not '\(transport)'")
         }
         guard !to.isEmpty else { throw ValidationError("give at least one --to target") }
