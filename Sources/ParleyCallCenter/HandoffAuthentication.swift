@@ -193,7 +193,9 @@ public struct HandoffAuthenticator: Sendable {
                 default: break
                 }
             }
-            guard let t, let n, let mac, n.utf8.count <= 64, mac.utf8.count == 32 else { return nil }
+            // A timestamp is seconds since 1970: anything else (a value whose milliseconds would
+            // overflow) is no token at all.
+            guard let t, (0...100_000_000_000).contains(t), let n, let mac, n.utf8.count <= 64, mac.utf8.count == 32 else { return nil }
             self.t = t
             self.n = n
             self.mac = mac

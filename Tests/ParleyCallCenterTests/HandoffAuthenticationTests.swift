@@ -110,7 +110,9 @@ import Testing
         #expect(unkeyed.verify(m, nowMs: Self.now) == .noSecret)
     }
 
-    @Test(arguments: ["t=1;n=x", "garbage", "t=abc;n=x;mac=00000000000000000000000000000000", "t=1;n=x;mac=00"])
+    @Test(arguments: ["t=1;n=x", "garbage", "t=abc;n=x;mac=00000000000000000000000000000000", "t=1;n=x;mac=00",
+                      "t=9223372036854775807;n=x;mac=00000000000000000000000000000000",
+                      "t=-9223372036854775808;n=x;mac=00000000000000000000000000000000"])
     func aMalformedTokenIsRefused(_ value: String) throws {
         var verifier = HandoffAuthenticator(secret: Self.secret)
         var m = try Self.invite()
