@@ -504,7 +504,8 @@ struct Reader {
                 break
             }
         }
-        guard let v = value, v >= 0, v.isFinite, !(positive && v == 0) else {
+        // Over 10^12 s (30,000 years) is a mistake, and would overflow milliseconds.
+        guard let v = value, v >= 0, v.isFinite, v <= 1e12, !(positive && v == 0) else {
             fail(node, key, "expected a duration such as 15, 15s, 500ms or 2m\(positive ? " (more than 0)" : ""), got '\(text)'")
             return nil
         }

@@ -79,6 +79,7 @@ import Testing
         let p = problems("""
             security:
               handoff_window: 10m
+              rate_limit: {block: 1e300}
               tunnel_peers: [not-an-address]
               connections: {max: 0, per_source: x, message_timeout: -1, partial_budget: 1KiB, idel_timeout: 5s}
               secret: x
@@ -86,7 +87,8 @@ import Testing
             """)
         #expect(Set(p.map(\.key)) == ["security.handoff_window", "security.tunnel_peers[0]", "security.connections.max",
                                       "security.connections.per_source", "security.connections.message_timeout",
-                                      "security.connections.partial_budget", "security.connections.idel_timeout", "security.secret"])
+                                      "security.connections.partial_budget", "security.connections.idel_timeout", "security.secret",
+                                      "security.rate_limit.block"])
     }
 
     @Test func bothRolesInOneProcessMakeTheirOwnSecretAndOneRoleAloneNeedsOne() throws {
