@@ -191,8 +191,9 @@ start_parley() {
   local dir=$1 b=$2 n=$3 role=() port=$2
   [ "${4:-}" = buffer ] && { role=(--role buffer); port=$(( b + 1 )); }
   write_config "$dir/parley.yaml" "$b" "$n"
-  # the buffer server alone takes the SIPp caller's handoffs unsigned (docs/security.md)
-  [ "${4:-}" = buffer ] && echo "security: {unsigned_handoffs_from: [$IP]}" >>"$dir/parley.yaml"
+  # the buffer server alone takes the SIPp caller's handoffs unsigned (docs/security.md); a
+  # role alone needs a handoff secret to start, though nothing here signs with it
+  [ "${4:-}" = buffer ] && echo "security: {unsigned_handoffs_from: [$IP], handoff_secret: bench-secret-$$-0123456789}" >>"$dir/parley.yaml"
   setsid "$PARLEY" serve --config "$dir/parley.yaml" "${role[@]}" --stats-file "$dir/stats.txt" --log-level error >"$dir/parley.log" 2>&1 &
   PARLEY_PID=$!; BG_PIDS+=("$PARLEY_PID")
   wait_listening "$port" udp "$PARLEY_PID" 60
