@@ -6,6 +6,7 @@ import PackageDescription
 //   ParleyTransaction  RFC 3261 section 17 transaction state machines (value types, injected clock)
 //   ParleyTransport    SwiftNIO transports (UDP, TCP) and the SIP stack that drives the transactions
 //   ParleyProxy        the RFC 3261 section 16 stateful proxy core the later roles reuse
+//   ParleyDialog       dialogs (RFC 3261 12) and the SDP session a B2BUA owns per leg (RFC 3264 8)
 //   ParleyRules        Lua rule engine (depends on the message core only)
 //   parley             the command-line tool
 let package = Package(
@@ -52,11 +53,18 @@ let package = Package(
         // Call records and the queue log (issue 6), in SQLite through GRDB; depends on nothing of ours.
         .target(name: "ParleyRecords", dependencies: [.product(name: "GRDB", package: "GRDB.swift"), .product(name: "GRDBSQLite", package: "GRDB.swift")]),
         .testTarget(name: "ParleyRecordsTests", dependencies: ["ParleyRecords"]),
+        // The dialog layer (RFC 3261 12, RFC 3264 8): dialogs per leg, what crosses a B2BUA, the
+        // SDP session Parley owns toward each leg. Below the call center, above transactions.
+        .target(
+            name: "ParleyDialog",
+            dependencies: ["ParleySIP", "ParleyTransaction", "ParleyTransport", .product(name: "NIOCore", package: "swift-nio")]
+        ),
+        .testTarget(name: "ParleyDialogTests", dependencies: ["ParleyDialog", "ParleySIP"]),
         // The call path (issue 5): distributor, buffer server, agents, handoff encodings.
         .target(
             name: "ParleyCallCenter",
             dependencies: [
-                "ParleySIP", "ParleyTransaction", "ParleyTransport", "ParleyRules", "ParleyRecords",
+                "ParleySIP", "ParleyTransaction", "ParleyTransport", "ParleyDialog", "ParleyRules", "ParleyRecords",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -68,7 +76,7 @@ let package = Package(
         .target(
             name: "ParleyApp",
             dependencies: [
-                "ParleyCallCenter", "ParleyRegistration", "ParleyTransport", "ParleyRules", "ParleySIP", "CHeapStats",
+                "ParleyCallCenter", "ParleyDialog", "ParleyRegistration", "ParleyTransport", "ParleyRules", "ParleySIP", "CHeapStats",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -77,7 +85,7 @@ let package = Package(
         ),
         .testTarget(
             name: "ParleyCallCenterTests",
-            dependencies: ["ParleyCallCenter", "ParleyTransport", "ParleyRules", "ParleySIP",
+            dependencies: ["ParleyCallCenter", "ParleyDialog", "ParleyTransport", "ParleyRules", "ParleySIP",
                            .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
                            .product(name: "NIOEmbedded", package: "swift-nio")]
         ),

@@ -1,6 +1,7 @@
 import Foundation
 import ParleyCallCenter
 import ParleyRules
+import ParleyDialog
 import ParleySIP
 import ParleyTransport
 import Yams

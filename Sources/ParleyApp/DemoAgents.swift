@@ -2,6 +2,7 @@ import Logging
 import NIOCore
 import ParleyCallCenter
 import ParleySIP
+import ParleyDialog
 import ParleyTransaction
 import ParleyTransport
 

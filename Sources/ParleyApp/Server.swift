@@ -8,6 +8,7 @@ import ParleyCallCenter
 import ParleyRecords
 import ParleyRegistration
 import ParleyRules
+import ParleyDialog
 import ParleySIP
 import ParleyTransaction
 import ParleyTransport

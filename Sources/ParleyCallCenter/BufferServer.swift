@@ -1,6 +1,7 @@
 import Logging
 import NIOCore
 import ParleyRules
+import ParleyDialog
 import ParleySIP
 import ParleyTransaction
 import ParleyTransport
@@ -308,7 +309,12 @@ public final class BufferServer: SIPTransactionUser, @unchecked Sendable {
         counters.handoffs[encoding.rawValue, default: 0] += 1
         let refuse: (Int, String) -> Void = { [self] code, reason in
             counters.refused += 1
-            let r = SIPTransport.makeResponse(to: invite, code: code, reason: reason, toTag: stack.newTag())
+            let tag: String
+            switch ingress {
+            case .transaction(let key): tag = stack.localTag(of: key.value)
+            case .link: tag = stack.newTag()
+            }
+            let r = SIPTransport.makeResponse(to: invite, code: code, reason: reason, toTag: tag)
             switch ingress {
             case .transaction(let key): stack.respond(r, to: key.value)
             case .link(let path, _): path.send(r)
@@ -333,7 +339,14 @@ public final class BufferServer: SIPTransactionUser, @unchecked Sendable {
         let callerContact = invite.contactURI?.sipURI
         let callerTransport: SIPTransportKind = callerContact?.secure == true ? .tls
             : callerContact?.transportParameter.flatMap(SIPTransportKind.init(token:)) ?? .udp
-        let callerLeg = DialogLeg(callID: callID, localTag: stack.newTag(), remoteTag: fromTag, local: callerLocal, remote: callerRemote,
+        // Our To tag toward the caller: one for every response to its INVITE (8.2.6.2); for a
+        // real transaction, the one the stack gives its own responses (a 100 has none).
+        let callerTag: String
+        switch ingress {
+        case .transaction(let key): callerTag = stack.localTag(of: key.value)
+        case .link: callerTag = stack.newTag()
+        }
+        let callerLeg = DialogLeg(callID: callID, localTag: callerTag, remoteTag: fromTag, local: callerLocal, remote: callerRemote,
                                   localCSeq: 0, remoteCSeq: cseq.sequence, remoteTarget: invite.contactURI,
                                   routeSet: invite.headers.elements(HeaderName(.recordRoute)), transport: callerTransport)
 
@@ -364,6 +377,9 @@ public final class BufferServer: SIPTransactionUser, @unchecked Sendable {
         }
         call.callerContact = contactHeader(toward: contactHop)
         call.agentContact = contactHeader(toward: agentHop)
+        if let ours = stack.transport.advertisedListener(for: contactHop.transport, toward: contactHop.address) {
+            call.caller.sdp = SDPSession(host: ours.ip)
+        }
         calls[call.id] = call
         switch ingress {
         case .transaction(let key): byInviteTransaction[key.value] = call
@@ -390,9 +406,11 @@ public final class BufferServer: SIPTransactionUser, @unchecked Sendable {
         var fromURI = SIPURI(host: SIPHost.from(address: local, ip: listener.ip), port: local.port)
         fromURI.user = callerFrom.uri.user.map { Self.safeUser($0) }
         let agentLocal = NameAddress(displayName: callerFrom.displayName, uri: .sip(fromURI))
-        return DialogLeg(callID: "b2b-" + stack.newTag() + stack.newTag() + "@" + listener.hostPort, localTag: stack.newTag(),
-                         remoteTag: nil, local: agentLocal, remote: NameAddress(uri: contact), localCSeq: 0,
-                         remoteCSeq: nil, remoteTarget: contact, routeSet: [], transport: hop.transport)
+        var leg = DialogLeg(callID: "b2b-" + stack.newTag() + stack.newTag() + "@" + listener.hostPort, localTag: stack.newTag(),
+                            remoteTag: nil, local: agentLocal, remote: NameAddress(uri: contact), localCSeq: 0,
+                            remoteCSeq: nil, remoteTarget: contact, routeSet: [], transport: hop.transport)
+        leg.sdp = SDPSession(host: listener.ip)
+        return leg
     }
 
     // MARK: Moving a caller off a treatment
@@ -642,6 +660,7 @@ public final class BufferServer: SIPTransactionUser, @unchecked Sendable {
             r.headers.append(HeaderName(.contact), call.callerContact)
         }
         HeaderPolicy.copyPayload(from: agentResponse, into: &r)
+        call.caller.ownSDP(&r)
         return r
     }
 
@@ -828,6 +847,9 @@ public final class BufferServer: SIPTransactionUser, @unchecked Sendable {
             r.headers.append(HeaderName(.contact), side == .caller ? call.callerContact : call.agentContact)
         }
         HeaderPolicy.copyPayload(from: response, into: &r)
+        var leg = call.leg(side)
+        leg.ownSDP(&r)
+        call.setLeg(side, leg)
         if code >= 200, request.method == .invite {
             if code >= 300 { call.pendingAck[side] = nil }
             if code < 300, let ack = call.lastRelayedAck[side.other], call.pendingAck[side] == nil,
@@ -1267,19 +1289,4 @@ final class MessageReplyPath: HandoffReplyPath {
         let m = HandoffWire.wrap(message, requestURI: requestURI, from: from, to: to, callID: callID, cseq: cseq)
         server?.sendLinkMessage(m, to: destination)
     }
-}
-
-extension SIPHost {
-    /// The host of a socket address.
-    static func from(address: SocketAddress, ip known: String? = nil) -> SIPHost {
-        let ip = known ?? address.ipAddress ?? "invalid"
-        if case .v6 = address { return .ipv6(ip) }
-        return .ipv4(ip)
-    }
-}
-
-/// A value on the heap, for what a call holds only for a while or rarely.
-final class Held<Value>: @unchecked Sendable {
-    let value: Value
-    init(_ value: Value) { self.value = value }
 }

@@ -2,6 +2,7 @@ import Logging
 import NIOCore
 import ParleyRecords
 import ParleyRules
+import ParleyDialog
 import ParleySIP
 import ParleyTransaction
 import ParleyTransport

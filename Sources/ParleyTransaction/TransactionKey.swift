@@ -76,6 +76,13 @@ public struct TransactionKey: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
+    /// Feeds what identifies the transaction's request, whatever its method, into `hasher`: an
+    /// INVITE and the CANCEL (or ACK) that matches it hash alike (a UAS's To tag for both,
+    /// RFC 3261 9.2).
+    public func hashIgnoringMethod(into hasher: inout Hasher) {
+        hasher.combine(with(method: .invite))
+    }
+
     /// The same key for another method (how a CANCEL names its INVITE, 9.2).
     func with(method: SIPMethod) -> TransactionKey {
         switch storage {

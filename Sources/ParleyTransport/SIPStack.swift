@@ -170,7 +170,7 @@ public final class SIPStack: @unchecked Sendable {
     public func respond(_ code: Int, _ reason: String? = nil, to key: TransactionKey, toTag: String? = nil,
                         extraHeaders: [(String, String)] = []) {
         guard let request = request(of: key) else { return }
-        var r = SIPTransport.makeResponse(to: request, code: code, reason: reason, toTag: toTag ?? (code > 100 ? newTag() : nil))
+        var r = SIPTransport.makeResponse(to: request, code: code, reason: reason, toTag: toTag ?? (code > 100 ? localTag(of: key) : nil))
         for (n, v) in extraHeaders { r.headers.append(HeaderName(n), v) }
         respond(r, to: key)
     }
@@ -185,8 +185,20 @@ public final class SIPStack: @unchecked Sendable {
         guard let request = request(of: key) else { return }
         let source = self.source(of: key)
         table.remove(key)
-        let r = SIPTransport.makeResponse(to: request, code: code, reason: reason, toTag: newTag())
+        let r = SIPTransport.makeResponse(to: request, code: code, reason: reason, toTag: localTag(of: key))
         transport.sendResponse(r, toRequestFrom: source)
+    }
+
+    /// The To tag of every response this stack builds to a server transaction's request
+    /// (RFC 3261 8.2.6.2: one tag for a UAS's responses to one request; 9.2: the CANCEL's 200 has
+    /// the INVITE's). Derived from the transaction's identity and this stack's random seed, so
+    /// it is the same for a 182 and the 487 that follows it without being stored, and no one
+    /// outside can guess it.
+    public func localTag(of key: TransactionKey) -> String {
+        var h = Hasher()
+        h.combine(branchSeed)
+        key.hashIgnoringMethod(into: &h)
+        return String(UInt64(bitPattern: Int64(h.finalize())), radix: 36)
     }
 
     /// A fresh tag for To/From.

@@ -1,6 +1,7 @@
 import NIOCore
 import NIOEmbedded
 import ParleySIP
+import ParleyDialog
 import ParleyTransport
 import Testing
 

@@ -167,7 +167,7 @@ check_side() { # DIR NAME RC EXPECTED_CALLS
   if [ "$rc" != 0 ]; then REASON="$name: sipp exited $rc ($name.out)"; return 1; fi
 }
 # received NAME.messages.log -> only the messages that SIPp received
-received() { awk '/message received/ { on = 1; next } /^-{20,}/ { on = 0 } on' "$1" 2>/dev/null; }
+received() { awk '/message received/ { on = 1; next } /^-{20,}/ || /message sent/ { on = 0 } on' "$1" 2>/dev/null; }
 # no_port_leak DIR NAME PORT... : none of these ports in anything NAME received
 no_port_leak() {
   local dir=$1 name=$2 p; shift 2
@@ -177,6 +177,29 @@ no_port_leak() {
       return 1
     fi
   done
+}
+
+# one_to_tag DIR NAME: every response NAME received but 100 has one and the same To tag
+# (RFC 3261 8.2.6.2: a UAS tags all its responses to a request alike; used where no agent's
+# early dialog comes between, e.g. 182 Queued then the final status)
+one_to_tag() {
+  local tags
+  tags=$(received "$1/$2.messages.log" | awk '/^SIP\/2.0 / { resp = ($2 != "100") } /^(To|t):/ && resp { if (match($0, /;tag=[^;> \r]+/)) print substr($0, RSTART + 5, RLENGTH - 5); resp = 0 }' | sort -u)
+  [ -n "$tags" ] || { REASON="$2 received no tagged response ($2.messages.log)"; return 1; }
+  [ "$(printf '%s\n' "$tags" | wc -l)" = 1 ] || { REASON="$2's responses carried different To tags: $(echo $tags) ($2.messages.log)"; return 1; }
+}
+# one_sdp_session DIR NAME: the session descriptions NAME received share one origin (username,
+# session id, address) and each version is the last one or one more, rising at least once
+# (RFC 3264 8: the B2BUA's own session toward the leg, its version raised on each change)
+one_sdp_session() {
+  local out
+  out=$(received "$1/$2.messages.log" | awk '/^o=/ { sub(/\r$/, ""); split($0, f, " ");
+      key = f[1] " " f[2] " " f[4] " " f[5] " " f[6]; v = f[3] + 0
+      if (n > 0 && key != k0) { print "origin changed: " k0 " -> " key; bad = 1 }
+      if (n > 0 && v != last && v != last + 1) { print "version " last " -> " v; bad = 1 }
+      if (n == 0) { k0 = key; first = v }; last = v; n++ }
+    END { if (n < 2) print "only " n " description(s)"; else if (last == first) print "the version never rose (" n " descriptions)"; else if (!bad) print "ok" }')
+  [ "$out" = ok ] || { REASON="$2's session descriptions: $(echo $out | cut -c1-200) ($2.messages.log)"; return 1; }
 }
 
 # ---------------------------------------------------------------- cases
@@ -521,6 +544,7 @@ CASE_queue_caller_abandons_while_queued() {
   sleep 0.7
   bg_caller "$dir" quitter caller-queued-cancel-expect-487.xml "$b" $((b + 7)) quitter 0
   callers_ok "$dir" first quitter || return 1
+  one_to_tag "$dir" quitter || return 1  # the 182 and the 487 (and the CANCEL's 200)
   wait_agent a1 10; r=$?
   check_side "$dir" a1 "$r" 1 || return 1
   wait_drained "$dir" 10 || return 1
@@ -544,6 +568,8 @@ CASE_queue_music_on_hold_then_moved_to_agent() {
   callers_ok "$dir" first held || return 1
   wait_agent a1 10; r=$?; check_side "$dir" a1 "$r" 2 || return 1
   wait_agent moh 10; r=$?; check_side "$dir" moh "$r" 1 || return 1
+  # hold music's answer, then the re-INVITE with the agent's: one origin, the version one up
+  one_sdp_session "$dir" held || return 1
   no_port_leak "$dir" held $((b + 3)) $((b + 6)) || return 1
   no_port_leak "$dir" moh $((b + 9)) "$b" || return 1
   no_port_leak "$dir" a1 $((b + 9)) "$b" $((b + 6)) || return 1
@@ -600,6 +626,7 @@ CASE_queue_max_wait_gives_the_status() {
   start_serve "$dir" "$b" || return 1
   bg_caller "$dir" waiter caller-queued-expect-486.xml "$b" $((b + 9)) waiter 0
   callers_ok "$dir" waiter || return 1
+  one_to_tag "$dir" waiter || return 1  # the 182 and the 486
   records "$dir"
   expect_call "$dir" waiter timeout - 486 ENTERQUEUE EXITWITHTIMEOUT || return 1
 }

@@ -10,17 +10,17 @@ import ParleyTransport
 /// ports in a header. The body (SDP) passes through untouched.
 public enum HeaderPolicy {
     /// Known headers that describe the session or the request and carry no addresses.
-    static let crossingKnown: Set<KnownHeader> = [
+    public static let crossingKnown: Set<KnownHeader> = [
         .contentType, .contentEncoding, .contentDisposition, .contentLanguage, .mimeVersion,
         .supported, .require, .unsupported, .allow, .accept, .acceptEncoding, .acceptLanguage,
         .subject, .event, .allowEvents, .sessionExpires, .retryAfter, .priority, .organization,
         .recvInfo, .expires, .date,
     ]
     /// Unknown (extension) headers that cross, lower-cased.
-    static let crossingOther: Set<String> = ["info-package", "min-se", "reason", "privacy"]
+    public static let crossingOther: Set<String> = ["info-package", "min-se", "reason", "privacy"]
     /// Option tags removed from Supported and Require: the buffer server does not relay
     /// reliable provisionals (PRACK), so neither leg may ask for them.
-    static let droppedOptionTags: Set<String> = ["100rel", "precondition"]
+    public static let droppedOptionTags: Set<String> = ["100rel", "precondition"]
 
     /// The option tags a request's Require names that the call path cannot honour (those it
     /// removes, `droppedOptionTags`), as written, each once: such a request is refused with 420
@@ -87,6 +87,21 @@ public struct DialogLeg: Sendable {
     public var routeSet: [String]
     /// The transport the leg's requests use when a URI does not say.
     public var transport: SIPTransportKind
+    /// Parley's own SDP session toward this leg: every description sent on it carries its
+    /// origin (nil: descriptions pass as they are). Boxed while unset costs nothing.
+    public var sdp: SDPSession? {
+        get { session?.value }
+        set { session = newValue.map(Held.init) }
+    }
+    private var session: Held<SDPSession>?
+
+    /// Puts this leg's SDP origin in a message about to be sent on it (a response to the
+    /// peer's request, or a request built elsewhere).
+    public mutating func ownSDP(_ message: inout SIPMessage) {
+        guard var s = sdp, message.carriesSDP else { return }
+        message.ownSDP(&s)
+        sdp = s
+    }
 
     public init(callID: String, localTag: String, remoteTag: String?, local: NameAddress, remote: NameAddress,
                 localCSeq: UInt32, remoteCSeq: UInt32?, remoteTarget: URI?, routeSet: [String], transport: SIPTransportKind) {
@@ -138,6 +153,7 @@ public struct DialogLeg: Sendable {
         var m = SIPMessage.request(method, remoteTarget ?? .sip(SIPURI(host: .name("invalid"))), headers: h)
         if let payload {
             HeaderPolicy.copyPayload(from: payload, into: &m)
+            ownSDP(&m)
         } else {
             m.updateContentLength()
         }
@@ -175,7 +191,7 @@ public enum Resolver {
 
 extension SIPMessage {
     /// From tag, To tag and Call-ID, for dialog matching.
-    var dialogIDs: (callID: String, fromTag: String?, toTag: String?)? {
+    public var dialogIDs: (callID: String, fromTag: String?, toTag: String?)? {
         guard let callID else { return nil }
         let f = (try? from())??.tag
         let t = (try? to())??.tag
@@ -183,7 +199,22 @@ extension SIPMessage {
     }
 
     /// The first Contact's URI.
-    var contactURI: URI? {
+    public var contactURI: URI? {
         ((try? contacts()) ?? []).first?.address?.uri
     }
+}
+
+extension SIPHost {
+    /// The host of a socket address.
+    public static func from(address: SocketAddress, ip known: String? = nil) -> SIPHost {
+        let ip = known ?? address.ipAddress ?? "invalid"
+        if case .v6 = address { return .ipv6(ip) }
+        return .ipv4(ip)
+    }
+}
+
+/// A value on the heap, for what a call holds only for a while or rarely.
+public final class Held<Value>: @unchecked Sendable {
+    public let value: Value
+    public init(_ value: Value) { self.value = value }
 }
