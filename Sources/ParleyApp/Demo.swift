@@ -28,8 +28,21 @@ public struct DemoOptions: Sendable {
     public var wrapUp: Duration = .seconds(1)
     public var queueTimeout: Duration = .seconds(60)
     public var logLevel = "warning"
+    /// Where the rules' clock starts (ms since 1970, UTC); it then runs at the real pace. By
+    /// default a Tuesday at 15:00 UTC (10:00 in the shipped rules' UTC-5): the demo shows skills
+    /// routing whatever the time of day, not every call `after_hours`. nil: the real clock.
+    public var rulesClockStartMs: Int64? = DemoOptions.businessHoursMs
+    /// 2026-12-08 (a Tuesday) 15:00 UTC.
+    public static let businessHoursMs: Int64 = 1_796_742_000_000
 
     public init(rulesDirectory: String) { self.rulesDirectory = rulesDirectory }
+
+    /// The rules' clock for this demo: from `rulesClockStartMs` on at the pace of `now`.
+    public func rulesClock(now: @escaping @Sendable () -> Int64 = RuleClock.system.nowMs) -> RuleClock {
+        guard let start = rulesClockStartMs else { return RuleClock(now) }
+        let offset = start - now()
+        return RuleClock { now() + offset }
+    }
 
     /// The agent ids: agent01, agent02, ...
     public var agentIDs: [String] {
@@ -116,9 +129,11 @@ public struct DemoSnapshot: Sendable {
     public func render(title: String) -> String {
         let c = callers
         let secs = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        // Abandoned as the call records count it: every caller who hung up before an answer,
+        // those the demo's end cut off included (said apart).
         var s = String(format: "%@ %6.1fs  offered %d  answered %d  abandoned %d  failed %d  waiting %d (queued %d)  talking %d  completed %d",
-                       title, secs, c.offered, c.answered, c.abandoned, c.failed, c.waiting, queued, c.talking, c.completed)
-        if c.cutOff > 0 { s += "  cut off at the end \(c.cutOff)" }
+                       title, secs, c.offered, c.answered, c.abandoned + c.cutOff, c.failed, c.waiting, queued, c.talking, c.completed)
+        if c.cutOff > 0 { s += "  (abandoned: \(c.cutOff) cut off at the end)" }
         if !c.failureCodes.isEmpty {
             s += "  (" + c.failureCodes.sorted { $0.key < $1.key }.map { "\($0.value) x \($0.key)" }.joined(separator: ", ") + ")"
         }
@@ -198,6 +213,7 @@ public final class ParleyDemo: @unchecked Sendable {
             throw ServeError("the generated configuration (\(configurationPath)) has problems:\n\(error)")
         }
         let server = ParleyServer(configuration: configuration)
+        server.ruleClock = options.rulesClock()
         self.server = server
         try server.start()
 

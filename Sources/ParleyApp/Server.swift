@@ -45,6 +45,10 @@ public final class ParleyServer: @unchecked Sendable {
     private let heapReleases = HeapReleases()
     private let logger = Logger(label: "parley.serve")
 
+    /// The clock the rules read (`parley.now_ms()`): the wall clock, except in `parley demo`,
+    /// which runs the rules in business hours whatever the time of day. Set before `start`.
+    public var ruleClock: RuleClock = .system
+
     public init(configuration: ParleyConfiguration, roles: [Role]? = nil) {
         self.configuration = configuration
         self.roles = roles ?? configuration.roles
@@ -168,7 +172,7 @@ public final class ParleyServer: @unchecked Sendable {
             }
         }
         if roles.contains(.distributor) {
-            let store = RuleStore(directory: c.rulesDirectory)
+            let store = RuleStore(directory: c.rulesDirectory, options: RuleOptions(clock: ruleClock))
             switch store.reload() {
             case .failed(let problems):
                 throw ServeError("the rules in \(c.rulesDirectory) do not load:\n" + problems.map(\.description).joined(separator: "\n"))
@@ -245,7 +249,7 @@ public final class ParleyServer: @unchecked Sendable {
         }
         let rules: RuleStore
         if let store { rules = store } else {
-            rules = RuleStore(directory: c.rulesDirectory)
+            rules = RuleStore(directory: c.rulesDirectory, options: RuleOptions(clock: ruleClock))
             if case .failed(let problems) = rules.reload() {
                 throw ServeError("the rules in \(c.rulesDirectory) do not load:\n" + problems.map(\.description).joined(separator: "\n"))
             }

@@ -212,12 +212,11 @@ public final class SIPProxy: SIPTransactionUser, @unchecked Sendable {
         guard let code = response.statusCode, let call = branchOwner[transaction], let branch = call.liveBranches[transaction] else { return }
         if transaction.method == .cancel { return }
         switch code {
-        case 100:
-            return
-        case 101...199:
+        case 100...199:
+            // Any provisional, a 100 too, lets a CANCEL go (9.1).
             branch.provisional = true
-            if branch.cancelPending { cancelBranch(branch) }
-            if branch === call.current, !call.finalSent, !call.cancelled, !branch.abandoned {
+            if branch.cancelPending || branch.abandoned || call.finalSent { cancelBranch(branch) }
+            if code > 100, branch === call.current, !call.finalSent, !call.cancelled, !branch.abandoned {
                 forwardUpstream(response, call)
             }
         case 200...299:
@@ -226,8 +225,10 @@ public final class SIPProxy: SIPTransactionUser, @unchecked Sendable {
             branch.timer?.cancel()
             call.finalSent = true
             forwardUpstream(response, call)
-            for other in call.liveBranches.values where other !== branch && !other.final && other.provisional {
-                cancelBranch(other)
+            // 16.7 step 10: every other pending branch is CANCELled, including one given up on
+            // timeout; one without a provisional yet is CANCELled when its provisional comes.
+            for other in call.liveBranches.values where other !== branch && (!other.final || other.abandoned) {
+                if other.provisional { cancelBranch(other) } else { other.cancelPending = true }
             }
         default:
             branch.final = true
@@ -263,7 +264,15 @@ public final class SIPProxy: SIPTransactionUser, @unchecked Sendable {
         counters.branchTimeouts += 1
         branch.abandoned = true
         branch.final = true
-        if branch.provisional { cancelBranch(branch) }
+        if branch.provisional {
+            cancelBranch(branch)
+        } else {
+            // 16.8: as if it had answered 408. Its INVITE goes out no more (a retransmission
+            // reaching the target later, say after it restarted, would ring a call nobody
+            // waits for), and a late provisional gets the CANCEL (9.1).
+            branch.cancelPending = true
+            stack.giveUp(branch.key)
+        }
         call.record(local(call, 408, "Request Timeout"), synthetic: true)
         logger.debug("branch \(branch.key) gave no final answer in \(configuration.branchTimeout); trying the next target")
         if branch === call.current { tryNext(call) }

@@ -100,14 +100,15 @@ public struct QueueStats: Sendable, Equatable {
     public var abandoned = 0
     public var failed = 0
     public var waiting = 0
-    /// Average wait of answered calls, ms.
-    public var averageWaitMs: Int64 = 0
+    /// Average wait of answered calls, ms (nil: none was answered).
+    public var averageWaitMs: Int64?
     /// Answered within the service-level threshold, over the calls that stopped waiting
-    /// (answered, abandoned, timed out or failed); 1 when none did.
-    public var serviceLevel: Double = 1
+    /// (answered, abandoned, timed out or failed); nil when none did.
+    public var serviceLevel: Double?
     /// Talk time of completed calls, ms.
     public var talkMs: Int64 = 0
-    public var averageTalkMs: Int64 = 0
+    /// Average talk time of completed calls, ms (nil: none completed).
+    public var averageTalkMs: Int64?
 }
 
 /// Figures for one agent.
@@ -117,7 +118,8 @@ public struct AgentStats: Sendable, Equatable {
     public var answered = 0
     public var notAnswered = 0
     public var talkMs: Int64 = 0
-    public var averageTalkMs: Int64 = 0
+    /// Average talk time of completed calls, ms (nil: none completed).
+    public var averageTalkMs: Int64?
 }
 
 /// A problem with the record database.
@@ -335,7 +337,7 @@ public final class RecordStore: Sendable {
             guard row.outcome == .waiting else { return }
             try db.run("UPDATE calls SET ended_ms = ?, outcome = 'abandoned', final_code = 487 WHERE reference = ?", [.int(at), .text(call)])
             row.outcome = .abandoned
-            try log(db, at, call, queue, nil, .abandon, version, at - arrived, nil)
+            try log(db, at, call, queue, nil, .abandon, version, at - arrived, 487)
         case .completed(let call, let agent, let at):
             guard row.outcome == .answered, let answered = row.answered else { return }
             try db.run("UPDATE calls SET ended_ms = ?, outcome = 'completed' WHERE reference = ?", [.int(at), .text(call)])
@@ -460,13 +462,13 @@ public final class RecordStore: Sendable {
                 s.abandoned = r["abandoned"]
                 s.failed = r["failed"]
                 s.waiting = r["waiting"]
-                s.averageWaitMs = Int64(((r["avg_wait"] as Double?) ?? 0).rounded())
+                s.averageWaitMs = (r["avg_wait"] as Double?).map { Int64($0.rounded()) }
                 let within: Int = r["within"]
                 let stopped = s.offered - s.waiting
-                s.serviceLevel = stopped == 0 ? 1 : Double(within) / Double(stopped)
+                s.serviceLevel = stopped == 0 ? nil : Double(within) / Double(stopped)
                 s.talkMs = r["talk"]
                 let completed: Int = r["completed"]
-                s.averageTalkMs = completed == 0 ? 0 : s.talkMs / Int64(completed)
+                s.averageTalkMs = completed == 0 ? nil : s.talkMs / Int64(completed)
                 return s
             }
         }
@@ -482,7 +484,9 @@ public final class RecordStore: Sendable {
                        SUM(event = 'RINGNOANSWER') AS not_answered,
                        SUM(CASE WHEN event = 'COMPLETE' THEN duration_ms ELSE 0 END) AS talk,
                        SUM(event = 'COMPLETE') AS completed
-                FROM queue_log WHERE agent IS NOT NULL AND time_ms >= ? GROUP BY agent ORDER BY agent
+                FROM queue_log
+                WHERE agent IS NOT NULL AND event IN ('OFFER', 'CONNECT', 'RINGNOANSWER', 'COMPLETE') AND time_ms >= ?
+                GROUP BY agent ORDER BY agent
                 """, arguments: [sinceMs]).map { r in
                 var s = AgentStats(agent: r["agent"])
                 s.offered = r["offered"]
@@ -490,7 +494,7 @@ public final class RecordStore: Sendable {
                 s.notAnswered = r["not_answered"]
                 s.talkMs = r["talk"]
                 let completed: Int = r["completed"]
-                s.averageTalkMs = completed == 0 ? 0 : s.talkMs / Int64(completed)
+                s.averageTalkMs = completed == 0 ? nil : s.talkMs / Int64(completed)
                 return s
             }
         }

@@ -370,14 +370,28 @@ public final class RegistrationRole: SIPTransactionUser, @unchecked Sendable {
         for p in response.headers.values(HeaderName(.path)) { extra.append(("Path", p)) }
         stack.respond(200, "OK", to: server, extraHeaders: extra)
         let up = agentUpstream[agentID] ?? ("", 0)
-        if forward.removesAll || (forward.contact != nil && forward.expires == 0) {
-            if state.agentRemoved(agentID) != nil {
-                store?.removeAgent(agentID)
-                logger.info("registration: \(agentID) unregistered; its fan-out bindings go")
-                agentUpstream[agentID] = nil
+        if !forward.removesAll, let removed = forward.contact, forward.expires == 0 {
+            // One contact removed (RFC 3261 10.2.2). Only the contact the fan-out is built on
+            // takes the agent out of it, and not while the upstream still binds the agent
+            // elsewhere: a stray or forged removal of another contact changes nothing.
+            guard let tracked = state.agents[agentID], Self.sameContact(tracked.contact, removed) else {
+                logger.info("registration: \(agentID) removed contact \(removed), not the one its fan-out uses; the fan-out stays")
+                return
+            }
+            if let other = Self.remainingContact(response, without: removed) {
+                let granted = Self.grantedSeconds(response, contact: other) ?? configuration.expires
+                let a = AgentRegistration(agentID: agentID, aor: forward.aor, contact: other, expiresAtMs: now + Int64(granted) * 1000,
+                                          upstreamCallID: up.callID, upstreamCSeq: up.cseq)
+                state.agentRegistered(a)
+                store?.saveAgent(a)
+                logger.info("registration: \(agentID) removed \(removed); its fan-out goes on with \(other)")
                 onContactsChanged?(state.agentContacts)
                 scheduleReplan()
+            } else {
+                removeAgent(agentID)
             }
+        } else if forward.removesAll {
+            removeAgent(agentID)
         } else if let contact = forward.contact {
             let granted = Self.grantedSeconds(response, contact: contact) ?? forward.expires
             let a = AgentRegistration(agentID: agentID, aor: forward.aor, contact: contact, expiresAtMs: now + Int64(granted) * 1000,
@@ -411,6 +425,35 @@ public final class RegistrationRole: SIPTransactionUser, @unchecked Sendable {
         default:
             return (code, reason, [])
         }
+    }
+
+    /// The agent is registered nowhere any more: its fan-out bindings go.
+    private func removeAgent(_ agentID: String) {
+        guard state.agentRemoved(agentID) != nil else { return }
+        store?.removeAgent(agentID)
+        logger.info("registration: \(agentID) unregistered; its fan-out bindings go")
+        agentUpstream[agentID] = nil
+        onContactsChanged?(state.agentContacts)
+        scheduleReplan()
+    }
+
+    /// Whether two contact URIs name the same place (compared as `plainURI`).
+    static func sameContact(_ a: String, _ b: String) -> Bool {
+        guard let x = try? URI.parse(a), let y = try? URI.parse(b) else { return a == b }
+        return plainURI(x) == plainURI(y)
+    }
+
+    /// A contact the upstream's 200 still binds (expires above 0) other than `removed`, as the
+    /// fan-out writes contacts (no URI headers); nil when the agent is bound nowhere else.
+    static func remainingContact(_ response: SIPMessage, without removed: String) -> String? {
+        guard let list = try? response.contacts() else { return nil }
+        for c in list {
+            guard let a = c.address, (c.expires ?? 1) > 0, case .sip(var u) = a.uri else { continue }
+            u.headers = []
+            let text = u.description
+            if !sameContact(text, removed) { return text }
+        }
+        return nil
     }
 
     /// The expiry the upstream granted `contact`, from its 200's Contact set.

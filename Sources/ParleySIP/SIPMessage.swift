@@ -294,6 +294,20 @@ extension SIPMessage {
         return out
     }
 
+    /// Writes `via` in place of the top Via value (a transport stamping `received`/`rport`, RFC
+    /// 3261 18.2.1, RFC 3581 4). The typed headers validation parsed stay, the top Via changed
+    /// in them too: any other header edit drops them all, and every later read of From, To,
+    /// CSeq or Contact would parse its header again.
+    public mutating func replaceTopVia(_ via: Via) {
+        let kept = parsed
+        headers.removeFirstElement(HeaderName(.via))
+        headers.prepend(HeaderName(.via), via.description)
+        parsed = kept?.with(topVia: via)
+    }
+
+    /// Whether validation's typed headers are still with the message (for tests).
+    public var keepsParsedHeaders: Bool { parsed != nil }
+
     /// Every Via value, top first.
     public func vias() throws(SIPParseError) -> [Via] {
         if let p = parsed { return p.vias }

@@ -141,6 +141,21 @@ final class ParsedHeaders: @unchecked Sendable {
     var contacts: [ContactValue] = []
     var routes: [NameAddress] = []
     var recordRoutes: [NameAddress] = []
+
+    /// A copy with another top Via (shared copies are never changed).
+    func with(topVia via: Via) -> ParsedHeaders {
+        let p = ParsedHeaders()
+        p.vias = vias
+        if p.vias.isEmpty { p.vias = [via] } else { p.vias[0] = via }
+        p.from = from
+        p.to = to
+        p.cseq = cseq
+        p.maxForwards = maxForwards
+        p.contacts = contacts
+        p.routes = routes
+        p.recordRoutes = recordRoutes
+        return p
+    }
 }
 
 /// Where the known headers stand in a message: the first line of each and how many lines.

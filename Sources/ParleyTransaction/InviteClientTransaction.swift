@@ -4,6 +4,7 @@
 //   start          -> Calling: send INVITE; A (unreliable only) and B
 //   Calling        -- A fires          -> retransmit, A doubles (no cap; B bounds it)
 //   Calling        -- B fires          -> timeout to TU, Terminated
+//   Calling        -- TU gives up      -> A stops (no more retransmissions); B still runs
 //   Calling/Proc.  -- 1xx              -> Proceeding, to TU (A and B stop)
 //   Calling/Proc.  -- 2xx              -> Accepted, to TU, Timer M        (RFC 6026)
 //   Calling/Proc.  -- 300-699          -> Completed, to TU, send ACK, Timer D (0 if reliable)
@@ -73,6 +74,9 @@ public struct InviteClientTransaction: TransactionStateMachine {
             terminate(&actions)
         case .tuResponse:
             break
+        case .tuGiveUp:
+            // Nothing more goes out; Timer B still ends the wait for a late response.
+            if state == .calling { book.cancel(.a, &actions) }
         }
         return actions
     }

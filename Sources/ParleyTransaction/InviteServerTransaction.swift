@@ -88,6 +88,8 @@ public struct InviteServerTransaction: TransactionStateMachine {
             // In Confirmed nothing is sent, so no send of this transaction can have failed.
             guard state != .confirmed else { break }
             actions.append(.transportError)
+        case .tuGiveUp:
+            break
         }
         return actions
     }

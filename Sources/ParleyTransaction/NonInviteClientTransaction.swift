@@ -60,7 +60,7 @@ public struct NonInviteClientTransaction: TransactionStateMachine {
         case .transportError:
             actions.append(.transportError)
             terminate(&actions)
-        case .tuResponse:
+        case .tuResponse, .tuGiveUp:
             break
         }
         return actions

@@ -79,6 +79,8 @@ public struct NonInviteServerTransaction: TransactionStateMachine {
         case .transportError:
             actions.append(.transportError)
             terminate(&actions)
+        case .tuGiveUp:
+            break
         }
         return actions
     }

@@ -32,6 +32,10 @@ public enum TransactionEvent: Sendable, Equatable {
     case timerFired(TransactionTimer)
     /// The transport layer failed to send a message of this transaction (17.1.4, 17.2.4).
     case transportError
+    /// The TU has given an INVITE up before any response (a proxy branch past its time): the
+    /// INVITE client transaction stops retransmitting (Timer A) but stays until Timer B for a
+    /// late response, so a late provisional can still be CANCELled (9.1, 16.8). Others ignore it.
+    case tuGiveUp
 }
 
 /// An output of a transaction state machine, to be performed by the driver in order.

@@ -148,6 +148,12 @@ public final class SIPStack: @unchecked Sendable {
         return sendRequest(request.makeCancel(), to: destination, addVia: false)
     }
 
+    /// Stops a client INVITE transaction's retransmissions: the TU has given it up before any
+    /// response. A late response still reaches the TU until Timer B.
+    public func giveUp(_ invite: TransactionKey) {
+        if let out = table.handle(.tuGiveUp, for: invite, now: .now()) { perform(out) }
+    }
+
     /// The request that started a transaction.
     public func request(of key: TransactionKey) -> SIPMessage? { table.request(for: key) }
 

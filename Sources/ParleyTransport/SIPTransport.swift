@@ -394,8 +394,7 @@ public final class SIPTransport: @unchecked Sendable {
             changed = true
         }
         guard changed else { return }
-        request.headers.removeFirstElement(HeaderName(.via))
-        request.headers.prepend(HeaderName(.via), via.description)
+        request.replaceTopVia(via)
     }
 
     /// A response built from a request per RFC 3261 section 8.2.6 (Via, From, To, Call-ID, CSeq

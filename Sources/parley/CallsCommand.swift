@@ -82,7 +82,7 @@ struct CallsCommand: ParsableCommand {
         Reads the call records `parley serve` writes (records.database in the configuration): \
         newest first, with queue, agent, outcome, wait and talk time and the rules version each \
         call ran under. With --call, prints that call's queue log (ENTERQUEUE, OFFER, \
-        RINGNOANSWER, CONNECT, ABANDON, COMPLETE, EXITWITHTIMEOUT, FAILED).
+        RINGNOANSWER, CONNECT, ABANDON, COMPLETE, EXITWITHTIMEOUT, FAILED). Times are UTC.
         """
     )
 
@@ -106,7 +106,7 @@ struct CallsCommand: ParsableCommand {
                 FileHandle.standardError.write(Data("parley calls: no call \(call) in \(store.path)\n".utf8))
                 throw ExitCode(1)
             }
-            print(table(["time", "event", "queue", "agent", "duration", "code", "rules"], lines.map {
+            print(table(["time (UTC)", "event", "queue", "agent", "duration", "code", "rules"], lines.map {
                 [formatTime($0.timeMs), $0.event.rawValue, $0.queue, $0.agent ?? "-", formatSeconds($0.durationMs),
                  $0.code.map(String.init) ?? "-", String($0.rulesVersion.prefix(12))]
             }))
@@ -117,7 +117,7 @@ struct CallsCommand: ParsableCommand {
             print("no calls recorded in \(store.path)")
             return
         }
-        print(table(["call", "arrived", "caller", "queue", "agent", "outcome", "code", "offers", "wait", "talk", "rules"], calls.map {
+        print(table(["call", "arrived (UTC)", "caller", "queue", "agent", "outcome", "code", "offers", "wait", "talk", "rules"], calls.map {
             [$0.reference, formatTime($0.arrivedMs), $0.caller, $0.queue, $0.agent ?? "-", $0.outcome.rawValue,
              $0.finalCode.map(String.init) ?? "-", String($0.offers), formatSeconds($0.waitMs), formatSeconds($0.talkMs),
              String($0.rulesVersion.prefix(12))]

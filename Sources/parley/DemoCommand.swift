@@ -54,6 +54,9 @@ struct DemoCommand: ParsableCommand {
     @Flag(help: "Print only the final summary.")
     var quiet = false
 
+    @Flag(name: .customLong("real-time"), help: "Run the rules on the real clock (outside business hours the shipped rules route every call to after_hours). By default their clock starts on a Tuesday at 15:00 UTC.")
+    var realTime = false
+
     func validate() throws {
         guard agents >= 1, agents <= 500 else { throw ValidationError("--agents must be 1 to 500") }
         guard rate > 0, rate <= 500 else { throw ValidationError("--rate must be above 0 and at most 500 calls/s") }
@@ -111,6 +114,7 @@ struct DemoCommand: ParsableCommand {
         options.behaviour.patience = try Self.range(patience, "--patience")
         options.recordsPath = records.map { ($0 as NSString).standardizingPath.hasPrefix("/") ? $0 : (FileManager.default.currentDirectoryPath as NSString).appendingPathComponent($0) }
         options.logLevel = logLevel
+        if realTime { options.rulesClockStartMs = nil }
 
         let demo = try ParleyDemo(options: options)
         do {

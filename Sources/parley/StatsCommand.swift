@@ -10,7 +10,8 @@ struct StatsCommand: ParsableCommand {
         discussion: """
         Per queue (call type): offered, answered, abandoned, failed (timed out or no agent), \
         waiting, average wait of answered calls, service level (answered within --service-level \
-        over the calls that stopped waiting) and talk time. Per agent: offered, answered, not \
+        over the calls that stopped waiting) and talk time; "-" where there is nothing to \
+        average. Per agent: offered, answered, not \
         answered (no answer or a failure response) and talk time. --since limits both to calls \
         and events in the last DURATION (e.g. 15m, 1h, 2d).
         """
@@ -57,7 +58,7 @@ struct StatsCommand: ParsableCommand {
         print(table(["queue", "offered", "answered", "abandoned", "failed", "waiting", "avg_wait", "service_level(\(serviceLevel))", "talk", "avg_talk"],
                     queues.map {
                         [$0.queue, String($0.offered), String($0.answered), String($0.abandoned), String($0.failed), String($0.waiting),
-                         formatSeconds($0.averageWaitMs), String(format: "%.0f%%", $0.serviceLevel * 100), formatSeconds($0.talkMs),
+                         formatSeconds($0.averageWaitMs), $0.serviceLevel.map { String(format: "%.0f%%", $0 * 100) } ?? "-", formatSeconds($0.talkMs),
                          formatSeconds($0.averageTalkMs)]
                     }))
         print("")

@@ -76,6 +76,26 @@ import Testing
         let records = try store.recentCalls(limit: 1000)
         #expect(records.count == c.offered)
         #expect(records.filter { $0.outcome == .completed }.count == c.answered)
+        // The shipped rules ran in business hours whatever the time of day: skills routing, not
+        // every call after_hours.
+        #expect(Set(records.map(\.queue)).isSubset(of: ["sales", "support", "billing"]), "queues: \(Set(records.map(\.queue)))")
+    }
+
+    /// The rules' clock starts at the demo's business hour and then keeps the real pace.
+    @Test func theRulesClockStartsInBusinessHours() {
+        var o = options(agents: 1, rate: 1, seconds: 1)
+        let real = ManualClockForDemo()
+        real.ms = 5_000_000
+        let clock = o.rulesClock(now: { real.ms })
+        #expect(clock.nowMs() == DemoOptions.businessHoursMs)
+        real.ms += 90_000
+        #expect(clock.nowMs() == DemoOptions.businessHoursMs + 90_000)
+        // a Tuesday (1970-01-01 was a Thursday), 15:00 UTC
+        let days = DemoOptions.businessHoursMs / 86_400_000
+        #expect((days + 3) % 7 + 1 == 2)
+        #expect(DemoOptions.businessHoursMs % 86_400_000 == 15 * 3_600_000)
+        o.rulesClockStartMs = nil
+        #expect(o.rulesClock(now: { real.ms }).nowMs() == real.ms)
     }
 
     @Test func callersKeptWaitingHangUpAndAreCountedAsAbandoned() throws {
@@ -85,6 +105,10 @@ import Testing
         o.behaviour.busyChance = 0
         o.behaviour.noAnswerChance = 0
         o.behaviour.patience = 0.6...0.9
+        let recordsDir = FileManager.default.temporaryDirectory.appendingPathComponent("parley-demo-test-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: recordsDir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: recordsDir) }
+        o.recordsPath = recordsDir.appendingPathComponent("calls.sqlite").path
 
         let final = try run(o)
         let c = final.callers
@@ -96,5 +120,15 @@ import Testing
         #expect(c.abandoned >= 1)
         #expect(c.offered == c.answered + c.abandoned + c.failed + c.cutOff)
         #expect((final.distributor?.cancelled ?? 0) >= c.abandoned)
+        // The summary's abandoned figure is the records' (callers cut off at the end included).
+        let store = try RecordStore(path: try #require(o.recordsPath))
+        let abandonedInRecords = try store.recentCalls(limit: 1000).filter { $0.outcome == .abandoned }.count
+        #expect(abandonedInRecords == c.abandoned + c.cutOff)
+        #expect(final.render(title: "final").contains("abandoned \(abandonedInRecords) "))
     }
+}
+
+/// A settable wall clock for the demo's rules clock.
+final class ManualClockForDemo: @unchecked Sendable {
+    var ms: Int64 = 0
 }

@@ -99,6 +99,7 @@ struct RecordStoreTests {
             #expect(call.outcome == .abandoned)
             #expect(call.endedMs == 7_000)
             #expect(try store.queueLog(call: "c2").map(\.event) == [.enterQueue, .abandon])
+            #expect(try store.queueLog(call: "c2").last?.code == 487)  // the ABANDON line says what the caller got
         }
     }
 
@@ -217,6 +218,7 @@ struct RecordStoreTests {
             store.record(.connected(call: "b", agent: "alice", at: 40_000))
             store.record(.completed(call: "b", agent: "alice", at: 50_000))
             store.record(arrived("c", at: 0))
+            store.record(.treatment(call: "c", treatment: "moh", at: 1_000))
             store.record(.abandoned(call: "c", at: 3_000))
             // support: one still waiting.
             store.record(arrived("d", queue: "support", at: 0))
@@ -229,14 +231,18 @@ struct RecordStoreTests {
             #expect(sales.answered == 2)
             #expect(sales.abandoned == 1)
             #expect(sales.averageWaitMs == 22_500)
-            #expect(abs(sales.serviceLevel - 1.0 / 3.0) < 1e-9)
+            #expect(abs((sales.serviceLevel ?? -1) - 1.0 / 3.0) < 1e-9)
             #expect(sales.talkMs == 40_000)
             #expect(sales.averageTalkMs == 20_000)
             #expect(queues[1].waiting == 1)
-            #expect(queues[1].serviceLevel == 1)
+            // nothing to average over: no figure, rather than 0 s or 100 %
+            #expect(queues[1].serviceLevel == nil)
+            #expect(queues[1].averageWaitMs == nil && queues[1].averageTalkMs == nil)
 
+            // agents only: the treatment that held a caller is no agent
             let agents = try store.agentStats()
             #expect(agents.map(\.agent) == ["alice", "bob"])
+            #expect(agents[1].averageTalkMs == nil)
             #expect(agents[0].offered == 2 && agents[0].answered == 2 && agents[0].talkMs == 40_000)
             #expect(agents[1].offered == 1 && agents[1].answered == 0 && agents[1].notAnswered == 1)
         }

@@ -28,6 +28,26 @@ struct InviteClientTransactionTests {
         #expect(d.scheduled.isEmpty)
     }
 
+    @Test("A TU that gives the INVITE up stops its retransmissions; a late provisional still reaches it until Timer B")
+    func givenUpStopsRetransmitting() {
+        var d = make()
+        d.advance(to: 1_000)
+        #expect(d.handle(.tuGiveUp).isEmpty == false)  // Timer A cancelled
+        d.advance(to: 4_000)
+        #expect(d.sendTimes == [0, 500])  // nothing after the TU gave up (1.5 s and 3.5 s before)
+        let late = Msg.response(180, to: Msg.invite())
+        #expect(d.handle(.received(late)).passedToTU == [late])
+        #expect(d.machine.canCancel)
+        // given up with no answer at all: Timer B still ends it
+        var silent = make()
+        silent.advance(to: 600)
+        _ = silent.handle(.tuGiveUp)
+        silent.advance(to: 40_000)
+        #expect(silent.sendTimes == [0, 500])
+        #expect(silent.reports.first?.action == .timeout(.b))
+        #expect(silent.terminatedAt == 32_000)
+    }
+
     @Test("RFC 3261 17.1.1.2: no retransmissions over a reliable transport; Timer B still fires")
     func reliableNoTimerA() {
         var d = make(.reliable)

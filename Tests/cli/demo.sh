@@ -18,12 +18,13 @@ if [ $rc -eq 0 ]; then ok; else bad "parley demo --duration 3: exit $rc ($(tail 
 if grep -q '^live ' "$tmp/out"; then ok; else bad "no live summary line"; fi
 final=$(grep '^final ' "$tmp/out")
 if [ -n "$final" ]; then ok; else bad "no final summary"; fi
-# offered = answered + abandoned + failed + cut off (waiting 0 at the end), and some answered
-read -r offered answered abandoned failed waiting cut < <(awk '{
+# offered = answered + abandoned + failed (abandoned counts the callers cut off at the end, as
+# the records do; waiting 0 at the end), and some answered
+read -r offered answered abandoned failed waiting < <(awk '{
   for (i = 1; i < NF; i++) { if ($i == "offered") o = $(i+1); if ($i == "answered") a = $(i+1); if ($i == "abandoned") b = $(i+1)
-    if ($i == "failed") f = $(i+1); if ($i == "waiting") w = $(i+1); if ($i == "off" && $(i-1) == "cut") c = $(i+4) }
-  print o + 0, a + 0, b + 0, f + 0, w + 0, c + 0 }' <<<"$final")
-if [ "${offered:-0}" -gt 0 ] && [ "$offered" -eq $(( answered + abandoned + failed + cut )) ] && [ "$waiting" -eq 0 ]; then ok
+    if ($i == "failed") f = $(i+1); if ($i == "waiting") w = $(i+1) }
+  print o + 0, a + 0, b + 0, f + 0, w + 0 }' <<<"$final")
+if [ "${offered:-0}" -gt 0 ] && [ "$offered" -eq $(( answered + abandoned + failed )) ] && [ "$waiting" -eq 0 ]; then ok
 else bad "final counts do not add up: $final"; fi
 if [ "${answered:-0}" -gt 0 ]; then ok; else bad "no call answered: $final"; fi
 # one line per agent in the final summary, each with its phone's figures

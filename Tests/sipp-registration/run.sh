@@ -365,6 +365,14 @@ case_bad_input() { # DIR KIND
   agent_register "$dir" alice a-pw "$ALICE" || return 1
   expect_bindings "$dir" sales "$full" || return 1
 
+  # Expires 0 for a contact bob never registered (his REGISTER from another port names that
+  # port): only that contact may go; bob's fan-out and his own binding stay.
+  sipp_run "$dir" stray-removal "$HERE/uac-agent-register-expect-200.xml" "$REG" "$OTHER" -key agent bob -key expires 0 \
+      -au bob -ap b-pw || { REASON="bob's Expires 0 for another contact did not get its 200 (stray-removal.*)"; return 1; }
+  sleep 1
+  expect_bindings "$dir" sales "$full" || return 1
+  expect_bindings "$dir" bob "sip:bob@$IP:$BOB q=1" || return 1
+
   # Expires 0: bob's own binding and his fan-out bindings go.
   agent_register "$dir" bob b-pw "$BOB" 0 || return 1
   expect_bindings "$dir" sales "sip:sales@$IP:$DIST q=1;sip:alice@$IP:$ALICE q=0.9" || return 1

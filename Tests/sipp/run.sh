@@ -282,6 +282,28 @@ CASE_uac_fork_third_answers() {
   check_side "$dir" uas3-answers "$rc3" "$n" 1 || return 1
 }
 
+# Sequential forking with a short branch timer (the SIPProxy core `parley registrar` forks
+# with): the first target stays silent past the timer, the second answers. The first target's
+# INVITE is retransmitted no more once given up on (a retransmission reaching it after a restart
+# would ring a ghost call), and its late 180 gets a CANCEL (RFC 3261 16.8, 16.7 step 10).
+CASE_uac_fork_given_up_branch_cancelled() {
+  local dir=$1 b n=3 rc rc1 rc2 invites
+  b=$(alloc_block) || { REASON="no free ports"; return 1; }
+  start_proxy "$dir" "$b" udp 1 $((b + 1)) $((b + 2)) || return 1
+  UAS_PROTO=udp start_uas "$dir" uas1-late uas-late-ring-expect-cancel.xml $((b + 1)) first "$n" 90
+  UAS_PROTO=udp start_uas "$dir" uas2-answers uas-answer-200.xml $((b + 2)) second "$n" 90
+  run_uac "$dir" uac uac-expect-200.xml "$b" $((b + 9)) "$n" 1 90 -d 100
+  rc=$?
+  wait_uas uas1-late 15; rc1=$?
+  wait_uas uas2-answers 10; rc2=$?
+  check_side "$dir" uac "$rc" "$n" 1 || return 1
+  check_side "$dir" uas2-answers "$rc2" "$n" 1 || return 1
+  check_side "$dir" uas1-late "$rc1" "$n" 1 || return 1
+  # T1 500 ms, branch timer 1 s: the INVITE at 0 and 0.5 s, none after (3.5 s would make 4).
+  invites=$(grep -c "^INVITE sip:" "$dir/uas1-late.messages.log")
+  [ "$invites" -le $((n * 2)) ] || { REASON="the given-up target got $invites INVITEs for $n calls: still retransmitted after the branch timer (uas1-late.messages.log)"; return 1; }
+}
+
 # The registrar: `parley registrar` with digest authentication (SIPp computes the credentials).
 start_registrar() { # DIR PORT -> sets PROXY_PID; on failure sets REASON and returns 1
   local dir=$1 port=$2
@@ -331,7 +353,7 @@ CASE_register_password_guessing_locked_out() {
 
 CASES="udp-uac-expect-200 tcp-uac-expect-200 udp-loss-uac-expect-200 uac-cancel-expect-487
 uac-expect-486 uac-expect-408-no-answer uac-max-forwards-0-expect-483 uac-fork-third-answers
-udp6-uac-expect-200"
+uac-fork-given-up-branch-cancelled udp6-uac-expect-200"
 # Registrar cases run against Parley only (the Kamailio stand-in is a plain proxy).
 [ "$PROXY" = parley ] && CASES="$CASES register-digest-expect-200 register-replay-after-10000-challenged register-password-guessing-locked-out"
 
