@@ -120,7 +120,7 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
     public let engine: RuleEngine
     public let agents: AgentBook
     public var logger: Logger
-    public private(set) var counters = Counters()
+    public internal(set) var counters = Counters()
     /// Links for the `message` and `tunnel` encodings (`uri` needs none). An encoding whose link
     /// is missing falls back to `uri`, logged.
     public var links: [HandoffEncoding: HandoffLink] = [:]
@@ -131,22 +131,22 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
     /// Where call records and queue-log lines go (nil: none kept). Writes are queued, never
     /// waited for on the event loop.
     public var records: RecordStore?
-    private let clock: () -> Int64
+    let clock: () -> Int64
 
-    private var calls: [TransactionKey: DistributorCall] = [:]
-    private var attemptsByKey: [TransactionKey: Attempt] = [:]
-    private var attemptsByBranch: [String: Attempt] = [:]
-    private var waiting: [DistributorCall] = []
+    var calls: [TransactionKey: DistributorCall] = [:]
+    var attemptsByKey: [TransactionKey: Attempt] = [:]
+    var attemptsByBranch: [String: Attempt] = [:]
+    var waiting: [DistributorCall] = []
     /// How many of `waiting` are of each call type (max length is checked on every arrival).
-    private var waitingPerType: [String: Int] = [:]
+    var waitingPerType: [String: Int] = [:]
     /// Calls whose caller is connected to a treatment (answered, so no longer held by their
     /// INVITE transaction) and still waiting for an agent, by reference.
-    private var onTreatment: [String: DistributorCall] = [:]
+    var onTreatment: [String: DistributorCall] = [:]
     /// Answered calls by reference: the agent stays busy until the buffer server says it ended.
-    private var answeredCalls: [String: String] = [:]
-    private var lastHeartbeat: (at: Int64, calls: Set<String>)?
-    private var reconcileTimer: TimerToken?
-    private var linkCSeq: UInt32 = 0
+    var answeredCalls: [String: String] = [:]
+    var lastHeartbeat: (at: Int64, calls: Set<String>)?
+    var reconcileTimer: TimerToken?
+    var linkCSeq: UInt32 = 0
 
     public init(stack: SIPStack, configuration: DistributorConfiguration, store: RuleStore, agents: [AgentStateMachine],
                 clock: @escaping () -> Int64, logger: Logger = Logger(label: "parley.distributor")) {
@@ -198,7 +198,7 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
         }
     }
 
-    private func newCall(_ invite: SIPMessage, key: TransactionKey, source: SIPSource) {
+    func newCall(_ invite: SIPMessage, key: TransactionKey, source: SIPSource) {
         counters.calls += 1
         // No 100 Trying here: the INVITE server transaction sends one if nothing else (an
         // agent's 180, 182 Queued, a final answer) reached the caller within 200 ms (17.2.1).
@@ -255,7 +255,7 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
     // MARK: Choosing the agent
 
     /// Offers the call to the next agent the rules choose, queues it, or gives up.
-    private func tryNext(_ call: DistributorCall) {
+    func tryNext(_ call: DistributorCall) {
         guard !call.done, !call.cancelled else { return }
         if let a = call.current, !a.final, !a.abandoned { return }  // an offer is out
         if call.treatmentAttempt != nil {
@@ -311,7 +311,7 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
 
     /// The INVITE as the buffer server gets it: Request-URI the buffer server's with the agent id
     /// appended, Max-Forwards one less, our call reference.
-    private func handoffInvite(_ call: DistributorCall, agent: String, encoding: HandoffEncoding, kind: AttemptKind) -> SIPMessage {
+    func handoffInvite(_ call: DistributorCall, agent: String, encoding: HandoffEncoding, kind: AttemptKind) -> SIPMessage {
         var invite = call.invite
         invite.requestURI = kind.isTreatment ? HandoffWire.target(buffer: configuration.bufferURI, treatment: agent)
             : HandoffWire.target(buffer: configuration.bufferURI, agent: agent)
@@ -327,7 +327,7 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
         return invite
     }
 
-    private func handOff(_ call: DistributorCall, to agent: String, encoding: HandoffEncoding, kind: AttemptKind) {
+    func handOff(_ call: DistributorCall, to agent: String, encoding: HandoffEncoding, kind: AttemptKind) {
         counters.handoffs[encoding.rawValue, default: 0] += 1
         let attempt = Attempt(call: call, agent: agent, encoding: encoding, kind: kind)
         call.attempts.append(attempt)
@@ -383,7 +383,7 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
         }
     }
 
-    private func noAnswer(_ attempt: Attempt) {
+    func noAnswer(_ attempt: Attempt) {
         guard !attempt.final, !attempt.abandoned, let call = attempt.call else { return }
         counters.noAnswers += 1
         attempt.abandoned = true
@@ -396,7 +396,7 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
         if call.current === attempt { tryNext(call) }
     }
 
-    private func cancelAttempt(_ attempt: Attempt) {
+    func cancelAttempt(_ attempt: Attempt) {
         guard !attempt.final, !attempt.cancelSent else { return }
         guard attempt.provisional else {
             attempt.cancelPending = true
@@ -413,673 +413,10 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
         }
     }
 
-    // MARK: Responses from the buffer server
-
-    public func stack(_ stack: SIPStack, didReceiveResponse response: SIPMessage, transaction: TransactionKey) {
-        if transaction.method == .message, let code = response.statusCode, code >= 200 {
-            messageLinkResult(transaction, failed: code >= 300)
-            return
-        }
-        guard transaction.method == .invite, let attempt = attemptsByKey[transaction] else { return }
-        attemptResponse(attempt, response)
-    }
-
-    /// A response (or a request) that came back through a link.
-    public func linkReceived(_ message: SIPMessage) {
-        guard !message.isRequest, let branch = (try? message.topVia())??.branch, let attempt = attemptsByBranch[branch] else { return }
-        guard ((try? message.cseq()) ?? nil)?.method == .invite else { return }  // the 200 for a CANCEL
-        attemptResponse(attempt, message)
-        if let code = message.statusCode, code >= 300, attempt.encoding == .tunnel, let invite = attempt.linkInvite,
-           let link = attempt.link {
-            link.send(invite.makeACK(for: message)) {}  // 17.1.1.3, hop by hop
-        }
-    }
-
-    /// A handoff's response as the caller gets it: our Via and the handoff's call header removed.
-    private static func upstream(_ response: SIPMessage) -> SIPMessage {
-        var r = response
-        r.headers.removeFirstElement(HeaderName(.via))
-        r.headers.removeAll(HandoffWire.callHeader)
-        return r
-    }
-
-    private func attemptResponse(_ attempt: Attempt, _ response: SIPMessage) {
-        guard let code = response.statusCode, let call = attempt.call else { return }
-        if attempt.kind.isTreatment {
-            treatmentResponse(attempt, call: call, code: code, response: response)
-            return
-        }
-        // Built only for a response that goes on to the caller: a 100 stops here.
-        var upstream: SIPMessage { Self.upstream(response) }
-        switch code {
-        case 100...199:
-            attempt.provisional = true
-            if attempt.cancelPending { cancelAttempt(attempt) }
-            if code > 100, attempt.kind == .agent, call.current === attempt, !attempt.abandoned, !call.finalSent, !call.cancelled {
-                stack.respond(upstream, to: call.serverKey)
-            }
-        case 200...299:
-            let first = !attempt.final
-            attempt.final = true
-            attempt.noAnswerTimer?.cancel()
-            if attempt.kind == .move {
-                // The buffer server connected the agent and re-INVITEd the caller to it: this
-                // hop is ours alone, so the ACK goes back statelessly (and again for each
-                // retransmission).
-                ackMove(attempt, response)
-            }
-            if first {
-                if !attempt.abandoned { call.liveAttempts -= 1 }
-                counters.answered += 1
-                // A late answer from an agent we had given up on still wins: the caller gets it.
-                agents.apply(attempt.agent) { m, t in
-                    m.answered(call: call.reference, now: t) || m.answeredLate(call: call.reference, now: t)
-                }
-                answeredCalls[call.reference] = attempt.agent
-                records?.record(.connected(call: call.reference, agent: attempt.agent, at: clock()))
-                if let other = call.current, other !== attempt { cancelAttempt(other) }
-                call.cancelGuard?.cancel()
-                call.done = true
-                call.queueTimer?.cancel()
-                if let t = call.treatmentAttempt { cancelAttempt(t) }
-                onTreatment[call.reference] = nil
-                call.onTreatment = nil
-            }
-            if attempt.kind == .agent {
-                call.finalSent = true
-                stack.respond(upstream, to: call.serverKey)  // 2xx retransmissions too (16.7 step 5)
-            }
-            if first { call.answered(attempt, transactionInvite: stack.request(of: call.serverKey)) }
-            dequeue(call)
-        default:
-            guard !attempt.final else { return }
-            attempt.final = true
-            attempt.noAnswerTimer?.cancel()
-            if !attempt.abandoned {
-                call.liveAttempts -= 1
-                agents.rejected(attempt.agent, call: call.reference)
-                records?.record(.notAnswered(call: call.reference, agent: attempt.agent, code: code, at: clock()))
-                if attempt.kind == .agent { call.record(code: code, reason: response.reasonPhrase, response: upstream) }
-            } else {
-                // The agent was already released when its no-answer timer fired.
-                if case .ringing(let c, _)? = agents.agent(attempt.agent)?.state, c == call.reference {
-                    agents.rejected(attempt.agent, call: call.reference)
-                }
-            }
-            if call.cancelled {
-                if call.liveAttempts <= 0, call.treatmentAttempt == nil { finish(call, code: 487) }
-            } else if call.current === attempt {
-                tryNext(call)
-            }
-        }
-    }
-
-    /// A response to a treatment handoff (the caller is not answered yet) or a move to a
-    /// treatment (overflow of a caller already on one).
-    private func treatmentResponse(_ attempt: Attempt, call: DistributorCall, code: Int, response: SIPMessage) {
-        switch code {
-        case 100...199:
-            attempt.provisional = true
-            if attempt.cancelPending { cancelAttempt(attempt) }
-        case 200...299:
-            if attempt.kind == .treatmentMove { ackMove(attempt, response) }
-            let first = !attempt.final
-            attempt.final = true
-            attempt.noAnswerTimer?.cancel()
-            // Given up on: the caller is not connected to it (the buffer server, missing the
-            // caller's ACK, hangs the treatment up).
-            if attempt.abandoned { return }
-            if attempt.kind == .treatment {
-                call.finalSent = true
-                stack.respond(Self.upstream(response), to: call.serverKey)  // retransmissions too
-            }
-            guard first else { return }
-            if call.treatmentAttempt === attempt { call.treatmentAttempt = nil }
-            counters.treatments += 1
-            call.onTreatment = attempt.agent
-            records?.record(.treatment(call: call.reference, treatment: attempt.agent, at: clock()))
-            logger.debug("call \(call.reference): caller connected to \(attempt.agent)")
-            if call.cancelled || call.done {
-                onTreatment[call.reference] = nil
-            } else {
-                onTreatment[call.reference] = call
-                if let a = call.current, !a.final, !a.abandoned { return }
-                if call.queued { dequeue(call) }
-                tryNext(call)
-            }
-        default:
-            guard !attempt.final else { return }
-            attempt.final = true
-            attempt.noAnswerTimer?.cancel()
-            if attempt.abandoned { return }
-            treatmentFailed(attempt, call: call, why: "answered \(code)")
-        }
-    }
-
-    private func treatmentNoAnswer(_ attempt: Attempt) {
-        guard !attempt.final, !attempt.abandoned, let call = attempt.call else { return }
-        attempt.abandoned = true
-        cancelAttempt(attempt)
-        treatmentFailed(attempt, call: call, why: "did not answer")
-    }
-
-    /// A treatment that failed or did not answer: a waiting caller goes on waiting without it;
-    /// a caller sent to an overflow treatment gets the queue's status instead.
-    private func treatmentFailed(_ attempt: Attempt, call: DistributorCall, why: String) {
-        if call.treatmentAttempt === attempt { call.treatmentAttempt = nil }
-        logger.warning("call \(call.reference): treatment \(attempt.agent) \(why); the caller waits without it")
-        if call.cancelled {
-            if call.liveAttempts <= 0 { finish(call, code: 487) }
-        } else if attempt.kind == .treatmentMove || call.done {
-            call.done = false
-            giveUp(call, code: call.policy.status, reason: "overflow treatment \(attempt.agent) \(why)", exit: .failed)
-        } else {
-            call.treatmentFailed = true
-            if call.queued { dequeue(call) }
-            tryNext(call)
-        }
-    }
-
-    /// The ACK for a 2xx to a move (buffer server hop only).
-    private func ackMove(_ attempt: Attempt, _ response: SIPMessage) {
-        guard let key = attempt.key, let invite = stack.request(of: key) ?? attempt.sentInvite else { return }
-        var ack = invite.makeACK(for: response)
-        if let contact = response.contactURI { ack.requestURI = contact }
-        ack.headers.removeAll(HeaderName(.via))
-        ack.headers.prepend(HeaderName(.via), stack.makeVia(for: configuration.bufferDestination, branch: stack.newBranch()))
-        stack.sendStateless(ack, to: configuration.bufferDestination)
-    }
-
-    private func attemptFailed(_ attempt: Attempt, code: Int) {
-        guard !attempt.final else { return }
-        var response = SIPTransport.makeResponse(to: attempt.call?.invite ?? SIPMessage.request(.invite, .sip(SIPURI(host: .name("invalid")))), code: code)
-        response.headers.prepend(HeaderName(.via), "SIP/2.0/UDP invalid;branch=z9hG4bKlocal")
-        attemptResponse(attempt, response)
-    }
-
-    public func stack(_ stack: SIPStack, transaction: TransactionKey, didFail failure: TransactionFailure) {
-        if transaction.method == .message {
-            messageLinkResult(transaction, failed: true)
-            return
-        }
-        guard let attempt = attemptsByKey[transaction], transaction.method == .invite else { return }
-        attemptFailed(attempt, code: failure == .transportError ? 503 : 408)
-    }
-
-    public func stack(_ stack: SIPStack, didTerminate transaction: TransactionKey) {
-        if let call = calls.removeValue(forKey: transaction) {
-            call.cancelGuard?.cancel()
-            for a in call.attempts where a.final { forgetLinkAttempt(a) }
-            // A caller on a treatment is answered but still waits: it stays queued.
-            if onTreatment[call.reference] === call, !call.done { return }
-            call.queueTimer?.cancel()
-            dequeue(call)
-            return
-        }
-        if transaction.method == .message {
-            messageLinkResult(transaction, failed: false)
-            return
-        }
-        if let attempt = attemptsByKey.removeValue(forKey: transaction) {
-            attempt.noAnswerTimer?.cancel()
-            if !attempt.final { attemptFailed(attempt, code: 408) }
-        }
-    }
-
-    private func forgetLinkAttempt(_ attempt: Attempt) {
-        guard let branch = attempt.branch else { return }
-        attemptsByBranch[branch] = nil
-        attempt.linkGuard?.cancel()
-    }
-
-    /// How a call left the queue without an agent, for the records.
-    enum Exit { case failed, timeout, full }
-
-    /// Answers the caller: the best response any agent gave, or `code`.
-    private func finish(_ call: DistributorCall, code: Int, reason: String? = nil, exit: Exit = .failed) {
-        guard !call.finalSent else { return }
-        if code == 487 {
-            // Recorded when the caller gets the 487, not at the CANCEL: an agent's 2xx that
-            // crosses the CANCEL connects the call instead.
-            records?.record(.abandoned(call: call.reference, at: clock()))
-        } else {
-            let sent = call.best == nil ? code : call.bestCode
-            recordExit(call, code: sent, exit: exit)
-        }
-        call.finalSent = true
-        call.done = true
-        call.cancelGuard?.cancel()
-        call.queueTimer?.cancel()
-        dequeue(call)
-        if let t = call.treatmentAttempt { cancelAttempt(t) }
-        if code == 487 || call.best == nil {
-            stack.respond(code, reason, to: call.serverKey)
-        } else if let best = call.best {
-            stack.respond(best, to: call.serverKey)
-        }
-        if code != 487 { counters.failed += 1 }
-        // Link attempts that are final can go; the rest go when their guard fires.
-        for a in call.attempts where a.final { forgetLinkAttempt(a) }
-    }
-
-    private func recordExit(_ call: DistributorCall, code: Int?, exit: Exit, treatment: String? = nil) {
-        if let code, treatment == nil, exit != .full {
-            records?.record(.failed(call: call.reference, code: code, timedOut: exit == .timeout, at: clock()))
-        } else {
-            records?.record(.overflowed(call: call.reference, full: exit == .full, treatment: treatment, code: code, at: clock()))
-        }
-    }
-
-    /// The call gets no agent: the caller is answered `code`, or, if a treatment answered it
-    /// already, hung up by the buffer server.
-    private func giveUp(_ call: DistributorCall, code: Int, reason: String, exit: Exit) {
-        guard !call.done else { return }
-        if !call.finalSent {
-            logger.debug("call \(call.reference): \(code) (\(reason))")
-            finish(call, code: code, reason: QueuePolicy.reason(for: code) + ": " + reason, exit: exit)
-            return
-        }
-        logger.debug("call \(call.reference): hanging up the caller on its treatment (\(reason))")
-        call.done = true
-        call.queueTimer?.cancel()
-        dequeue(call)
-        onTreatment[call.reference] = nil
-        counters.failed += 1
-        recordExit(call, code: nil, exit: exit)
-        sendControl(.hangup(call: call.reference))
-    }
-
-    /// Over max wait or max length: the queue's overflow treatment, or its status.
-    private func overflow(_ call: DistributorCall, full: Bool) {
-        guard !call.done else { return }
-        if full { counters.overflows += 1 } else { counters.queueTimeouts += 1 }
-        dequeue(call)
-        let exit: Exit = full ? .full : .timeout
-        guard case .treatment(let name) = call.policy.overflow, configuration.treatments.contains(name) else {
-            giveUp(call, code: call.policy.status, reason: full ? "the queue is full" : "no agent answered in time", exit: exit)
-            return
-        }
-        call.done = true
-        call.queueTimer?.cancel()
-        onTreatment[call.reference] = nil
-        recordExit(call, code: nil, exit: exit, treatment: name)
-        if call.onTreatment == name { return }  // already there
-        if let t = call.treatmentAttempt { cancelAttempt(t) }
-        if let a = call.current, !a.final { cancelAttempt(a) }
-        logger.debug("call \(call.reference): overflows to \(name)")
-        handOff(call, to: name, encoding: .uri, kind: call.onTreatment != nil ? .treatmentMove : .treatment)
-    }
-
-    // MARK: The queue
-
-    /// Waiting order: higher priority first, then earlier arrival.
-    private static func before(_ a: DistributorCall, _ b: DistributorCall) -> Bool {
-        a.info.priority != b.info.priority ? a.info.priority > b.info.priority : a.info.arrivedMs < b.info.arrivedMs
-    }
-
-    private func enqueue(_ call: DistributorCall) {
-        guard !call.queued, !call.done else { return }
-        let now = clock()
-        let deadline = call.info.arrivedMs + call.policy.maxWait.milliseconds
-        if now >= deadline {
-            overflow(call, full: false)
-            return
-        }
-        if !call.counted {
-            call.counted = true
-            if let max = call.policy.maxLength, waitingPerType[call.info.type, default: 0] >= max {
-                overflow(call, full: true)
-                return
-            }
-        }
-        call.queued = true
-        counters.queued += 1
-        let i = waiting.firstIndex { Self.before(call, $0) } ?? waiting.endIndex
-        waiting.insert(call, at: i)
-        waitingPerType[call.info.type, default: 0] += 1
-        if !call.sentQueued, !call.finalSent {
-            call.sentQueued = true
-            stack.respond(182, "Queued", to: call.serverKey, toTag: nil)
-        }
-        if call.queueTimer == nil {
-            call.queueTimer = stack.schedule(after: .milliseconds(deadline - now)) { [weak self, weak call] in
-                guard let self, let call, call.queued, !call.done else { return }
-                self.overflow(call, full: false)
-            }
-        }
-        if let name = call.policy.treatment, call.onTreatment == nil, call.treatmentAttempt == nil, !call.treatmentFailed,
-           !call.finalSent, !call.cancelled {
-            if configuration.treatments.contains(name) {
-                logger.debug("call \(call.reference): connecting the caller to \(name) while it waits")
-                handOff(call, to: name, encoding: .uri, kind: .treatment)
-            } else {
-                call.treatmentFailed = true
-                logger.warning("call \(call.reference): treatment \(name) is not configured")
-            }
-        }
-    }
-
-    private func dequeue(_ call: DistributorCall) {
-        guard call.queued else { return }
-        call.queued = false
-        waiting.removeAll { $0 === call }
-        waitingPerType[call.info.type, default: 1] -= 1
-    }
-
-    /// An agent became available: offer it the waiting calls, highest priority first.
-    private func serveQueue() {
-        for call in waiting where call.queued && call.treatmentAttempt == nil {
-            guard agents.anyAvailable else { return }  // nobody left to offer to
-            dequeue(call)
-            tryNext(call)
-        }
-    }
-
-    /// Sends a control event to the buffer server (in a MESSAGE, like its events to us).
-    private func sendControl(_ event: CallEvent) {
-        let dest = configuration.bufferDestination
-        let local = stack.transport.advertisedAddress(for: dest.transport, toward: dest.address)
-        linkCSeq += 1
-        var m = HandoffWire.eventMessage(event, requestURI: .sip(configuration.bufferURI),
-                                         from: "<sip:distributor@\(local.map(hostPort) ?? "invalid")>;tag=\(stack.newTag())",
-                                         to: "<\(configuration.bufferURI)>", callID: "ctl-" + stack.newTag() + "@parley", cseq: linkCSeq)
-        auth.sign(&m, nowMs: clock())
-        stack.sendRequest(m, to: dest)
-    }
-
-    // MARK: Events from the buffer server
-
-    private func receivedMessage(_ message: SIPMessage, key: TransactionKey) {
-        // Only the buffer server may send us events or handoff responses: signed with the secret.
-        let verdict = auth.verify(message, nowMs: clock())
-        guard verdict == .valid else {
-            counters.unauthenticated += 1
-            logger.debug("MESSAGE refused: signature \(verdict.rawValue)")
-            stack.refuseStatelessly(403, "Forbidden", to: key)
-            return
-        }
-        if let ct = (try? message.contentType()) ?? nil, ct.essence == HandoffWire.eventType {
-            stack.respond(200, to: key)
-            for event in CallEvent.list(body: message.bodyText) {
-                counters.eventsReceived += 1
-                handle(event)
-            }
-            return
-        }
-        if let inner = HandoffWire.unwrap(message) {
-            stack.respond(200, to: key)
-            linkReceived(inner)
-            return
-        }
-        stack.respond(415, to: key, extraHeaders: [("Accept", "\(HandoffWire.messageSIP), \(HandoffWire.eventType)")])
-    }
-
-    public func handle(_ event: CallEvent) {
-        switch event {
-        case .ended(let reference, let agent):
-            if let call = onTreatment.removeValue(forKey: reference), !call.done {
-                // The caller hung up while it waited on a treatment.
-                counters.cancelled += 1
-                call.done = true
-                call.queueTimer?.cancel()
-                dequeue(call)
-                if let a = call.current, !a.final { cancelAttempt(a) }
-                records?.record(.abandoned(call: reference, at: clock()))
-                logger.debug("call \(reference): the caller hung up on \(agent) while waiting")
-                return
-            }
-            if answeredCalls.removeValue(forKey: reference) != nil {
-                records?.record(.completed(call: reference, agent: agent, at: clock()))
-            }
-            agents.callEnded(agent, call: reference)
-        case .hangup:
-            break  // ours to send, not to receive
-        case .live(let refs):
-            let live = Set(refs)
-            lastHeartbeat = (clock(), live)
-            for (ref, agent) in answeredCalls where live.contains(ref) { agents.confirm(agent, call: ref) }
-        }
-    }
-
-    private func scheduleReconcile() {
-        reconcileTimer = stack.schedule(after: configuration.reconcileInterval) { [weak self] in
-            self?.reconcile()
-            self?.scheduleReconcile()
-        }
-    }
-
-    /// Agent state against what the buffer server last said is up: a busy agent whose call it no
-    /// longer lists (a lost "ended" event), or whose buffer server went silent (crashed), ends its
-    /// call after `staleMs`; a ringing agent the distributor is not waiting on is released.
-    public func reconcile() {
-        let now = clock()
-        var live: Set<String> = []
-        if let hb = lastHeartbeat, now - hb.at <= configuration.heartbeatTimeout.milliseconds {
-            live = hb.calls
-        }
-        // Calls still being set up are live whatever the buffer server says.
-        var pending: Set<String> = []
-        for call in calls.values where !call.finalSent { pending.insert(call.reference) }
-        for call in waiting { pending.insert(call.reference) }
-        for call in onTreatment.values where !call.done { pending.insert(call.reference) }
-        let before = agents.all.map(\.state)
-        agents.reconcile(liveCalls: live.union(pending), pendingOffers: pending)
-        let after = agents.all.map(\.state)
-        let changed = zip(before, after).filter { $0 != $1 }.count
-        if changed > 0 {
-            counters.reconciled += changed
-            logger.info("reconciled \(changed) agent(s) against the buffer server's calls")
-        }
-        for (ref, agent) in answeredCalls where agents.agent(agent)?.currentCall != ref {
-            answeredCalls[ref] = nil
-            records?.record(.completed(call: ref, agent: agent, at: now))  // ended by reconciliation
-        }
-        collectRuleGarbage()
-    }
-
     /// What the Lua state held after its last full collection here.
-    private var luaAfterCollect = 0
+    var luaAfterCollect = 0
     /// Where new calls' references come from.
-    private var references = CallReferences()
-
-    /// A full Lua collection when the state has grown by a quarter (and a megabyte) since the
-    /// last: Lua collects only as it allocates, so what a burst of calls left would otherwise
-    /// stay resident once calls stop coming.
-    private func collectRuleGarbage() {
-        guard let used = engine.luaMemory, used > luaAfterCollect + luaAfterCollect / 4 + (1 << 20) else { return }
-        let t0 = ContinuousClock.now
-        luaAfterCollect = engine.collectGarbage() ?? used
-        logger.debug("rules: Lua garbage collected, \(used / 1024) -> \(luaAfterCollect / 1024) KiB in \(ContinuousClock.now - t0)")
-    }
-
-    // MARK: The message link
-
-    /// A link that carries handoffs in SIP MESSAGEs (RFC 3428, `message/sip`) over this stack.
-    public func makeMessageLink() -> HandoffLink { MessageLink(distributor: self) }
-
-    /// The Via a link's handoff carries: ours toward the buffer server (a distributor gone: one
-    /// that names no host).
-    static func handoffVia(_ d: Distributor?, branch: String) -> String {
-        guard let d else { return "SIP/2.0/UDP invalid;branch=\(branch)" }
-        return d.stack.makeVia(for: d.configuration.bufferDestination, branch: branch)
-    }
-
-    fileprivate func sendThroughMessage(_ inner: SIPMessage, failed: @escaping () -> Void) {
-        let dest = configuration.bufferDestination
-        let agent = HandoffWire.agentID(in: inner.requestURI) ?? ""
-        let local = stack.transport.advertisedAddress(for: dest.transport, toward: dest.address)
-        let me = local.map { "sip:distributor@\(hostPort($0))" } ?? "sip:distributor@invalid"
-        linkCSeq += 1
-        let callID = "h-" + (((try? inner.topVia()) ?? nil)?.branch ?? stack.newTag()) + "@parley"
-        var m = HandoffWire.wrap(inner, requestURI: HandoffWire.target(buffer: configuration.bufferURI, agent: agent),
-                                 from: "<\(me)>;tag=\(stack.newTag())", to: "<\(configuration.bufferURI)>", callID: callID,
-                                 cseq: linkCSeq, contact: local.map { Resolver.contact(for: $0, transport: dest.transport) })
-        auth.sign(&m, nowMs: clock())
-        guard let key = stack.sendRequest(m, to: dest) else { return failed() }
-        messageFailures[key] = failed
-    }
-
-    private var messageFailures: [TransactionKey: () -> Void] = [:]
-
-    /// `X-Parley-Auth` for the tunnel's upgrade request (nil without a secret).
-    func tunnelToken() -> String? {
-        stack.loop.preconditionInEventLoop()
-        return auth.tunnelToken(nowMs: clock())
-    }
-
-    fileprivate func messageLinkResult(_ key: TransactionKey, failed: Bool) {
-        guard let f = messageFailures.removeValue(forKey: key) else { return }
-        if failed { f() }
-    }
+    var references = CallReferences()
+    var messageFailures: [TransactionKey: () -> Void] = [:]
 }
 
-/// `message` encoding, distributor side.
-final class MessageLink: HandoffLink {
-    weak var distributor: Distributor?
-    init(distributor: Distributor) { self.distributor = distributor }
-
-    func via(branch: String) -> String { Distributor.handoffVia(distributor, branch: branch) }
-
-    func send(_ message: SIPMessage, failed: @escaping () -> Void) {
-        distributor?.sendThroughMessage(message, failed: failed)
-    }
-}
-
-/// Call references (`X-Parley-Call`, the records' key) in arrival order: "c", 13 base-36 digits
-/// of the arrival millisecond times 4096 plus a count (one more than the last when calls come
-/// faster than that), then four random digits fixed per distributor. Records index calls and
-/// queue-log lines by reference: keys that grow keep each batch's inserts on the last pages of
-/// those indexes instead of a page anywhere in them.
-struct CallReferences {
-    private var last: UInt64 = 0
-    private let suffix: String
-
-    init(random: UInt64 = .random(in: 0...UInt64.max)) {
-        suffix = Self.digits(random % 1_679_616, width: 4)  // 36^4
-    }
-
-    mutating func next(nowMs: Int64) -> String {
-        last = max(last &+ 1, UInt64(max(0, nowMs)) << 12)
-        return "c" + Self.digits(last, width: 13) + suffix
-    }
-
-    static func digits(_ v: UInt64, width: Int) -> String {
-        let s = String(v, radix: 36)
-        return String(repeating: "0", count: max(0, width - s.count)) + s
-    }
-}
-
-/// A call the distributor holds: the caller's INVITE server transaction and its attempts.
-final class DistributorCall {
-    let serverKey: TransactionKey
-    private(set) var invite: SIPMessage
-    let reference: String
-    var info: CallInfo
-    let rules: PinnedRules
-    var current: Attempt?
-    var attempts: [Attempt] = []
-    var liveAttempts = 0
-    var finalSent = false
-    var cancelled = false
-    var queued = false
-    var sentQueued = false
-    /// This queue's behaviour.
-    let policy: QueuePolicy
-    /// The treatment the caller is connected to (it is answered and still waits for an agent).
-    var onTreatment: String?
-    /// A treatment handoff not answered yet.
-    var treatmentAttempt: Attempt?
-    /// The queue's treatment could not be connected: the caller waits without it.
-    var treatmentFailed = false
-    /// Counted against the queue's max length (once, when it first waited).
-    var counted = false
-    /// No more offers: connected, abandoned, failed or overflowed.
-    var done = false
-    var best: SIPMessage?
-    var bestCode = 0
-    var cancelGuard: TimerToken?
-    var queueTimer: TimerToken?
-
-    init(serverKey: TransactionKey, invite: SIPMessage, reference: String, info: CallInfo, rules: PinnedRules, policy: QueuePolicy) {
-        self.policy = policy
-        self.serverKey = serverKey
-        self.invite = invite
-        self.reference = reference
-        self.info = info
-        self.rules = rules
-    }
-
-    /// Answered: what only the set-up needed goes now rather than when the INVITE transaction
-    /// ends 32 s later (Timer L): the rules' view of the INVITE, the best failure, and the
-    /// received datagram the INVITE and the handoff's copy hold. What is left (the INVITE's
-    /// matching headers, shared with the transaction's `compacted()` copy) still answers a late
-    /// failure or ACKs a move's 2xx again.
-    func answered(_ attempt: Attempt, transactionInvite: SIPMessage?) {
-        info.invite = nil
-        best = nil
-        invite = transactionInvite ?? invite.compacted()
-        attempt.linkInvite = attempt.linkInvite?.compacted()
-        attempt.sentInvite = attempt.sentInvite?.compacted()
-    }
-
-    /// Keeps the best failure so far (16.7 step 6: a 6xx wins, else the lowest class).
-    func record(code: Int, reason: String?, response: SIPMessage?) {
-        guard code >= 300 else { return }
-        let better = bestCode == 0 || (bestCode < 600 && (code >= 600 || code / 100 < bestCode / 100))
-        guard better else { return }
-        bestCode = code
-        best = response
-    }
-}
-
-/// What an attempt hands the buffer server.
-enum AttemptKind: Equatable {
-    /// The caller's INVITE, to an agent.
-    case agent
-    /// The caller's INVITE, to a treatment system (music on hold, announcement).
-    case treatment
-    /// A caller already on a treatment, to an agent (the buffer server re-INVITEs the caller).
-    case move
-    /// A caller already on a treatment, to another treatment (overflow).
-    case treatmentMove
-
-    var isTreatment: Bool { self == .treatment || self == .treatmentMove }
-    var isMove: Bool { self == .move || self == .treatmentMove }
-}
-
-/// One offer of a call to one agent (or to a treatment).
-final class Attempt {
-    weak var call: DistributorCall?
-    /// The agent's id, or the treatment's name.
-    let agent: String
-    let encoding: HandoffEncoding
-    let kind: AttemptKind
-    /// A move's INVITE (its 2xx is ACKed here).
-    var sentInvite: SIPMessage?
-    var key: TransactionKey?
-    var branch: String?
-    var linkInvite: SIPMessage?
-    /// The link the handoff went through (nil: the socket, as a transaction).
-    var link: HandoffLink?
-    var provisional = false
-    var final = false
-    var abandoned = false
-    var cancelPending = false
-    var cancelSent = false
-    var noAnswerTimer: TimerToken?
-    var linkGuard: TimerToken?
-
-    init(call: DistributorCall, agent: String, encoding: HandoffEncoding, kind: AttemptKind = .agent) {
-        self.call = call
-        self.agent = agent
-        self.encoding = encoding
-        self.kind = kind
-    }
-}
-
-extension Duration {
-    var milliseconds: Int64 {
-        let c = components
-        return c.seconds * 1000 + c.attoseconds / 1_000_000_000_000_000
-    }
-}

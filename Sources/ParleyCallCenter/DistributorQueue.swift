@@ -1,0 +1,165 @@
+import Logging
+import NIOCore
+import ParleyRecords
+import ParleyRules
+import ParleyDialog
+import ParleySIP
+import ParleyTransaction
+import ParleyTransport
+
+extension Distributor {
+    /// How a call left the queue without an agent, for the records.
+    enum Exit { case failed, timeout, full }
+
+    /// Answers the caller: the best response any agent gave, or `code`.
+    func finish(_ call: DistributorCall, code: Int, reason: String? = nil, exit: Exit = .failed) {
+        guard !call.finalSent else { return }
+        if code == 487 {
+            // Recorded when the caller gets the 487, not at the CANCEL: an agent's 2xx that
+            // crosses the CANCEL connects the call instead.
+            records?.record(.abandoned(call: call.reference, at: clock()))
+        } else {
+            let sent = call.best == nil ? code : call.bestCode
+            recordExit(call, code: sent, exit: exit)
+        }
+        call.finalSent = true
+        call.done = true
+        call.cancelGuard?.cancel()
+        call.queueTimer?.cancel()
+        dequeue(call)
+        if let t = call.treatmentAttempt { cancelAttempt(t) }
+        if code == 487 || call.best == nil {
+            stack.respond(code, reason, to: call.serverKey)
+        } else if let best = call.best {
+            stack.respond(best, to: call.serverKey)
+        }
+        if code != 487 { counters.failed += 1 }
+        // Link attempts that are final can go; the rest go when their guard fires.
+        for a in call.attempts where a.final { forgetLinkAttempt(a) }
+    }
+
+    func recordExit(_ call: DistributorCall, code: Int?, exit: Exit, treatment: String? = nil) {
+        if let code, treatment == nil, exit != .full {
+            records?.record(.failed(call: call.reference, code: code, timedOut: exit == .timeout, at: clock()))
+        } else {
+            records?.record(.overflowed(call: call.reference, full: exit == .full, treatment: treatment, code: code, at: clock()))
+        }
+    }
+
+    /// The call gets no agent: the caller is answered `code`, or, if a treatment answered it
+    /// already, hung up by the buffer server.
+    func giveUp(_ call: DistributorCall, code: Int, reason: String, exit: Exit) {
+        guard !call.done else { return }
+        if !call.finalSent {
+            logger.debug("call \(call.reference): \(code) (\(reason))")
+            finish(call, code: code, reason: QueuePolicy.reason(for: code) + ": " + reason, exit: exit)
+            return
+        }
+        logger.debug("call \(call.reference): hanging up the caller on its treatment (\(reason))")
+        call.done = true
+        call.queueTimer?.cancel()
+        dequeue(call)
+        onTreatment[call.reference] = nil
+        counters.failed += 1
+        recordExit(call, code: nil, exit: exit)
+        sendControl(.hangup(call: call.reference))
+    }
+
+    /// Over max wait or max length: the queue's overflow treatment, or its status.
+    func overflow(_ call: DistributorCall, full: Bool) {
+        guard !call.done else { return }
+        if full { counters.overflows += 1 } else { counters.queueTimeouts += 1 }
+        dequeue(call)
+        let exit: Exit = full ? .full : .timeout
+        guard case .treatment(let name) = call.policy.overflow, configuration.treatments.contains(name) else {
+            giveUp(call, code: call.policy.status, reason: full ? "the queue is full" : "no agent answered in time", exit: exit)
+            return
+        }
+        call.done = true
+        call.queueTimer?.cancel()
+        onTreatment[call.reference] = nil
+        recordExit(call, code: nil, exit: exit, treatment: name)
+        if call.onTreatment == name { return }  // already there
+        if let t = call.treatmentAttempt { cancelAttempt(t) }
+        if let a = call.current, !a.final { cancelAttempt(a) }
+        logger.debug("call \(call.reference): overflows to \(name)")
+        handOff(call, to: name, encoding: .uri, kind: call.onTreatment != nil ? .treatmentMove : .treatment)
+    }
+
+    // MARK: The queue
+
+    /// Waiting order: higher priority first, then earlier arrival.
+    static func before(_ a: DistributorCall, _ b: DistributorCall) -> Bool {
+        a.info.priority != b.info.priority ? a.info.priority > b.info.priority : a.info.arrivedMs < b.info.arrivedMs
+    }
+
+    func enqueue(_ call: DistributorCall) {
+        guard !call.queued, !call.done else { return }
+        let now = clock()
+        let deadline = call.info.arrivedMs + call.policy.maxWait.milliseconds
+        if now >= deadline {
+            overflow(call, full: false)
+            return
+        }
+        if !call.counted {
+            call.counted = true
+            if let max = call.policy.maxLength, waitingPerType[call.info.type, default: 0] >= max {
+                overflow(call, full: true)
+                return
+            }
+        }
+        call.queued = true
+        counters.queued += 1
+        let i = waiting.firstIndex { Self.before(call, $0) } ?? waiting.endIndex
+        waiting.insert(call, at: i)
+        waitingPerType[call.info.type, default: 0] += 1
+        if !call.sentQueued, !call.finalSent {
+            call.sentQueued = true
+            stack.respond(182, "Queued", to: call.serverKey, toTag: nil)
+        }
+        if call.queueTimer == nil {
+            call.queueTimer = stack.schedule(after: .milliseconds(deadline - now)) { [weak self, weak call] in
+                guard let self, let call, call.queued, !call.done else { return }
+                self.overflow(call, full: false)
+            }
+        }
+        if let name = call.policy.treatment, call.onTreatment == nil, call.treatmentAttempt == nil, !call.treatmentFailed,
+           !call.finalSent, !call.cancelled {
+            if configuration.treatments.contains(name) {
+                logger.debug("call \(call.reference): connecting the caller to \(name) while it waits")
+                handOff(call, to: name, encoding: .uri, kind: .treatment)
+            } else {
+                call.treatmentFailed = true
+                logger.warning("call \(call.reference): treatment \(name) is not configured")
+            }
+        }
+    }
+
+    func dequeue(_ call: DistributorCall) {
+        guard call.queued else { return }
+        call.queued = false
+        waiting.removeAll { $0 === call }
+        waitingPerType[call.info.type, default: 1] -= 1
+    }
+
+    /// An agent became available: offer it the waiting calls, highest priority first.
+    func serveQueue() {
+        for call in waiting where call.queued && call.treatmentAttempt == nil {
+            guard agents.anyAvailable else { return }  // nobody left to offer to
+            dequeue(call)
+            tryNext(call)
+        }
+    }
+
+    /// Sends a control event to the buffer server (in a MESSAGE, like its events to us).
+    func sendControl(_ event: CallEvent) {
+        let dest = configuration.bufferDestination
+        let local = stack.transport.advertisedAddress(for: dest.transport, toward: dest.address)
+        linkCSeq += 1
+        var m = HandoffWire.eventMessage(event, requestURI: .sip(configuration.bufferURI),
+                                         from: "<sip:distributor@\(local.map(hostPort) ?? "invalid")>;tag=\(stack.newTag())",
+                                         to: "<\(configuration.bufferURI)>", callID: "ctl-" + stack.newTag() + "@parley", cseq: linkCSeq)
+        auth.sign(&m, nowMs: clock())
+        stack.sendRequest(m, to: dest)
+    }
+}

@@ -1,0 +1,86 @@
+import Logging
+import NIOCore
+import ParleyRecords
+import ParleyRules
+import ParleyDialog
+import ParleySIP
+import ParleyTransaction
+import ParleyTransport
+
+extension Distributor {
+    /// A response to a treatment handoff (the caller is not answered yet) or a move to a
+    /// treatment (overflow of a caller already on one).
+    func treatmentResponse(_ attempt: Attempt, call: DistributorCall, code: Int, response: SIPMessage) {
+        switch code {
+        case 100...199:
+            attempt.provisional = true
+            if attempt.cancelPending { cancelAttempt(attempt) }
+        case 200...299:
+            if attempt.kind == .treatmentMove { ackMove(attempt, response) }
+            let first = !attempt.final
+            attempt.final = true
+            attempt.noAnswerTimer?.cancel()
+            // Given up on: the caller is not connected to it (the buffer server, missing the
+            // caller's ACK, hangs the treatment up).
+            if attempt.abandoned { return }
+            if attempt.kind == .treatment {
+                call.finalSent = true
+                stack.respond(Self.upstream(response), to: call.serverKey)  // retransmissions too
+            }
+            guard first else { return }
+            if call.treatmentAttempt === attempt { call.treatmentAttempt = nil }
+            counters.treatments += 1
+            call.onTreatment = attempt.agent
+            records?.record(.treatment(call: call.reference, treatment: attempt.agent, at: clock()))
+            logger.debug("call \(call.reference): caller connected to \(attempt.agent)")
+            if call.cancelled || call.done {
+                onTreatment[call.reference] = nil
+            } else {
+                onTreatment[call.reference] = call
+                if let a = call.current, !a.final, !a.abandoned { return }
+                if call.queued { dequeue(call) }
+                tryNext(call)
+            }
+        default:
+            guard !attempt.final else { return }
+            attempt.final = true
+            attempt.noAnswerTimer?.cancel()
+            if attempt.abandoned { return }
+            treatmentFailed(attempt, call: call, why: "answered \(code)")
+        }
+    }
+
+    func treatmentNoAnswer(_ attempt: Attempt) {
+        guard !attempt.final, !attempt.abandoned, let call = attempt.call else { return }
+        attempt.abandoned = true
+        cancelAttempt(attempt)
+        treatmentFailed(attempt, call: call, why: "did not answer")
+    }
+
+    /// A treatment that failed or did not answer: a waiting caller goes on waiting without it;
+    /// a caller sent to an overflow treatment gets the queue's status instead.
+    func treatmentFailed(_ attempt: Attempt, call: DistributorCall, why: String) {
+        if call.treatmentAttempt === attempt { call.treatmentAttempt = nil }
+        logger.warning("call \(call.reference): treatment \(attempt.agent) \(why); the caller waits without it")
+        if call.cancelled {
+            if call.liveAttempts <= 0 { finish(call, code: 487) }
+        } else if attempt.kind == .treatmentMove || call.done {
+            call.done = false
+            giveUp(call, code: call.policy.status, reason: "overflow treatment \(attempt.agent) \(why)", exit: .failed)
+        } else {
+            call.treatmentFailed = true
+            if call.queued { dequeue(call) }
+            tryNext(call)
+        }
+    }
+
+    /// The ACK for a 2xx to a move (buffer server hop only).
+    func ackMove(_ attempt: Attempt, _ response: SIPMessage) {
+        guard let key = attempt.key, let invite = stack.request(of: key) ?? attempt.sentInvite else { return }
+        var ack = invite.makeACK(for: response)
+        if let contact = response.contactURI { ack.requestURI = contact }
+        ack.headers.removeAll(HeaderName(.via))
+        ack.headers.prepend(HeaderName(.via), stack.makeVia(for: configuration.bufferDestination, branch: stack.newBranch()))
+        stack.sendStateless(ack, to: configuration.bufferDestination)
+    }
+}
