@@ -38,7 +38,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        .target(name: "ParleyProxy", dependencies: ["ParleyTransport", .product(name: "Logging", package: "swift-log")]),
+        .target(name: "ParleyProxy", dependencies: ["ParleyTransport", "ParleyDialog", .product(name: "Logging", package: "swift-log")]),
         .systemLibrary(
             name: "CLua",
             pkgConfig: "lua5.4",

@@ -48,10 +48,9 @@ final class Move {
     let contact: String
     let toTag: String
     var clientKey: TransactionKey?
-    var provisional = false
-    var final = false
-    var cancelPending = false
-    var cancelSent = false
+    /// The INVITE to the new party.
+    var invite = OutgoingInvite()
+    var final: Bool { invite.isFinal }
 
     init(serverKey: TransactionKey, request: SIPMessage, target: String, treatment: Bool, leg: DialogLeg, contact: String, toTag: String) {
         self.serverKey = serverKey
@@ -107,12 +106,12 @@ final class B2BCall {
         set { agentInviteBox = newValue.map(Held.init) }
     }
     var agentInviteCSeq: UInt32 = 1
-    var agentProvisional = false
-    var agentFinal = false
+    /// The INVITE to the agent (or treatment): when a CANCEL may go, what a late answer means.
+    var agentInvite = OutgoingInvite()
+    /// The agent leg has its final answer (or its INVITE failed).
+    var agentFinal: Bool { agentInvite.isFinal }
     var agentGone = false
     var agentAnswered = false
-    var cancelPending = false
-    var cancelSent = false
     private var ackBox: Held<SIPMessage>?
     /// The ACK sent to the agent, kept for 64*T1 to answer its 2xx retransmissions.
     var ackToAgent: SIPMessage? {

@@ -134,12 +134,8 @@ extension BufferServer {
     }
 
     func cancelAgent(_ call: B2BCall) {
-        guard !call.agentFinal, !call.cancelSent, let key = call.agentInviteKey else { return }
-        if call.agentProvisional {
-            call.cancelSent = true
-            stack.cancel(key)
-        } else {
-            call.cancelPending = true
+        for action in call.agentInvite.cancel() where action == .sendCancel {
+            if let key = call.agentInviteKey { stack.cancel(key) }
         }
     }
 
@@ -169,60 +165,51 @@ extension BufferServer {
 
     func agentInviteResponse(_ call: B2BCall, _ response: SIPMessage) {
         guard let code = response.statusCode else { return }
-        switch code {
-        case 100:
-            return
-        case 101...199:
-            call.agentProvisional = true
-            if call.cancelPending, let key = call.agentInviteKey {
-                call.cancelPending = false
-                call.cancelSent = true
-                stack.cancel(key)
-                return
-            }
-            if call.agent.remoteTag == nil, let tag = (try? response.to())??.tag { call.agent.remoteTag = tag }
-            if !call.callerFinalSent { sendToCaller(call, callerResponse(call, from: response), final: false) }
-        case 200...299:
-            if call.agentFinal {
+        for action in call.agentInvite.received(status: code) {
+            switch action {
+            case .sendCancel:
+                if let key = call.agentInviteKey { stack.cancel(key) }
+            case .provisional(let code):
+                guard code > 100 else { continue }
+                if call.agent.remoteTag == nil, let tag = (try? response.to())??.tag { call.agent.remoteTag = tag }
+                if !call.callerFinalSent { sendToCaller(call, callerResponse(call, from: response), final: false) }
+            case .ackAgain:
                 // A retransmission: the agent has not had our ACK (or it was lost).
                 if let ack = call.ackToAgent, let hop = call.agent.nextHop() { stack.sendStateless(ack, to: hop) }
                 else if !call.callerAcked, !call.over { sendToCaller(call, callerResponse(call, from: response), final: false) }
-                return
-            }
-            call.agentFinal = true
-            call.agentAnswered = true
-            call.agentProvisional = true
-            call.agentInviteKey = nil  // nothing left to CANCEL
-            // The agent leg's dialog (12.1.2): remote tag, target, route set reversed.
-            call.agent.remoteTag = (try? response.to())??.tag
-            call.agent.remoteTarget = response.contactURI ?? call.agent.remoteTarget
-            call.agent.routeSet = response.headers.elements(HeaderName(.recordRoute)).reversed()
-            call.agentInviteCSeq = (try? response.cseq())??.sequence ?? 1
-            if call.callerFinalSent {
-                // The caller is gone (cancelled or failed meanwhile): ACK and hang up the agent.
-                ackAgent(call, payload: nil)
-                hangUp(call, side: .agent)
-                return
-            }
-            counters.answered += 1
-            sendToCaller(call, callerResponse(call, from: response), final: true)
-            call.ackTimer = stack.schedule(after: configuration.ackTimeout) { [weak self, weak call] in
-                guard let self, let call, !call.callerAcked, !call.over else { return }
-                self.logger.info("call \(call.id): no ACK from the caller; hanging up both legs")
-                self.endCall(call, reason: "no ACK")
-            }
-        default:
-            call.agentFinal = true
-            if !call.callerFinalSent {
-                counters.failed += 1
+            case .answered(let unwanted):
+                call.agentAnswered = true
+                call.agentInviteKey = nil  // nothing left to CANCEL
+                // The agent leg's dialog (12.1.2): remote tag, target, route set reversed.
+                call.agent.remoteTag = (try? response.to())??.tag
+                call.agent.remoteTarget = response.contactURI ?? call.agent.remoteTarget
+                call.agent.routeSet = response.headers.elements(HeaderName(.recordRoute)).reversed()
+                call.agentInviteCSeq = (try? response.cseq())??.sequence ?? 1
+                if unwanted || call.callerFinalSent {
+                    // The caller is gone (cancelled or failed meanwhile): ACK and hang up the agent.
+                    ackAgent(call, payload: nil)
+                    hangUp(call, side: .agent)
+                    continue
+                }
+                counters.answered += 1
                 sendToCaller(call, callerResponse(call, from: response), final: true)
+                call.ackTimer = stack.schedule(after: configuration.ackTimeout) { [weak self, weak call] in
+                    guard let self, let call, !call.callerAcked, !call.over else { return }
+                    self.logger.info("call \(call.id): no ACK from the caller; hanging up both legs")
+                    self.endCall(call, reason: "no ACK")
+                }
+            case .failed:
+                if !call.callerFinalSent {
+                    counters.failed += 1
+                    sendToCaller(call, callerResponse(call, from: response), final: true)
+                }
+                finishIfDone(call)
             }
-            finishIfDone(call)
         }
     }
 
     func failCall(_ call: B2BCall, code: Int, reason: String) {
-        call.agentFinal = true
+        _ = call.agentInvite.transactionFailed(code: code)
         if !call.callerFinalSent {
             counters.failed += 1
             sendToCaller(call, SIPTransport.makeResponse(to: call.callerInvite, code: code, reason: reason, toTag: call.caller.localTag), final: true)

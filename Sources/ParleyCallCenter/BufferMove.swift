@@ -60,67 +60,74 @@ extension BufferServer {
             }
             stack.respond(r, to: move.serverKey)
         }
-        switch code {
-        case 100:
-            return
-        case 101...199:
-            move.provisional = true
-            if move.cancelPending { cancelMove(move) }
-            if move.leg.remoteTag == nil, let tag = (try? response.to())??.tag { move.leg.remoteTag = tag }
-            reply(code, response.reasonPhrase)
-        case 200...299:
-            move.final = true
-            move.leg.remoteTag = (try? response.to())??.tag
-            move.leg.remoteTarget = response.contactURI ?? move.leg.remoteTarget
-            move.leg.routeSet = response.headers.elements(HeaderName(.recordRoute)).reversed()
-            let cseq = (try? response.cseq())??.sequence ?? 1
-            var ack: SIPMessage?
-            if let hop = move.leg.nextHop() {
-                var a = move.leg.makeRequest(.ack, contact: "", payload: nil, cseq: cseq)
-                a.headers.prepend(HeaderName(.via), stack.makeVia(for: hop, branch: stack.newBranch()))
-                stack.sendStateless(a, to: hop)
-                ack = a
-            }
-            endMove(call)
-            if call.over || move.cancelSent || move.cancelPending {
-                // The caller hung up (or the distributor gave up) meanwhile: hang up the new party.
-                byeLeg(call, move.leg)
-                reply(487, "Request Terminated")
+        for action in move.invite.received(status: code) {
+            switch action {
+            case .sendCancel:
+                if let key = move.clientKey { stack.cancel(key) }
+            case .provisional(let code):
+                guard code > 100 else { continue }
+                if move.leg.remoteTag == nil, let tag = (try? response.to())??.tag { move.leg.remoteTag = tag }
+                reply(code, response.reasonPhrase)
+            case .ackAgain:
+                break  // the move is over once answered: a retransmission finds no move (above)
+            case .answered(let unwanted):
+                moveAnswered(call, move, response, unwanted: unwanted, reply: reply)
+            case .failed(let code):
+                endMove(call)
+                counters.movesFailed += 1
+                reply(code, response.reasonPhrase)
                 finishIfDone(call)
-                return
             }
-            // Hang up the treatment, put the new party in its place, re-INVITE the caller.
-            let old = call.agent
-            if call.agentAnswered, !call.byeSent[.agent] { byeLeg(call, old) }
-            dialogs[DialogKey(callID: old.callID, localTag: old.localTag)] = nil
-            call.agent = move.leg
-            call.forgetFlow(.agent)
-            call.agentID = move.target
-            call.agentContact = move.contact
-            call.agentInviteCSeq = cseq
-            call.ackToAgent = ack
-            releaseAck(call)
-            call.agentAnswered = true
-            call.byeSent[.agent] = false
-            call.pendingAck = PerSide(caller: nil, agent: nil)
-            call.lastRelayedAck = PerSide(caller: nil, agent: nil)
-            dialogs[DialogKey(callID: move.leg.callID, localTag: move.leg.localTag)] = (call, .agent)
-            if move.treatment {
-                call.treatment = move.target
-            } else {
-                call.treatment = nil
-                onTreatment[call.reference] = nil
-                if call.callerAcked { call.releaseCallerInvite() }
-            }
-            reinviteCaller(call, with: response)
-            reply(200, "OK")
-        default:
-            move.final = true
-            endMove(call)
-            counters.movesFailed += 1
-            reply(code, response.reasonPhrase)
-            finishIfDone(call)
         }
+    }
+
+    /// The new party answered: it takes the old one's place and the caller is re-INVITEd to it;
+    /// unless the caller hung up (or the distributor gave up) meanwhile: then it is hung up.
+    private func moveAnswered(_ call: B2BCall, _ move: Move, _ response: SIPMessage, unwanted: Bool, reply: (Int, String?) -> Void) {
+        move.leg.remoteTag = (try? response.to())??.tag
+        move.leg.remoteTarget = response.contactURI ?? move.leg.remoteTarget
+        move.leg.routeSet = response.headers.elements(HeaderName(.recordRoute)).reversed()
+        let cseq = (try? response.cseq())??.sequence ?? 1
+        var ack: SIPMessage?
+        if let hop = move.leg.nextHop() {
+            var a = move.leg.makeRequest(.ack, contact: "", payload: nil, cseq: cseq)
+            a.headers.prepend(HeaderName(.via), stack.makeVia(for: hop, branch: stack.newBranch()))
+            stack.sendStateless(a, to: hop)
+            ack = a
+        }
+        endMove(call)
+        if call.over || unwanted {
+            byeLeg(call, move.leg)
+            reply(487, "Request Terminated")
+            finishIfDone(call)
+            return
+        }
+        // Hang up the treatment, put the new party in its place, re-INVITE the caller.
+        let old = call.agent
+        if call.agentAnswered, !call.byeSent[.agent] { byeLeg(call, old) }
+        dialogs[DialogKey(callID: old.callID, localTag: old.localTag)] = nil
+        call.agent = move.leg
+        call.agentInvite = move.invite
+        call.forgetFlow(.agent)
+        call.agentID = move.target
+        call.agentContact = move.contact
+        call.agentInviteCSeq = cseq
+        call.ackToAgent = ack
+        releaseAck(call)
+        call.agentAnswered = true
+        call.byeSent[.agent] = false
+        call.pendingAck = PerSide(caller: nil, agent: nil)
+        call.lastRelayedAck = PerSide(caller: nil, agent: nil)
+        dialogs[DialogKey(callID: move.leg.callID, localTag: move.leg.localTag)] = (call, .agent)
+        if move.treatment {
+            call.treatment = move.target
+        } else {
+            call.treatment = nil
+            onTreatment[call.reference] = nil
+            if call.callerAcked { call.releaseCallerInvite() }
+        }
+        reinviteCaller(call, with: response)
+        reply(200, "OK")
     }
 
     func endMove(_ call: B2BCall) {
@@ -130,13 +137,8 @@ extension BufferServer {
     }
 
     func cancelMove(_ move: Move) {
-        guard !move.final, !move.cancelSent, let key = move.clientKey else { return }
-        if move.provisional {
-            move.cancelSent = true
-            move.cancelPending = false
-            stack.cancel(key)
-        } else {
-            move.cancelPending = true
+        for action in move.invite.cancel() where action == .sendCancel {
+            if let key = move.clientKey { stack.cancel(key) }
         }
     }
 

@@ -396,14 +396,12 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
         if call.current === attempt { tryNext(call) }
     }
 
+    /// Takes an offer back: its CANCEL goes now, or with its first provisional (`OutgoingInvite`).
     func cancelAttempt(_ attempt: Attempt) {
-        guard !attempt.final, !attempt.cancelSent else { return }
-        guard attempt.provisional else {
-            attempt.cancelPending = true
-            return
-        }
-        attempt.cancelSent = true
-        attempt.cancelPending = false
+        for action in attempt.invite.cancel() where action == .sendCancel { sendCancel(attempt) }
+    }
+
+    func sendCancel(_ attempt: Attempt) {
         if let key = attempt.key {
             stack.cancel(key)
         } else if let invite = attempt.linkInvite, let link = attempt.link {

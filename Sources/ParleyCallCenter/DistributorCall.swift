@@ -123,11 +123,10 @@ final class Attempt {
     var linkInvite: SIPMessage?
     /// The link the handoff went through (nil: the socket, as a transaction).
     var link: HandoffLink?
-    var provisional = false
-    var final = false
+    /// The handoff INVITE: when its CANCEL may go (9.1), whether it has its final answer.
+    var invite = OutgoingInvite()
+    var final: Bool { invite.isFinal }
     var abandoned = false
-    var cancelPending = false
-    var cancelSent = false
     var noAnswerTimer: TimerToken?
     var linkGuard: TimerToken?
 

@@ -46,66 +46,74 @@ extension Distributor {
         }
         // Built only for a response that goes on to the caller: a 100 stops here.
         var upstream: SIPMessage { Self.upstream(response) }
-        switch code {
-        case 100...199:
-            attempt.provisional = true
-            if attempt.cancelPending { cancelAttempt(attempt) }
-            if code > 100, attempt.kind == .agent, call.current === attempt, !attempt.abandoned, !call.finalSent, !call.cancelled {
-                stack.respond(upstream, to: call.serverKey)
-            }
-        case 200...299:
-            let first = !attempt.final
-            attempt.final = true
-            attempt.noAnswerTimer?.cancel()
-            if attempt.kind == .move {
-                // The buffer server connected the agent and re-INVITEd the caller to it: this
-                // hop is ours alone, so the ACK goes back statelessly (and again for each
-                // retransmission).
-                ackMove(attempt, response)
-            }
-            if first {
-                if !attempt.abandoned { call.liveAttempts -= 1 }
-                counters.answered += 1
-                // A late answer from an agent we had given up on still wins: the caller gets it.
-                agents.apply(attempt.agent) { m, t in
-                    m.answered(call: call.reference, now: t) || m.answeredLate(call: call.reference, now: t)
+        for action in attempt.invite.received(status: code) {
+            switch action {
+            case .sendCancel:
+                sendCancel(attempt)
+            case .provisional(let code):
+                if code > 100, attempt.kind == .agent, call.current === attempt, !attempt.abandoned, !call.finalSent, !call.cancelled {
+                    stack.respond(upstream, to: call.serverKey)
                 }
-                answeredCalls[call.reference] = attempt.agent
-                records?.record(.connected(call: call.reference, agent: attempt.agent, at: clock()))
-                if let other = call.current, other !== attempt { cancelAttempt(other) }
-                call.cancelGuard?.cancel()
-                call.done = true
-                call.queueTimer?.cancel()
-                if let t = call.treatmentAttempt { cancelAttempt(t) }
-                onTreatment[call.reference] = nil
-                call.onTreatment = nil
+            case .answered, .ackAgain:
+                // Wanted or not: a 2xx that crossed the caller's CANCEL (or came after the
+                // no-answer timer) connects the call all the same.
+                attemptAnswered(attempt, call: call, response, first: action != .ackAgain)
+            case .failed(let code):
+                attemptRefused(attempt, call: call, code: code, response: response)
             }
-            if attempt.kind == .agent {
-                call.finalSent = true
-                stack.respond(upstream, to: call.serverKey)  // 2xx retransmissions too (16.7 step 5)
+        }
+    }
+
+    private func attemptAnswered(_ attempt: Attempt, call: DistributorCall, _ response: SIPMessage, first: Bool) {
+        attempt.noAnswerTimer?.cancel()
+        if attempt.kind == .move {
+            // The buffer server connected the agent and re-INVITEd the caller to it: this
+            // hop is ours alone, so the ACK goes back statelessly (and again for each
+            // retransmission).
+            ackMove(attempt, response)
+        }
+        if first {
+            if !attempt.abandoned { call.liveAttempts -= 1 }
+            counters.answered += 1
+            // A late answer from an agent we had given up on still wins: the caller gets it.
+            agents.apply(attempt.agent) { m, t in
+                m.answered(call: call.reference, now: t) || m.answeredLate(call: call.reference, now: t)
             }
-            if first { call.answered(attempt, transactionInvite: stack.request(of: call.serverKey)) }
-            dequeue(call)
-        default:
-            guard !attempt.final else { return }
-            attempt.final = true
-            attempt.noAnswerTimer?.cancel()
-            if !attempt.abandoned {
-                call.liveAttempts -= 1
+            answeredCalls[call.reference] = attempt.agent
+            records?.record(.connected(call: call.reference, agent: attempt.agent, at: clock()))
+            if let other = call.current, other !== attempt { cancelAttempt(other) }
+            call.cancelGuard?.cancel()
+            call.done = true
+            call.queueTimer?.cancel()
+            if let t = call.treatmentAttempt { cancelAttempt(t) }
+            onTreatment[call.reference] = nil
+            call.onTreatment = nil
+        }
+        if attempt.kind == .agent {
+            call.finalSent = true
+            stack.respond(Self.upstream(response), to: call.serverKey)  // 2xx retransmissions too (16.7 step 5)
+        }
+        if first { call.answered(attempt, transactionInvite: stack.request(of: call.serverKey)) }
+        dequeue(call)
+    }
+
+    private func attemptRefused(_ attempt: Attempt, call: DistributorCall, code: Int, response: SIPMessage) {
+        attempt.noAnswerTimer?.cancel()
+        if !attempt.abandoned {
+            call.liveAttempts -= 1
+            agents.rejected(attempt.agent, call: call.reference)
+            records?.record(.notAnswered(call: call.reference, agent: attempt.agent, code: code, at: clock()))
+            if attempt.kind == .agent { call.record(code: code, reason: response.reasonPhrase, response: Self.upstream(response)) }
+        } else {
+            // The agent was already released when its no-answer timer fired.
+            if case .ringing(let c, _)? = agents.agent(attempt.agent)?.state, c == call.reference {
                 agents.rejected(attempt.agent, call: call.reference)
-                records?.record(.notAnswered(call: call.reference, agent: attempt.agent, code: code, at: clock()))
-                if attempt.kind == .agent { call.record(code: code, reason: response.reasonPhrase, response: upstream) }
-            } else {
-                // The agent was already released when its no-answer timer fired.
-                if case .ringing(let c, _)? = agents.agent(attempt.agent)?.state, c == call.reference {
-                    agents.rejected(attempt.agent, call: call.reference)
-                }
             }
-            if call.cancelled {
-                if call.liveAttempts <= 0, call.treatmentAttempt == nil { finish(call, code: 487) }
-            } else if call.current === attempt {
-                tryNext(call)
-            }
+        }
+        if call.cancelled {
+            if call.liveAttempts <= 0, call.treatmentAttempt == nil { finish(call, code: 487) }
+        } else if call.current === attempt {
+            tryNext(call)
         }
     }
 

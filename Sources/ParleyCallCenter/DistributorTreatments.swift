@@ -11,42 +11,45 @@ extension Distributor {
     /// A response to a treatment handoff (the caller is not answered yet) or a move to a
     /// treatment (overflow of a caller already on one).
     func treatmentResponse(_ attempt: Attempt, call: DistributorCall, code: Int, response: SIPMessage) {
-        switch code {
-        case 100...199:
-            attempt.provisional = true
-            if attempt.cancelPending { cancelAttempt(attempt) }
-        case 200...299:
-            if attempt.kind == .treatmentMove { ackMove(attempt, response) }
-            let first = !attempt.final
-            attempt.final = true
-            attempt.noAnswerTimer?.cancel()
-            // Given up on: the caller is not connected to it (the buffer server, missing the
-            // caller's ACK, hangs the treatment up).
-            if attempt.abandoned { return }
-            if attempt.kind == .treatment {
-                call.finalSent = true
-                stack.respond(Self.upstream(response), to: call.serverKey)  // retransmissions too
+        for action in attempt.invite.received(status: code) {
+            switch action {
+            case .sendCancel:
+                sendCancel(attempt)
+            case .provisional:
+                break
+            case .answered, .ackAgain:
+                treatmentAnswered(attempt, call: call, response, first: action != .ackAgain)
+            case .failed(let code):
+                attempt.noAnswerTimer?.cancel()
+                if attempt.abandoned { return }
+                treatmentFailed(attempt, call: call, why: "answered \(code)")
             }
-            guard first else { return }
-            if call.treatmentAttempt === attempt { call.treatmentAttempt = nil }
-            counters.treatments += 1
-            call.onTreatment = attempt.agent
-            records?.record(.treatment(call: call.reference, treatment: attempt.agent, at: clock()))
-            logger.debug("call \(call.reference): caller connected to \(attempt.agent)")
-            if call.cancelled || call.done {
-                onTreatment[call.reference] = nil
-            } else {
-                onTreatment[call.reference] = call
-                if let a = call.current, !a.final, !a.abandoned { return }
-                if call.queued { dequeue(call) }
-                tryNext(call)
-            }
-        default:
-            guard !attempt.final else { return }
-            attempt.final = true
-            attempt.noAnswerTimer?.cancel()
-            if attempt.abandoned { return }
-            treatmentFailed(attempt, call: call, why: "answered \(code)")
+        }
+    }
+
+    private func treatmentAnswered(_ attempt: Attempt, call: DistributorCall, _ response: SIPMessage, first: Bool) {
+        if attempt.kind == .treatmentMove { ackMove(attempt, response) }
+        attempt.noAnswerTimer?.cancel()
+        // Given up on: the caller is not connected to it (the buffer server, missing the
+        // caller's ACK, hangs the treatment up).
+        if attempt.abandoned { return }
+        if attempt.kind == .treatment {
+            call.finalSent = true
+            stack.respond(Self.upstream(response), to: call.serverKey)  // retransmissions too
+        }
+        guard first else { return }
+        if call.treatmentAttempt === attempt { call.treatmentAttempt = nil }
+        counters.treatments += 1
+        call.onTreatment = attempt.agent
+        records?.record(.treatment(call: call.reference, treatment: attempt.agent, at: clock()))
+        logger.debug("call \(call.reference): caller connected to \(attempt.agent)")
+        if call.cancelled || call.done {
+            onTreatment[call.reference] = nil
+        } else {
+            onTreatment[call.reference] = call
+            if let a = call.current, !a.final, !a.abandoned { return }
+            if call.queued { dequeue(call) }
+            tryNext(call)
         }
     }
 

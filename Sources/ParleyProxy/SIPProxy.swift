@@ -2,6 +2,7 @@ import Logging
 import NIOCore
 import ParleySIP
 import ParleyTransaction
+import ParleyDialog
 import ParleyTransport
 
 /// One place to send a request: a new Request-URI, an explicit next hop, or both. With neither,
@@ -125,9 +126,7 @@ public final class SIPProxy: SIPTransactionUser, @unchecked Sendable {
         // 16.10: CANCEL every pending branch; a branch without a provisional yet is CANCELled
         // when one arrives (9.1: a CANCEL must not precede the first provisional).
         call.cancelled = true
-        for b in call.liveBranches.values where !b.final {
-            if b.provisional { cancelBranch(b) } else { b.cancelPending = true }
-        }
+        for b in call.liveBranches.values where !b.final { cancelBranch(b) }
         if call.liveBranches.values.allSatisfy(\.final) && !call.finalSent {
             finish(call, fallback: 487)
         }
@@ -211,37 +210,35 @@ public final class SIPProxy: SIPTransactionUser, @unchecked Sendable {
     public func stack(_ stack: SIPStack, didReceiveResponse response: SIPMessage, transaction: TransactionKey) {
         guard let code = response.statusCode, let call = branchOwner[transaction], let branch = call.liveBranches[transaction] else { return }
         if transaction.method == .cancel { return }
-        switch code {
-        case 100...199:
-            // Any provisional, a 100 too, lets a CANCEL go (9.1).
-            branch.provisional = true
-            if branch.cancelPending || branch.abandoned || call.finalSent { cancelBranch(branch) }
-            if code > 100, branch === call.current, !call.finalSent, !call.cancelled, !branch.abandoned {
+        for action in branch.invite.received(status: code) {
+            switch action {
+            case .sendCancel:
+                stack.cancel(branch.key)  // asked for before its first provisional (9.1)
+            case .provisional(let code):
+                if code > 100, branch === call.current, !call.finalSent, !call.cancelled, !branch.abandoned {
+                    forwardUpstream(response, call)
+                }
+            case .answered, .ackAgain:
+                // 16.7 step 5: every 2xx goes upstream at once, whatever the branch (the UAC
+                // ACKs it end to end), a retransmission too.
+                branch.timer?.cancel()
+                call.finalSent = true
                 forwardUpstream(response, call)
+                // 16.7 step 10: every other pending branch is CANCELled, one given up on
+                // timeout too; one without a provisional yet when its provisional comes.
+                for other in call.liveBranches.values where other !== branch { cancelBranch(other) }
+            case .failed:
+                branch.timer?.cancel()
+                call.record(response)
+                guard !call.finalSent, branch === call.current else { continue }
+                tryNext(call)
             }
-        case 200...299:
-            // 16.7 step 5: every 2xx goes upstream at once, whatever the branch.
-            branch.final = true
-            branch.timer?.cancel()
-            call.finalSent = true
-            forwardUpstream(response, call)
-            // 16.7 step 10: every other pending branch is CANCELled, including one given up on
-            // timeout; one without a provisional yet is CANCELled when its provisional comes.
-            for other in call.liveBranches.values where other !== branch && (!other.final || other.abandoned) {
-                if other.provisional { cancelBranch(other) } else { other.cancelPending = true }
-            }
-        default:
-            branch.final = true
-            branch.timer?.cancel()
-            call.record(response)
-            guard !call.finalSent, branch === call.current else { return }
-            tryNext(call)
         }
     }
 
     public func stack(_ stack: SIPStack, transaction: TransactionKey, didFail failure: TransactionFailure) {
         guard let call = branchOwner[transaction], let branch = call.liveBranches[transaction], !branch.final else { return }
-        branch.final = true
+        _ = branch.invite.transactionFailed(code: failure == .transportError ? 503 : 408)
         branch.timer?.cancel()
         let code = failure == .transportError ? 503 : 408
         call.record(local(call, code, code == 503 ? "Service Unavailable" : "Request Timeout"), synthetic: true)
@@ -262,27 +259,19 @@ public final class SIPProxy: SIPTransactionUser, @unchecked Sendable {
     private func branchTimedOut(_ call: ProxyCall, _ branch: ProxyBranch) {
         guard !branch.final, !call.finalSent else { return }
         counters.branchTimeouts += 1
+        // 16.8: as if it had answered 408. A CANCEL goes now if it rang, else with its first
+        // provisional; its INVITE goes out no more (a retransmission reaching the target later,
+        // say after it restarted, would ring a call nobody waits for).
         branch.abandoned = true
-        branch.final = true
-        if branch.provisional {
-            cancelBranch(branch)
-        } else {
-            // 16.8: as if it had answered 408. Its INVITE goes out no more (a retransmission
-            // reaching the target later, say after it restarted, would ring a call nobody
-            // waits for), and a late provisional gets the CANCEL (9.1).
-            branch.cancelPending = true
-            stack.giveUp(branch.key)
-        }
+        cancelBranch(branch)
+        if !branch.invite.cancelSent { stack.giveUp(branch.key) }
         call.record(local(call, 408, "Request Timeout"), synthetic: true)
         logger.debug("branch \(branch.key) gave no final answer in \(configuration.branchTimeout); trying the next target")
         if branch === call.current { tryNext(call) }
     }
 
     private func cancelBranch(_ branch: ProxyBranch) {
-        guard !branch.cancelSent else { return }
-        branch.cancelSent = true
-        branch.cancelPending = false
-        stack.cancel(branch.key)
+        for action in branch.invite.cancel() where action == .sendCancel { stack.cancel(branch.key) }
     }
 
     /// A response the proxy makes itself for this call (8.2.6: the request's Via, From, To
@@ -418,11 +407,12 @@ final class ProxyCall: @unchecked Sendable {
 
 final class ProxyBranch: @unchecked Sendable {
     let key: TransactionKey
-    var provisional = false
-    var final = false
-    var cancelPending = false
-    var cancelSent = false
+    /// When its CANCEL may go (9.1), whether it has its final answer.
+    var invite = OutgoingInvite()
+    /// Given up on its timer (16.8): counted as answered 408, though a late answer may come.
     var abandoned = false
+    /// No longer pending: answered, failed, or given up on.
+    var final: Bool { invite.isFinal || abandoned }
     var timer: TimerToken?
 
     init(key: TransactionKey) { self.key = key }
