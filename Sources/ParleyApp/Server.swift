@@ -360,7 +360,7 @@ public final class ParleyServer: @unchecked Sendable {
             if let s = try? d.stack.loop.submit({ () -> String in
                 let c = d.counters
                 let states = d.agents.stateCounts
-                return "distributor calls=\(c.calls) answered=\(c.answered) failed=\(c.failed) cancelled=\(c.cancelled) no_answers=\(c.noAnswers) queued=\(c.queued) queue_timeouts=\(c.queueTimeouts) overflows=\(c.overflows) rejected=\(c.rejected) bad_extensions=\(c.badExtensions) treatments=\(c.treatments) moves=\(c.moves) rule_failures=\(c.ruleFailures) events=\(c.eventsReceived) reconciled=\(c.reconciled) unauthenticated=\(c.unauthenticated) handoffs_uri=\(c.handoffs["uri"] ?? 0) handoffs_message=\(c.handoffs["message"] ?? 0) handoffs_tunnel=\(c.handoffs["tunnel"] ?? 0) handoffs_in_process=\(c.handoffsInProcess)\n"
+                return "distributor calls=\(c.calls) answered=\(c.answered) failed=\(c.failed) cancelled=\(c.cancelled) no_answers=\(c.noAnswers) queued=\(c.queued) queue_timeouts=\(c.queueTimeouts) overflows=\(c.overflows) rejected=\(c.rejected) bad_extensions=\(c.badExtensions) treatments=\(c.treatments) moves=\(c.moves) transfers_asked=\(c.transfersAsked) transfers=\(c.transfers) transfers_failed=\(c.transfersFailed) rule_failures=\(c.ruleFailures) events=\(c.eventsReceived) reconciled=\(c.reconciled) unauthenticated=\(c.unauthenticated) handoffs_uri=\(c.handoffs["uri"] ?? 0) handoffs_message=\(c.handoffs["message"] ?? 0) handoffs_tunnel=\(c.handoffs["tunnel"] ?? 0) handoffs_in_process=\(c.handoffsInProcess)\n"
                     + "distributor_table \(d.tableSizes) transactions=\(d.stack.transactionCount) lua_kib=\((d.engine.luaMemory ?? 0) / 1024)\n"
                     + "agents " + AgentState.allCases.map { "\($0.rawValue)=\(states[$0] ?? 0)" }.joined(separator: " ") + "\n"
                     + d.agents.all.map { "agent \($0.id) state=\($0.ruleState.rawValue) calls_handled=\($0.callsHandled) no_answers=\($0.consecutiveNoAnswers)" }.joined(separator: "\n")
@@ -373,7 +373,7 @@ public final class ParleyServer: @unchecked Sendable {
         if let b = buffer {
             if let s = try? b.stack.loop.submit({ () -> String in
                 let c = b.counters
-                return "buffer handoffs_uri=\(c.handoffs["uri"] ?? 0) handoffs_message=\(c.handoffs["message"] ?? 0) handoffs_tunnel=\(c.handoffs["tunnel"] ?? 0) answered=\(c.answered) failed=\(c.failed) cancelled=\(c.cancelled) ended=\(c.ended) relayed_in_dialog=\(c.relayedInDialog) refused=\(c.refused) probes_failed=\(c.probesFailed) events_sent=\(c.eventsSent) treatments=\(c.treatments) moves=\(c.moves) moves_failed=\(c.movesFailed) unauthenticated=\(c.unauthenticatedTotal)\n"
+                return "buffer handoffs_uri=\(c.handoffs["uri"] ?? 0) handoffs_message=\(c.handoffs["message"] ?? 0) handoffs_tunnel=\(c.handoffs["tunnel"] ?? 0) answered=\(c.answered) failed=\(c.failed) cancelled=\(c.cancelled) ended=\(c.ended) relayed_in_dialog=\(c.relayedInDialog) refused=\(c.refused) probes_failed=\(c.probesFailed) events_sent=\(c.eventsSent) treatments=\(c.treatments) moves=\(c.moves) moves_failed=\(c.movesFailed) transfers_asked=\(c.transfersAsked) transfers_failed=\(c.transfersFailed) unauthenticated=\(c.unauthenticatedTotal)\n"
                     + "buffer_table \(b.tableSizes) transactions=\(b.stack.transactionCount)"
             }).wait() { lines.append(s) }
         }

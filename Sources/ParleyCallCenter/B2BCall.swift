@@ -94,7 +94,33 @@ final class B2BCall {
     private var keptInvite: Held<SIPMessage>?
     var callerInvite: SIPMessage { keptInvite?.value ?? B2BCall.released }
     static let released = SIPMessage.request(.invite, .sip(SIPURI(host: .name("invalid"))))
-    func releaseCallerInvite() { keptInvite = nil }
+    func releaseCallerInvite() {
+        if keptInvite?.value.carriesSDP == true, callerSDP == nil { noteCallerSDP(callerInvite) }
+        keptInvite = nil
+    }
+    /// The caller's last session description (its offer, a re-INVITE's, its answer to one of
+    /// ours): what a new agent is offered when the call is transferred. Boxed: most calls never
+    /// need it.
+    private var callerSDP: Held<[UInt8]>?
+    func noteCallerSDP(_ message: SIPMessage) {
+        if message.carriesSDP { callerSDP = Held(message.body) }
+    }
+    /// An offer of the caller's session for a new party: its INVITE while kept, else its last
+    /// description.
+    var callerOffer: SIPMessage {
+        if callerSDP == nil, let kept = keptInvite?.value { return kept }
+        var m = SIPMessage.request(.invite, .sip(SIPURI(host: .name("invalid"))))
+        if let sdp = callerSDP?.value {
+            m.headers.append(HeaderName(.contentType), "application/sdp")
+            m.body = sdp
+        }
+        m.updateContentLength()
+        return m
+    }
+    /// The caller's From (display name, user part) as the buffer server keeps it on the leg.
+    var callerFrom: NameAddress? { try? NameAddress.parse(caller.remote) }
+    /// A transfer the agent asked for (REFER), waiting for its target.
+    var transfer: Transfer?
     let ingress: CallerIngress
     var caller: DialogLeg
     var agent: DialogLeg

@@ -49,9 +49,10 @@ extension BufferServer {
         case .transaction(let key): callerTag = stack.localTag(of: key.value)
         case .link: callerTag = stack.newTag()
         }
-        let callerLeg = DialogLeg(callID: callID, localTag: callerTag, remoteTag: fromTag, local: callerLocal, remote: callerRemote,
+        var callerLeg = DialogLeg(callID: callID, localTag: callerTag, remoteTag: fromTag, local: callerLocal, remote: callerRemote,
                                   localCSeq: 0, remoteCSeq: cseq.sequence, remoteTarget: invite.contactURI,
                                   routeSet: invite.headers.elements(HeaderName(.recordRoute)), transport: callerTransport)
+        callerLeg.allow = Self.callerAllow
 
         guard var agentLeg = newAgentLeg(callerFrom: callerFrom, contact: contact, hop: agentHop) else {
             return refuse(500, "Server Internal Error: no listener toward the agent")
@@ -113,6 +114,7 @@ extension BufferServer {
                             remoteTag: nil, local: agentLocal, remote: NameAddress(uri: contact), localCSeq: 0,
                             remoteCSeq: nil, remoteTarget: contact, routeSet: [], transport: hop.transport)
         leg.sdp = SDPSession(host: listener.ip)
+        leg.allow = Self.agentAllow
         return leg
     }
 
@@ -157,6 +159,7 @@ extension BufferServer {
         if code < 300 {
             for rr in call.callerInvite.headers.values(HeaderName(.recordRoute)) { r.headers.append(HeaderName(.recordRoute), rr) }
             r.headers.append(HeaderName(.contact), call.callerContact)
+            if let allow = call.caller.allow { r.headers.append(HeaderName(.allow), allow) }
         }
         HeaderPolicy.copyPayload(from: agentResponse, into: &r)
         call.caller.ownSDP(&r)

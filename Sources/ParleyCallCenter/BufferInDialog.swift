@@ -13,6 +13,7 @@ extension BufferServer {
         guard let ids = ack.dialogIDs, let toTag = ids.toTag,
               let (call, side) = dialogs[DialogKey(callID: ids.callID, localTag: toTag)] else { return }
         call.noteFlow(side, from: source)
+        if side == .caller { call.noteCallerSDP(ack) }  // an answer to a late offer
         let number = ((try? ack.cseq()) ?? nil)?.sequence
         if side == .caller, number == call.caller.remoteCSeq, call.callerAnswered, !call.callerAcked {
             // The ACK for the answer: on to the agent (with the SDP answer, if the offer was late).
@@ -82,6 +83,12 @@ extension BufferServer {
         switch request.method {
         case .bye?:
             stack.respond(200, to: key)
+            if side == .agent, let transfer = call.transfer, !call.over {
+                // A blind transfer: the agent hangs up once it asked; the caller waits for the target.
+                transfer.agentGone = true
+                call.byeSent[.agent] = true
+                return
+            }
             if !call.callerFinalSent {
                 // A BYE in an early dialog: from the caller it is a CANCEL; from the agent, a refusal.
                 if side == .caller {
@@ -93,6 +100,13 @@ extension BufferServer {
             hangUp(call, side: side.other)
         case .cancel?:
             stack.respond(481, to: key)
+        case .refer?:
+            guard side == .agent else {
+                // Callers do not transfer through Parley (their leg's Allow has no REFER).
+                stack.respond(405, to: key, extraHeaders: [("Allow", Self.callerAllow)])
+                return
+            }
+            referred(request, key: key, call: call)
         default:
             guard !call.over, call.callerAnswered, call.agent.remoteTag != nil else {
                 stack.respond(call.over ? 481 : 491, to: key)
@@ -105,6 +119,7 @@ extension BufferServer {
     /// Sends the same request on the other leg, re-addressed; its responses come back to `key`.
     func relay(_ request: SIPMessage, key: TransactionKey, call: B2BCall, from side: Side) {
         guard let method = request.method else { return }
+        if side == .caller { call.noteCallerSDP(request) }
         var other = call.leg(side.other)
         let contact = side.other == .caller ? call.callerContact : call.agentContact
         let out = other.makeRequest(method, contact: contact, payload: request)
@@ -122,9 +137,14 @@ extension BufferServer {
 
     func relayResponse(_ response: SIPMessage, server: TransactionKey, request: SIPMessage, call: B2BCall, from side: Side) {
         guard let code = response.statusCode, code > 100 else { return }
+        if side == .agent, code < 300 { call.noteCallerSDP(response) }  // the caller's answer
         var r = SIPTransport.makeResponse(to: request, code: code, reason: response.reasonPhrase)
         if code < 300, request.method == .invite || request.method == .update || request.method == .subscribe {
             r.headers.append(HeaderName(.contact), side == .caller ? call.callerContact : call.agentContact)
+        }
+        if code < 300, request.method == .invite || request.method == .update || request.method == .options,
+           let allow = call.leg(side).allow {
+            r.headers.append(HeaderName(.allow), allow)
         }
         HeaderPolicy.copyPayload(from: response, into: &r)
         var leg = call.leg(side)

@@ -28,11 +28,11 @@ extension BufferServer {
               let hop = Resolver.destination(for: contact) else {
             return refuse(404, treatment ? "Not Found: unknown treatment \(target)" : "Not Found: unknown agent \(target)")
         }
-        guard let callerFrom = (try? call.callerInvite.from()) ?? nil, var leg = newAgentLeg(callerFrom: callerFrom, contact: contact, hop: hop) else {
+        guard let callerFrom = call.callerFrom, var leg = newAgentLeg(callerFrom: callerFrom, contact: contact, hop: hop) else {
             return refuse(500, "Server Internal Error: no listener toward the agent")
         }
         let contactHeader = contactHeader(toward: hop)
-        let invite = leg.makeRequest(.invite, contact: contactHeader, payload: call.callerInvite)
+        let invite = leg.makeRequest(.invite, contact: contactHeader, payload: call.callerOffer)
         let move = Move(serverKey: key, request: request, target: target, treatment: treatment, leg: leg, contact: contactHeader, toTag: toTag)
         guard let client = stack.sendRequest(invite, to: hop) else {
             return refuse(503, "Service Unavailable: cannot reach \(target)")
@@ -68,6 +68,7 @@ extension BufferServer {
                 guard code > 100 else { continue }
                 if move.leg.remoteTag == nil, let tag = (try? response.to())??.tag { move.leg.remoteTag = tag }
                 reply(code, response.reasonPhrase)
+                notifyTransfer(call, status: code, reason: response.reasonPhrase ?? "Ringing", final: false)
             case .ackAgain:
                 break  // the move is over once answered: a retransmission finds no move (above)
             case .answered(let unwanted):
@@ -102,7 +103,10 @@ extension BufferServer {
             finishIfDone(call)
             return
         }
-        // Hang up the treatment, put the new party in its place, re-INVITE the caller.
+        // Hang up the treatment (or the agent who transferred the call, told first that it
+        // worked), put the new party in its place, re-INVITE the caller.
+        notifyTransfer(call, status: 200, reason: "OK", final: true)
+        call.transfer = nil
         let old = call.agent
         if call.agentAnswered, !call.byeSent[.agent] { byeLeg(call, old) }
         dialogs[DialogKey(callID: old.callID, localTag: old.localTag)] = nil

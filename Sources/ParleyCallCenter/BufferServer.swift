@@ -75,6 +75,9 @@ public final class BufferServer: SIPTransactionUser, @unchecked Sendable {
         public var treatments = 0
         public var moves = 0
         public var movesFailed = 0
+        /// Transfers agents asked for (REFER taken), and those that found no one.
+        public var transfersAsked = 0
+        public var transfersFailed = 0
         /// Handoffs and events refused 403 for want of a valid signature, by verdict.
         public var unauthenticated: [String: Int] = [:]
         public var unauthenticatedTotal: Int { unauthenticated.values.reduce(0, +) }
@@ -217,7 +220,12 @@ public final class BufferServer: SIPTransactionUser, @unchecked Sendable {
     func receivedLinkMessage(_ message: SIPMessage, key: TransactionKey, source: SIPSource) {
         guard authenticated(message, encoding: "message", refuse: { stack.refuseStatelessly(403, "Forbidden", to: key) }) else { return }
         if let ct = (try? message.contentType()) ?? nil, ct.essence == HandoffWire.eventType {
-            guard case .hangup(let reference)? = CallEvent(body: message.bodyText) else {
+            let event = CallEvent(body: message.bodyText)
+            if case .transferFailed(let reference, let code)? = event {
+                stack.respond(transferFailed(reference, code: code) ? 200 : 481, to: key)
+                return
+            }
+            guard case .hangup(let reference)? = event else {
                 stack.respond(400, "Bad Request: not a control event", to: key)
                 return
             }

@@ -93,6 +93,10 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
         public var badExtensions = 0
         public var treatments = 0
         public var moves = 0
+        /// Transfers asked for (REFER), connected to their target, and failed (back to the agent).
+        public var transfersAsked = 0
+        public var transfers = 0
+        public var transfersFailed = 0
         public var ruleFailures = 0
         public var eventsReceived = 0
         public var reconciled = 0
@@ -262,6 +266,10 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
             // The caller is being connected to the queue's treatment: agents are offered the
             // call once it answers (one INVITE at a time toward the caller).
             enqueue(call)
+            return
+        }
+        if let target = call.transferTo {
+            offerTransfer(call, to: target)
             return
         }
         let type = call.info.type, skills = configuration.skills

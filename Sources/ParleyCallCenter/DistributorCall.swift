@@ -33,7 +33,13 @@ struct CallReferences {
 
 /// A call the distributor holds: the caller's INVITE server transaction and its attempts.
 final class DistributorCall {
-    let serverKey: TransactionKey
+    /// The caller's INVITE server transaction (nil for a transfer: the caller was answered long
+    /// ago, and what it waits for is a move).
+    let serverKey: TransactionKey?
+    /// A transfer (REFER): the agent who asked for it, still connected to the caller until the
+    /// target answers, and the agent asked for (nil: a queue, whose rules choose).
+    var transferFrom: String?
+    var transferTo: String?
     private(set) var invite: SIPMessage
     let reference: String
     var info: CallInfo
@@ -62,7 +68,7 @@ final class DistributorCall {
     var cancelGuard: TimerToken?
     var queueTimer: TimerToken?
 
-    init(serverKey: TransactionKey, invite: SIPMessage, reference: String, info: CallInfo, rules: PinnedRules, policy: QueuePolicy) {
+    init(serverKey: TransactionKey?, invite: SIPMessage, reference: String, info: CallInfo, rules: PinnedRules, policy: QueuePolicy) {
         self.policy = policy
         self.serverKey = serverKey
         self.invite = invite

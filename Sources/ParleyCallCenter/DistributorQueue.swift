@@ -29,9 +29,9 @@ extension Distributor {
         dequeue(call)
         if let t = call.treatmentAttempt { cancelAttempt(t) }
         if code == 487 || call.best == nil {
-            stack.respond(code, reason, to: call.serverKey)
+            if let key = call.serverKey { stack.respond(code, reason, to: key) }
         } else if let best = call.best {
-            stack.respond(best, to: call.serverKey)
+            if let key = call.serverKey { stack.respond(best, to: key) }
         }
         if code != 487 { counters.failed += 1 }
         // Link attempts that are final can go; the rest go when their guard fires.
@@ -55,11 +55,19 @@ extension Distributor {
             finish(call, code: code, reason: QueuePolicy.reason(for: code) + ": " + reason, exit: exit)
             return
         }
-        logger.debug("call \(call.reference): hanging up the caller on its treatment (\(reason))")
         call.done = true
         call.queueTimer?.cancel()
         dequeue(call)
         onTreatment[call.reference] = nil
+        if call.transferFrom != nil {
+            // A transfer that found no one: the caller stays with the agent who asked for it.
+            logger.debug("call \(call.reference): transfer failed (\(reason)); back to \(call.transferFrom ?? "?")")
+            counters.transfersFailed += 1
+            if let a = call.current, !a.final { cancelAttempt(a) }
+            sendControl(.transferFailed(call: call.reference, code: code))
+            return
+        }
+        logger.debug("call \(call.reference): hanging up the caller on its treatment (\(reason))")
         counters.failed += 1
         recordExit(call, code: nil, exit: exit)
         sendControl(.hangup(call: call.reference))
@@ -71,7 +79,7 @@ extension Distributor {
         if full { counters.overflows += 1 } else { counters.queueTimeouts += 1 }
         dequeue(call)
         let exit: Exit = full ? .full : .timeout
-        guard case .treatment(let name) = call.policy.overflow, configuration.treatments.contains(name) else {
+        guard case .treatment(let name) = call.policy.overflow, configuration.treatments.contains(name), call.transferFrom == nil else {
             giveUp(call, code: call.policy.status, reason: full ? "the queue is full" : "no agent answered in time", exit: exit)
             return
         }
@@ -115,7 +123,7 @@ extension Distributor {
         waitingPerType[call.info.type, default: 0] += 1
         if !call.sentQueued, !call.finalSent {
             call.sentQueued = true
-            stack.respond(182, "Queued", to: call.serverKey, toTag: nil)
+            if let key = call.serverKey { stack.respond(182, "Queued", to: key, toTag: nil) }
         }
         if call.queueTimer == nil {
             call.queueTimer = stack.schedule(after: .milliseconds(deadline - now)) { [weak self, weak call] in

@@ -39,21 +39,26 @@ extension Distributor {
         switch event {
         case .ended(let reference, let agent):
             if let call = onTreatment.removeValue(forKey: reference), !call.done {
-                // The caller hung up while it waited on a treatment.
-                counters.cancelled += 1
+                // The caller hung up while it waited on a treatment (or during a transfer).
                 call.done = true
                 call.queueTimer?.cancel()
                 dequeue(call)
                 if let a = call.current, !a.final { cancelAttempt(a) }
-                records?.record(.abandoned(call: reference, at: clock()))
-                logger.debug("call \(reference): the caller hung up on \(agent) while waiting")
-                return
+                if call.transferFrom == nil {
+                    counters.cancelled += 1
+                    records?.record(.abandoned(call: reference, at: clock()))
+                    logger.debug("call \(reference): the caller hung up on \(agent) while waiting")
+                    return
+                }
+                logger.debug("call \(reference): the call ended during its transfer")
             }
             if answeredCalls.removeValue(forKey: reference) != nil {
                 records?.record(.completed(call: reference, agent: agent, at: clock()))
             }
             agents.callEnded(agent, call: reference)
-        case .hangup:
+        case .transfer(let reference, let agent, let target, let caller):
+            transferAsked(reference, by: agent, to: target, caller: caller)
+        case .hangup, .transferFailed:
             break  // ours to send, not to receive
         case .live(let refs):
             let live = Set(refs)

@@ -52,7 +52,7 @@ extension Distributor {
                 sendCancel(attempt)
             case .provisional(let code):
                 if code > 100, attempt.kind == .agent, call.current === attempt, !attempt.abandoned, !call.finalSent, !call.cancelled {
-                    stack.respond(upstream, to: call.serverKey)
+                    if let key = call.serverKey { stack.respond(upstream, to: key) }
                 }
             case .answered, .ackAgain:
                 // Wanted or not: a 2xx that crossed the caller's CANCEL (or came after the
@@ -79,6 +79,12 @@ extension Distributor {
             agents.apply(attempt.agent) { m, t in
                 m.answered(call: call.reference, now: t) || m.answeredLate(call: call.reference, now: t)
             }
+            if let from = call.transferFrom, from != attempt.agent {
+                // A transfer connected: the agent who asked for it is free (the buffer server
+                // hung its leg up).
+                counters.transfers += 1
+                agents.callEnded(from, call: call.reference)
+            }
             answeredCalls[call.reference] = attempt.agent
             records?.record(.connected(call: call.reference, agent: attempt.agent, at: clock()))
             if let other = call.current, other !== attempt { cancelAttempt(other) }
@@ -91,9 +97,9 @@ extension Distributor {
         }
         if attempt.kind == .agent {
             call.finalSent = true
-            stack.respond(Self.upstream(response), to: call.serverKey)  // 2xx retransmissions too (16.7 step 5)
+            if let key = call.serverKey { stack.respond(Self.upstream(response), to: key) }  // 2xx retransmissions too (16.7 step 5)
         }
-        if first { call.answered(attempt, transactionInvite: stack.request(of: call.serverKey)) }
+        if first { call.answered(attempt, transactionInvite: call.serverKey.flatMap { stack.request(of: $0) }) }
         dequeue(call)
     }
 

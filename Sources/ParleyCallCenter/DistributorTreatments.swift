@@ -35,7 +35,7 @@ extension Distributor {
         if attempt.abandoned { return }
         if attempt.kind == .treatment {
             call.finalSent = true
-            stack.respond(Self.upstream(response), to: call.serverKey)  // retransmissions too
+            if let key = call.serverKey { stack.respond(Self.upstream(response), to: key) }  // retransmissions too
         }
         guard first else { return }
         if call.treatmentAttempt === attempt { call.treatmentAttempt = nil }

@@ -119,6 +119,13 @@ public enum CallEvent: Sendable, Equatable {
     case live(calls: [String])
     /// Distributor -> buffer server: hang up this call (a caller on a treatment who waited too long).
     case hangup(call: String)
+    /// The agent of an answered call asked to transfer it (REFER) to `target`: an agent's id or
+    /// a queue (call type). `caller`: the caller's From as the buffer server keeps it (the
+    /// rules' view of a transferred call shows it).
+    case transfer(call: String, agent: String, target: String, caller: String)
+    /// Distributor -> buffer server: the transfer found no one (`code` as a SIP status); the
+    /// caller stays with the agent who asked for it.
+    case transferFailed(call: String, code: Int)
 
     /// The body of the MESSAGE that carries the event.
     public var body: String {
@@ -126,6 +133,8 @@ public enum CallEvent: Sendable, Equatable {
         case .ended(let c, let a): "event=ended\ncall=\(c)\nagent=\(a)\n"
         case .live(let calls): "event=live\ncalls=\(calls.joined(separator: ","))\n"
         case .hangup(let c): "event=hangup\ncall=\(c)\n"
+        case .transfer(let c, let a, let t, let from): "event=transfer\ncall=\(c)\nagent=\(a)\ntarget=\(t)\ncaller=\(from)\n"
+        case .transferFailed(let c, let code): "event=transfer-failed\ncall=\(c)\ncode=\(code)\n"
         }
     }
 
@@ -160,6 +169,9 @@ public enum CallEvent: Sendable, Equatable {
         var call: Substring?
         var agent: Substring?
         var calls: Substring?
+        var target: Substring?
+        var code: Substring?
+        var caller: Substring?
 
         mutating func take(_ line: Substring) {
             guard let eq = line.firstIndex(of: "=") else { return }
@@ -169,6 +181,9 @@ public enum CallEvent: Sendable, Equatable {
             case "call": call = value
             case "agent": agent = value
             case "calls": calls = value
+            case "target": target = value
+            case "code": code = value
+            case "caller": caller = value
             default: break
             }
         }
@@ -181,6 +196,12 @@ public enum CallEvent: Sendable, Equatable {
             case "hangup"?:
                 guard let call else { return nil }
                 return .hangup(call: String(call))
+            case "transfer"?:
+                guard let call, let agent, let target else { return nil }
+                return .transfer(call: String(call), agent: String(agent), target: String(target), caller: String(caller ?? ""))
+            case "transfer-failed"?:
+                guard let call, let code = code.flatMap({ Int($0) }), (300...699).contains(code) else { return nil }
+                return .transferFailed(call: String(call), code: code)
             case "live"?:
                 return .live(calls: (calls ?? "").split(separator: ",").map(String.init))
             default:

@@ -12,7 +12,7 @@ public enum HeaderPolicy {
     /// Known headers that describe the session or the request and carry no addresses.
     public static let crossingKnown: Set<KnownHeader> = [
         .contentType, .contentEncoding, .contentDisposition, .contentLanguage, .mimeVersion,
-        .supported, .require, .unsupported, .allow, .accept, .acceptEncoding, .acceptLanguage,
+        .supported, .require, .unsupported, .accept, .acceptEncoding, .acceptLanguage,
         .subject, .event, .allowEvents, .sessionExpires, .retryAfter, .priority, .organization,
         .recvInfo, .expires, .date,
     ]
@@ -21,6 +21,11 @@ public enum HeaderPolicy {
     /// Option tags removed from Supported and Require: the buffer server does not relay
     /// reliable provisionals (PRACK), so neither leg may ask for them.
     public static let droppedOptionTags: Set<String> = ["100rel", "precondition"]
+    /// The option tags a Supported may carry across: what Parley relays end to end (session
+    /// timers: Session-Expires and Min-SE cross). Others (replaces, norefersub, gruu, ...) name
+    /// what Parley does not carry, so a leg is not told the other supports them. Allow does not
+    /// cross at all: each leg is told what Parley allows on it (`DialogLeg.allow`).
+    public static let carriedSupported: Set<String> = ["timer"]
 
     /// The option tags a request's Require names that the call path cannot honour (those it
     /// removes, `droppedOptionTags`), as written, each once: such a request is refused with 420
@@ -48,7 +53,11 @@ public enum HeaderPolicy {
     /// Copies the crossing headers of `source` and its body into `target` (Content-Length set).
     public static func copyPayload(from source: SIPMessage, into target: inout SIPMessage) {
         for line in source.headers where crosses(line) {
-            if line.known == .supported || line.known == .require {
+            if line.known == .supported {
+                let kept = line.elements.filter { carriedSupported.contains($0.lowercased()) }
+                if kept.isEmpty { continue }
+                target.headers.append(HeaderName(.supported), kept.joined(separator: ", "))
+            } else if line.known == .require {
                 let kept = line.elements.filter { !droppedOptionTags.contains($0.lowercased()) }
                 if kept.isEmpty { continue }
                 target.headers.append(HeaderName(line.known!), kept.joined(separator: ", "))
@@ -87,6 +96,9 @@ public struct DialogLeg: Sendable {
     public var routeSet: [String]
     /// The transport the leg's requests use when a URI does not say.
     public var transport: SIPTransportKind
+    /// The methods Parley allows on this leg (its Allow on INVITE, UPDATE and OPTIONS and their
+    /// 2xx); nil: none is written.
+    public var allow: String?
     /// Parley's own SDP session toward this leg: every description sent on it carries its
     /// origin (nil: descriptions pass as they are). Boxed while unset costs nothing.
     public var sdp: SDPSession? {
@@ -149,6 +161,9 @@ public struct DialogLeg: Sendable {
         h.append(HeaderName(.cseq), "\(number) \(method.rawValue)")
         if method != .ack && method != .cancel && method != .bye {
             h.append(HeaderName(.contact), contact)
+        }
+        if let allow, method == .invite || method == .update || method == .options {
+            h.append(HeaderName(.allow), allow)
         }
         var m = SIPMessage.request(method, remoteTarget ?? .sip(SIPURI(host: .name("invalid"))), headers: h)
         if let payload {

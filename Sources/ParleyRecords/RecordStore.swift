@@ -16,6 +16,10 @@ public enum CallEvent: Sendable, Equatable {
     case abandoned(call: String, at: Int64)
     /// The answered call ended (`COMPLETE`).
     case completed(call: String, agent: String, at: Int64)
+    /// The agent of an answered call transferred it (`TRANSFER`, the target, an agent or a
+    /// queue, in the queue column; the agent's talk time so far as its duration). The target's
+    /// answer is a second `CONNECT`, and the call's agent becomes the target.
+    case transferred(call: String, agent: String, target: String, at: Int64)
     /// The caller was given a final failure: no agent in time (`timedOut`, `EXITWITHTIMEOUT`) or
     /// no agent who could take it (`FAILED`).
     case failed(call: String, code: Int, timedOut: Bool, at: Int64)
@@ -31,6 +35,7 @@ public enum CallEvent: Sendable, Equatable {
         switch self {
         case .arrived(let c, _, _, _, _, _, _), .offered(let c, _, _), .notAnswered(let c, _, _, _), .connected(let c, _, _),
              .abandoned(let c, _), .completed(let c, _, _), .failed(let c, _, _, _), .treatment(let c, _, _),
+             .transferred(let c, _, _, _),
              .overflowed(let c, _, _, _, _):
             return c
         }
@@ -41,7 +46,7 @@ public enum CallEvent: Sendable, Equatable {
 public enum QueueLogEvent: String, Sendable, CaseIterable {
     case enterQueue = "ENTERQUEUE", offer = "OFFER", ringNoAnswer = "RINGNOANSWER", connect = "CONNECT",
          abandon = "ABANDON", complete = "COMPLETE", exitWithTimeout = "EXITWITHTIMEOUT", failed = "FAILED",
-         treatment = "TREATMENT", exitWithFull = "EXITWITHFULL"
+         treatment = "TREATMENT", exitWithFull = "EXITWITHFULL", transfer = "TRANSFER"
 }
 
 /// Where a call stands, or how it ended.
@@ -327,6 +332,10 @@ public final class RecordStore: Sendable {
             try log(db, at, call, queue, agent, .offer, version, nil, nil)
         case .notAnswered(let call, let agent, let code, let at):
             try log(db, at, call, queue, agent, .ringNoAnswer, version, nil, code)
+        case .connected(let call, let agent, let at) where row.outcome == .answered:
+            // A transfer's target answered: the call's agent is now the target.
+            try db.run("UPDATE calls SET agent = ? WHERE reference = ?", [.text(agent), .text(call)])
+            try log(db, at, call, queue, agent, .connect, version, nil, nil)
         case .connected(let call, let agent, let at):
             guard row.outcome == .waiting else { return }
             try db.run("UPDATE calls SET answered_ms = ?, agent = ?, outcome = 'answered', final_code = 200 WHERE reference = ?", [.int(at), .text(agent), .text(call)])
@@ -351,6 +360,9 @@ public final class RecordStore: Sendable {
             try log(db, at, call, queue, nil, timedOut ? .exitWithTimeout : .failed, version, at - arrived, code)
         case .treatment(let call, let treatment, let at):
             try log(db, at, call, queue, treatment, .treatment, version, nil, nil)
+        case .transferred(let call, let agent, let target, let at):
+            guard row.outcome == .answered else { return }
+            try log(db, at, call, target, agent, .transfer, version, row.answered.map { at - $0 }, nil)
         case .overflowed(let call, let full, let treatment, let code, let at):
             guard row.outcome == .waiting else { return }
             let o: CallOutcome = full ? .failed : .timeout

@@ -46,7 +46,8 @@ import Testing
         }
         #expect(out.headers.value(.subject) == "my invoice")
         #expect(out.headers[HeaderName("X-Customer")] == "42")
-        #expect(out.headers.value(.supported) == "replaces, timer")
+        // Supported lists only what Parley carries (timer), never replaces or 100rel
+        #expect(out.headers.value(.supported) == "timer")
         #expect(out.body == source.body)
         #expect(out.headers.value(.contentLength) == String(source.body.count))
     }
@@ -160,10 +161,16 @@ import Testing
     }
 
     @Test func callEventsRoundTrip() {
-        for e in [CallEvent.ended(call: "c1", agent: "alice"), .live(calls: ["c1", "c2"]), .live(calls: [])] {
+        for e in [CallEvent.ended(call: "c1", agent: "alice"), .live(calls: ["c1", "c2"]), .live(calls: []),
+                  .transfer(call: "c1", agent: "alice", target: "sales", caller: "\"Ann = me\" <sip:+1555@198.51.100.7>"),
+                  .transferFailed(call: "c1", code: 486)] {
             #expect(CallEvent(body: e.body) == e)
         }
         #expect(CallEvent(body: "event=nonsense") == nil)
+        // a transfer failure needs a failure status; a transfer its call, agent and target
+        #expect(CallEvent(body: "event=transfer-failed\ncall=c1\ncode=200\n") == nil)
+        #expect(CallEvent(body: "event=transfer-failed\ncall=c1\ncode=x\n") == nil)
+        #expect(CallEvent(body: "event=transfer\ncall=c1\nagent=a\n") == nil)
         // several in one MESSAGE, a blank line between them (CRLF or LF), junk sections left out
         let many: [CallEvent] = [.ended(call: "c1", agent: "ann"), .ended(call: "c2", agent: "bob"), .live(calls: ["c3"])]
         #expect(CallEvent.list(body: many.map(\.body).joined(separator: "\n")) == many)

@@ -248,6 +248,34 @@ struct RecordStoreTests {
         }
     }
 
+    /// A transfer: TRANSFER (the first agent's talk so far, the target in the queue column), the
+    /// target's CONNECT makes it the call's agent; the wait and the answer time stay the first's.
+    @Test func a_transfer_moves_the_call_to_its_target() throws {
+        try withTemporaryDatabase { path in
+            let store = try RecordStore(path: path)
+            store.record(arrived("t", at: 0))
+            store.record(.offered(call: "t", agent: "alice", at: 1_000))
+            store.record(.connected(call: "t", agent: "alice", at: 2_000))
+            store.record(.transferred(call: "t", agent: "alice", target: "sales", at: 32_000))
+            store.record(.offered(call: "t", agent: "bob", at: 32_100))
+            store.record(.connected(call: "t", agent: "bob", at: 33_000))
+            store.record(.completed(call: "t", agent: "bob", at: 60_000))
+            store.flush()
+            let call = try #require(try store.call("t"))
+            #expect(call.agent == "bob" && call.outcome == .completed && call.answeredMs == 2_000 && call.offers == 2)
+            let log = try store.queueLog(call: "t")
+            #expect(log.map(\.event) == [.enterQueue, .offer, .connect, .transfer, .offer, .connect, .complete])
+            let transfer = try #require(log.first { $0.event == .transfer })
+            #expect(transfer.agent == "alice" && transfer.queue == "sales" && transfer.durationMs == 30_000)
+            #expect(log.filter { $0.event == .connect }.map(\.agent) == ["alice", "bob"])
+            // a transfer of a call that is not answered is no transfer
+            store.record(arrived("u", at: 0))
+            store.record(.transferred(call: "u", agent: "alice", target: "bob", at: 1_000))
+            store.flush()
+            #expect(try store.queueLog(call: "u").map(\.event) == [.enterQueue])
+        }
+    }
+
     @Test func a_directory_is_refused_with_a_clear_error() throws {
         let dir = FileManager.default.temporaryDirectory.path
         #expect(throws: RecordStoreError.self) { try RecordStore(path: dir) }

@@ -678,6 +678,55 @@ CASE_queue_max_wait_on_hold_hangs_up() {
   expect_call "$dir" waiter timeout - - ENTERQUEUE "TREATMENT(moh)" EXITWITHTIMEOUT || return 1
 }
 
+# Blind transfer (REFER, RFC 3515): a1 answers and transfers the caller to TARGET (agent a2, or
+# the queue sales, whose rules choose a2); the buffer server answers 202, NOTIFYs a1 the progress
+# (100, 180, 200), re-INVITEs the caller with a2's session (one origin, the next version), and
+# hangs a1's leg up. The records show the TRANSFER between the two agents' CONNECTs.
+# transfer_case DIR TARGET
+transfer_case() {
+  local dir=$1 target=$2 b r
+  b=$(alloc_block) || { REASON="no free ports"; return 1; }
+  write_config "$dir" "$b" "no_answer_timeout: 3s, wrap_up: 0, heartbeat: 1s, stale_after: 10s, probe: off" 2
+  start_serve "$dir" "$b" || return 1
+  start_agent "$dir" a1 agent-answers-transfers.xml $((b + 3)) 1 60 -key target "$target"
+  start_agent "$dir" a2 agent-answers.xml $((b + 4)) 1 60
+  bg_caller "$dir" caller caller-transferred.xml "$b" $((b + 9)) caller 0 -d 1500
+  callers_ok "$dir" caller || return 1
+  wait_agent a1 10; r=$?; check_side "$dir" a1 "$r" 1 || return 1
+  wait_agent a2 10; r=$?; check_side "$dir" a2 "$r" 1 || return 1
+  one_sdp_session "$dir" caller || return 1
+  no_port_leak "$dir" caller $((b + 3)) $((b + 4)) || return 1
+  no_port_leak "$dir" a1 $((b + 9)) "$b" $((b + 4)) || return 1
+  no_port_leak "$dir" a2 $((b + 9)) "$b" $((b + 3)) || return 1
+  wait_drained "$dir" 10 || return 1
+  [ "$(stat "$dir" distributor transfers)/$(stat "$dir" buffer transfers_asked)" = "1/1" ] \
+    || { REASON="transfers (distributor) / asked (buffer): $(stat "$dir" distributor transfers)/$(stat "$dir" buffer transfers_asked), want 1/1"; return 1; }
+  records "$dir"
+  expect_call "$dir" caller completed a2 200 ENTERQUEUE "OFFER(a1)" "CONNECT(a1)" "TRANSFER(a1)" "OFFER(a2)" "CONNECT(a2)" "COMPLETE(a2)" || return 1
+}
+CASE_transfer_blind_to_agent() { transfer_case "$1" a2; }
+CASE_transfer_blind_to_queue() { transfer_case "$1" sales; }
+
+# The target refuses (486): a1 gets a final NOTIFY with 486 and keeps the caller, who talks on
+# with a1 and hangs up; a2 was offered the call once. The distributor counts the failed transfer.
+CASE_transfer_refused_caller_stays_with_agent() {
+  local dir=$1 b r
+  b=$(alloc_block) || { REASON="no free ports"; return 1; }
+  write_config "$dir" "$b" "no_answer_timeout: 3s, wrap_up: 0, heartbeat: 1s, stale_after: 10s, probe: off" 2
+  start_serve "$dir" "$b" || return 1
+  start_agent "$dir" a1 agent-transfer-fails.xml $((b + 3)) 1 60 -key target a2
+  start_agent "$dir" a2 agent-busy-486.xml $((b + 4)) 1 60
+  bg_caller "$dir" caller caller-answered-hangs-up.xml "$b" $((b + 9)) caller 0 -d 2500
+  callers_ok "$dir" caller || return 1
+  wait_agent a1 10; r=$?; check_side "$dir" a1 "$r" 1 || return 1
+  wait_agent a2 10; r=$?; check_side "$dir" a2 "$r" 1 || return 1
+  wait_drained "$dir" 10 || return 1
+  [ "$(stat "$dir" distributor transfers_failed)/$(stat "$dir" buffer transfers_failed)" = "1/1" ] \
+    || { REASON="failed transfers (distributor/buffer): $(stat "$dir" distributor transfers_failed)/$(stat "$dir" buffer transfers_failed), want 1/1"; return 1; }
+  records "$dir"
+  expect_call "$dir" caller completed a1 200 ENTERQUEUE "OFFER(a1)" "CONNECT(a1)" "TRANSFER(a1)" "OFFER(a2)" "RINGNOANSWER(a2)" "COMPLETE(a1)" || return 1
+}
+
 # An INVITE that requires 100rel (reliable provisionals, which the call path does not relay): 420
 # Bad Extension with Unsupported: 100rel from the distributor, before any rule or agent.
 CASE_caller_requires_100rel_gets_420() {
@@ -876,7 +925,7 @@ CASES=""
 for enc in uri message tunnel; do
   CASES="$CASES $enc-answered-caller-hangs-up $enc-answered-agent-hangs-up $enc-caller-cancel-expect-487 $enc-agent-486-next-agent-answers $enc-agent-no-answer-next-agent-answers $enc-hold-resume-info-options-update $enc-agent-holds-resumes $enc-separate-processes"
 done
-CASES="$CASES uri-in-process-off uri-caller-over-tcp uri-caller-over-tcp-agent-hangs-up queue-priority-order queue-caller-abandons-while-queued queue-music-on-hold-then-moved-to-agent queue-caller-hangs-up-on-hold-abandoned queue-silent-treatment-does-not-block-the-agent queue-max-wait-gives-the-status queue-no-agent-rejects-with-status queue-max-length-and-max-wait-overflow-to-announcement queue-max-wait-on-hold-hangs-up"
+CASES="$CASES uri-in-process-off uri-caller-over-tcp uri-caller-over-tcp-agent-hangs-up queue-priority-order queue-caller-abandons-while-queued queue-music-on-hold-then-moved-to-agent queue-caller-hangs-up-on-hold-abandoned queue-silent-treatment-does-not-block-the-agent queue-max-wait-gives-the-status queue-no-agent-rejects-with-status queue-max-length-and-max-wait-overflow-to-announcement queue-max-wait-on-hold-hangs-up transfer-blind-to-agent transfer-blind-to-queue transfer-refused-caller-stays-with-agent"
 CASES="$CASES caller-requires-100rel-gets-420 reinvite-requires-100rel-gets-420 softphone-caller-talks-and-hangs-up softphone-agent-holds-resumes softphone-agent-hangs-up softphone-caller-over-tcp-agent-hangs-up softphone-caller-over-tls-agent-hangs-up tunnel-over-wss-answered"
 CASES="$CASES config-bad-file-refused lost-bye-probe-hangs-up-agent rule-classify-raises-call-connects rule-select-agent-raises-call-connects rule-handoff-raises-call-connects agent-no-answers-go-on-break agent-wrap-up-sends-next-call-elsewhere separate-buffer-crash-frees-agent $SECURITY_CASES"
 
