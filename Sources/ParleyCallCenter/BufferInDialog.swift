@@ -60,7 +60,10 @@ extension BufferServer {
     func inDialog(_ request: SIPMessage, key: TransactionKey, ids: (callID: String, fromTag: String?, toTag: String?),
                           from source: SIPSource) {
         guard let toTag = ids.toTag, let (call, side) = dialogs[DialogKey(callID: ids.callID, localTag: toTag)] else {
-            stack.respond(481, to: key)
+            // A leg Parley hung up itself a moment ago (the agent of a transfer, a treatment):
+            // its own BYE, crossing ours, is answered 200, not 481.
+            let retired = ids.toTag.map { retiredLegs.contains(DialogKey(callID: ids.callID, localTag: $0)) } ?? false
+            stack.respond(retired && request.method == .bye ? 200 : 481, to: key)
             return
         }
         call.noteFlow(side, from: source)

@@ -109,7 +109,7 @@ extension BufferServer {
         call.transfer = nil
         let old = call.agent
         if call.agentAnswered, !call.byeSent[.agent] { byeLeg(call, old) }
-        dialogs[DialogKey(callID: old.callID, localTag: old.localTag)] = nil
+        retire(DialogKey(callID: old.callID, localTag: old.localTag))
         call.agent = move.leg
         call.agentInvite = move.invite
         call.forgetFlow(.agent)

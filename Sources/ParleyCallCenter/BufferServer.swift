@@ -342,4 +342,13 @@ public final class BufferServer: SIPTransactionUser, @unchecked Sendable {
         var transport: SIPTransportKind
     }
     var contacts: [ContactKey: String] = [:]
+    /// Legs hung up here whose own BYE may still cross ours: kept 32 s (64*T1) to answer it 200.
+    var retiredLegs: Set<DialogKey> = []
+
+    /// A leg leaves the routing table (its BYE is on its way): its dialog is remembered a while.
+    func retire(_ key: DialogKey) {
+        dialogs[key] = nil
+        retiredLegs.insert(key)
+        stack.schedule(after: configuration.ackTimeout) { [weak self] in self?.retiredLegs.remove(key) }
+    }
 }

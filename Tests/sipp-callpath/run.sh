@@ -132,7 +132,8 @@ sipp_common() { # DIR NAME
 # start_agent DIR NAME XML PORT CALLS SECONDS [extra sipp args...]   (background)
 start_agent() {
   local dir=$1 name=$2 xml=$3 port=$4 calls=$5 secs=$6; shift 6
-  (cd "$dir" && exec setsid timeout -k 5 $((secs + 15)) sipp -sf "$HERE/$xml" -p "$port" \
+  case "$xml" in /*) ;; *) xml="$HERE/$xml" ;; esac
+  (cd "$dir" && exec setsid timeout -k 5 $((secs + 15)) sipp -sf "$xml" -p "$port" \
       -m "$calls" -timeout "${secs}s" -timeout_error -recv_timeout 20000 \
       $(sipp_common "$dir" "$name") "$@" >"$dir/$name.out" 2>&1) &
   local pid=$!
@@ -920,6 +921,8 @@ CASE_softphone_agent_hangs_up() { softphone_answers "$1" caller-answered-agent-h
 
 # shellcheck source=security-cases.sh
 . "$HERE/security-cases.sh"
+# shellcheck source=linphone-cases.sh
+. "$HERE/linphone-cases.sh"
 
 CASES=""
 for enc in uri message tunnel; do
@@ -927,7 +930,7 @@ for enc in uri message tunnel; do
 done
 CASES="$CASES uri-in-process-off uri-caller-over-tcp uri-caller-over-tcp-agent-hangs-up queue-priority-order queue-caller-abandons-while-queued queue-music-on-hold-then-moved-to-agent queue-caller-hangs-up-on-hold-abandoned queue-silent-treatment-does-not-block-the-agent queue-max-wait-gives-the-status queue-no-agent-rejects-with-status queue-max-length-and-max-wait-overflow-to-announcement queue-max-wait-on-hold-hangs-up transfer-blind-to-agent transfer-blind-to-queue transfer-refused-caller-stays-with-agent"
 CASES="$CASES caller-requires-100rel-gets-420 reinvite-requires-100rel-gets-420 softphone-caller-talks-and-hangs-up softphone-agent-holds-resumes softphone-agent-hangs-up softphone-caller-over-tcp-agent-hangs-up softphone-caller-over-tls-agent-hangs-up tunnel-over-wss-answered"
-CASES="$CASES config-bad-file-refused lost-bye-probe-hangs-up-agent rule-classify-raises-call-connects rule-select-agent-raises-call-connects rule-handoff-raises-call-connects agent-no-answers-go-on-break agent-wrap-up-sends-next-call-elsewhere separate-buffer-crash-frees-agent $SECURITY_CASES"
+CASES="$CASES config-bad-file-refused lost-bye-probe-hangs-up-agent rule-classify-raises-call-connects rule-select-agent-raises-call-connects rule-handoff-raises-call-connects agent-no-answers-go-on-break agent-wrap-up-sends-next-call-elsewhere separate-buffer-crash-frees-agent $SECURITY_CASES $LINPHONE_CASES"
 
 # ---------------------------------------------------------------- main
 PASSED=0
