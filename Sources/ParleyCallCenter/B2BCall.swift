@@ -136,21 +136,22 @@ final class B2BCall {
     var agentInvite = OutgoingInvite()
     /// The agent leg has its final answer (or its INVITE failed).
     var agentFinal: Bool { agentInvite.isFinal }
-    var agentGone = false
-    var agentAnswered = false
+    /// The call's life: answered, hung up, out of the table (`CallLife`: the decisions; the
+    /// buffer server performs its actions). What follows reads it.
+    var life: CallLife
+    var agentAnswered: Bool { life.agentConfirmed }
+    var callerFinalSent: Bool { life.callerFinal }
+    var callerAnswered: Bool { life.callerAnswered }
+    var callerAcked: Bool { life.callerAcked }
+    /// Hung up (BYEs on their way or done).
+    var over: Bool { life.hungUp }
+    var byeSent: PerSide<Bool> { life.byeSent }
     private var ackBox: Held<SIPMessage>?
     /// The ACK sent to the agent, kept for 64*T1 to answer its 2xx retransmissions.
     var ackToAgent: SIPMessage? {
         get { ackBox?.value }
         set { ackBox = newValue.map(Held.init) }
     }
-    var callerFinalSent = false
-    var callerAnswered = false
-    var callerAcked = false
-    var over = false
-    var endedReported = false
-    var byeSent = PerSide(caller: false, agent: false)
-    var outstanding = 0
     var finishedByes: Set<TransactionKey> = []
     var ackTimer: TimerToken?
     /// Per side that sent a re-INVITE: its CSeq and the CSeq of the one we sent on the other leg.
@@ -163,7 +164,8 @@ final class B2BCall {
     }
 
     init(id: String, reference: String, agentID: String, encoding: HandoffEncoding, callerInvite: SIPMessage,
-         ingress: CallerIngress, caller: DialogLeg, agent: DialogLeg) {
+         ingress: CallerIngress, caller: DialogLeg, agent: DialogLeg, ackTimeoutMs: Int64) {
+        self.life = CallLife(ackTimeoutMs: ackTimeoutMs)
         self.id = id
         self.reference = reference
         self.agentID = agentID
@@ -205,3 +207,4 @@ final class B2BCall {
         return hop
     }
 }
+extension PerSide: Equatable where T: Equatable {}

@@ -62,7 +62,7 @@ extension BufferServer {
 
         let reference = invite.headers[HandoffWire.callHeader] ?? ("local-" + stack.newTag())
         let call = B2BCall(id: stack.newTag(), reference: reference, agentID: agent, encoding: encoding, callerInvite: invite,
-                           ingress: ingress, caller: callerLeg, agent: agentLeg)
+                           ingress: ingress, caller: callerLeg, agent: agentLeg, ackTimeoutMs: configuration.ackTimeout.milliseconds)
         if treatment {
             call.treatment = agent
             counters.treatments += 1
@@ -128,11 +128,7 @@ extension BufferServer {
     /// CANCEL from the caller's side before an answer (9.2): 487 to the caller at once, and the
     /// agent leg cancelled (after its first provisional, 9.1).
     func callerCancelled(_ call: B2BCall) {
-        guard !call.callerFinalSent else { return }
-        counters.cancelled += 1
-        sendToCaller(call, SIPTransport.makeResponse(to: call.callerInvite, code: 487, toTag: call.caller.localTag), final: true)
-        cancelAgent(call)
-        finishIfDone(call)
+        apply(call, .callerCancelled)
     }
 
     func cancelAgent(_ call: B2BCall) {
@@ -141,11 +137,8 @@ extension BufferServer {
         }
     }
 
-    func sendToCaller(_ call: B2BCall, _ response: SIPMessage, final: Bool) {
-        if final {
-            call.callerFinalSent = true
-            call.callerAnswered = (200..<300).contains(response.statusCode ?? 0)
-        }
+    /// A response on the caller leg's INVITE (whether it is its final one, `CallLife` keeps).
+    func sendToCaller(_ call: B2BCall, _ response: SIPMessage) {
         switch call.ingress {
         case .transaction(let key): stack.respond(response, to: key.value)
         case .link(let path, _): path.send(response)
@@ -175,48 +168,30 @@ extension BufferServer {
             case .provisional(let code):
                 guard code > 100 else { continue }
                 if call.agent.remoteTag == nil, let tag = (try? response.to())??.tag { call.agent.remoteTag = tag }
-                if !call.callerFinalSent { sendToCaller(call, callerResponse(call, from: response), final: false) }
+                if !call.callerFinalSent { sendToCaller(call, callerResponse(call, from: response)) }
             case .ackAgain:
                 // A retransmission: the agent has not had our ACK (or it was lost).
                 if let ack = call.ackToAgent, let hop = call.agent.nextHop() { stack.sendStateless(ack, to: hop) }
-                else if !call.callerAcked, !call.over { sendToCaller(call, callerResponse(call, from: response), final: false) }
+                else if !call.callerAcked, !call.over { sendToCaller(call, callerResponse(call, from: response)) }
             case .answered(let unwanted):
-                call.agentAnswered = true
                 call.agentInviteKey = nil  // nothing left to CANCEL
                 // The agent leg's dialog (12.1.2): remote tag, target, route set reversed.
                 call.agent.remoteTag = (try? response.to())??.tag
                 call.agent.remoteTarget = response.contactURI ?? call.agent.remoteTarget
                 call.agent.routeSet = response.headers.elements(HeaderName(.recordRoute)).reversed()
                 call.agentInviteCSeq = (try? response.cseq())??.sequence ?? 1
-                if unwanted || call.callerFinalSent {
-                    // The caller is gone (cancelled or failed meanwhile): ACK and hang up the agent.
-                    ackAgent(call, payload: nil)
-                    hangUp(call, side: .agent)
-                    continue
-                }
-                counters.answered += 1
-                sendToCaller(call, callerResponse(call, from: response), final: true)
-                call.ackTimer = stack.schedule(after: configuration.ackTimeout) { [weak self, weak call] in
-                    guard let self, let call, !call.callerAcked, !call.over else { return }
-                    self.logger.info("call \(call.id): no ACK from the caller; hanging up both legs")
-                    self.endCall(call, reason: "no ACK")
-                }
+                // Relayed to the caller; or, the caller gone (cancelled or failed meanwhile),
+                // ACKed and hung up.
+                apply(call, .agentAnswered(nowMs: nowMs(), unwanted: unwanted), response: response)
             case .failed:
-                if !call.callerFinalSent {
-                    counters.failed += 1
-                    sendToCaller(call, callerResponse(call, from: response), final: true)
-                }
-                finishIfDone(call)
+                apply(call, .agentFailed(code: nil), response: response)
             }
         }
     }
 
+    /// The agent leg's INVITE failed without a response (cannot be sent, timed out).
     func failCall(_ call: B2BCall, code: Int, reason: String) {
         _ = call.agentInvite.transactionFailed(code: code)
-        if !call.callerFinalSent {
-            counters.failed += 1
-            sendToCaller(call, SIPTransport.makeResponse(to: call.callerInvite, code: code, reason: reason, toTag: call.caller.localTag), final: true)
-        }
-        finishIfDone(call)
+        apply(call, .agentFailed(code: code), reason: reason)
     }
 }

@@ -9,49 +9,62 @@ import ParleyTransport
 extension BufferServer {
     // MARK: Ending
 
-    /// Whether `side` has a confirmed dialog to hang up.
-    func established(_ call: B2BCall, _ side: Side) -> Bool {
-        side == .caller ? call.callerAnswered : call.agentAnswered
-    }
-
-    func sendBye(_ call: B2BCall, _ side: Side) {
-        guard !call.byeSent[side], established(call, side) else { return }
-        call.byeSent[side] = true
-        var leg = call.leg(side)
-        let bye = leg.makeRequest(.bye, contact: "", payload: nil)
-        call.setLeg(side, leg)
-        if let hop = call.hop(side), let key = stack.sendRequest(bye, to: hop) {
-            clientTransactions[key] = .bye(call)
-            call.outstanding += 1
+    /// Feeds an event to the call's life and performs what it decides. `response`: the agent's
+    /// response an `answerCaller` or `failCaller` relays; `ack`: the caller's ACK an `ackAgent`
+    /// carries on (its body answers a late offer); `reason`: Parley's own failure's phrase.
+    func apply(_ call: B2BCall, _ event: CallLife.Event, response: SIPMessage? = nil, ack: SIPMessage? = nil, reason: String? = nil) {
+        for action in call.life.handle(event) {
+            switch action {
+            case .answerCaller(let deadline):
+                counters.answered += 1
+                if let response { sendToCaller(call, callerResponse(call, from: response)) }
+                call.ackTimer = stack.schedule(after: .milliseconds(max(0, deadline - nowMs()))) { [weak self, weak call] in
+                    guard let self, let call, !call.callerAcked, !call.over else { return }
+                    self.logger.info("call \(call.id): no ACK from the caller; hanging up both legs")
+                    self.apply(call, .tick(nowMs: deadline))
+                }
+            case .failCaller(let code):
+                if code == 487 { counters.cancelled += 1 } else { counters.failed += 1 }
+                if code == nil, let response {
+                    sendToCaller(call, callerResponse(call, from: response))
+                } else {
+                    sendToCaller(call, SIPTransport.makeResponse(to: call.callerInvite, code: code ?? 500, reason: reason,
+                                                                 toTag: call.caller.localTag))
+                }
+            case .cancelAgent:
+                cancelAgent(call)
+            case .ackAgent:
+                ackAgent(call, payload: ack)
+            case .bye(let side):
+                var leg = call.leg(side)
+                let bye = leg.makeRequest(.bye, contact: "", payload: nil)
+                call.setLeg(side, leg)
+                if let hop = call.hop(side), let key = stack.sendRequest(bye, to: hop) {
+                    clientTransactions[key] = .bye(call)
+                } else {
+                    apply(call, .byeFinished)
+                }
+            case .cancelMove:
+                if let move = call.move { cancelMove(move) }
+            case .reportEnded:
+                call.ackTimer?.cancel()
+                counters.ended += 1
+                queueEvent(.ended(call: call.reference, agent: call.agentID))
+            case .remove:
+                remove(call)
+            }
         }
     }
 
-    /// The other side hung up (or is gone): BYE on `side`, the call is over, the distributor told.
-    func hangUp(_ call: B2BCall, side: Side) {
-        call.over = true
-        if let move = call.move { cancelMove(move) }
-        call.ackTimer?.cancel()
-        sendBye(call, side)
-        if call.callerAnswered, !call.endedReported {
-            call.endedReported = true
-            counters.ended += 1
-            queueEvent(.ended(call: call.reference, agent: call.agentID))
-        }
-        finishIfDone(call)
-    }
-
-    /// Ends an answered call from here: BYE on both legs.
+    /// Parley ends an answered call itself: BYE on both legs.
     func endCall(_ call: B2BCall, reason: String) {
         logger.debug("call \(call.id) ended here: \(reason)")
-        sendBye(call, .caller)
-        hangUp(call, side: .agent)
+        apply(call, .endHere)
     }
 
-    /// Removes a call from the routing table once nothing of it is left: the caller has its final
-    /// answer and, for an answered call, both legs are hung up and their BYEs done.
-    func finishIfDone(_ call: B2BCall) {
-        guard calls[call.id] != nil, call.callerFinalSent, call.agentFinal || call.agentGone, call.outstanding == 0, call.move == nil else { return }
-        if call.callerAnswered && !call.over { return }
+    /// The call leaves the routing table: nothing of it is left (`CallLife` said so).
+    func remove(_ call: B2BCall) {
+        guard calls[call.id] != nil else { return }
         calls[call.id] = nil
         dialogs[DialogKey(callID: call.caller.callID, localTag: call.caller.localTag)] = nil
         dialogs[DialogKey(callID: call.agent.callID, localTag: call.agent.localTag)] = nil
@@ -63,6 +76,9 @@ extension BufferServer {
         call.ackTimer?.cancel()
         logger.debug("call \(call.id) left the routing table")
     }
+
+    /// Milliseconds on the buffer server's clock (the ACK deadline's).
+    func nowMs() -> Int64 { wallClock() }
 
     // MARK: Responses and transaction ends
 
@@ -91,7 +107,6 @@ extension BufferServer {
         switch purpose {
         case .agentInvite(let call):
             guard !call.agentFinal else { return }
-            call.agentGone = true
             let (code, reason) = failure == .transportError ? (503, "Service Unavailable") : (408, "Request Timeout")
             failCall(call, code: code, reason: reason)
         case .relay(let call, let server, let request, let side):
@@ -120,11 +135,7 @@ extension BufferServer {
         guard let purpose = clientTransactions.removeValue(forKey: transaction) else { return }
         switch purpose {
         case .agentInvite(let call):
-            if !call.agentFinal {
-                call.agentGone = true
-                failCall(call, code: 408, reason: "Request Timeout")
-            }
-            finishIfDone(call)
+            if !call.agentFinal { failCall(call, code: 408, reason: "Request Timeout") }
         case .bye(let call):
             byeDone(call, transaction)
         case .moveInvite(let call):
@@ -138,7 +149,6 @@ extension BufferServer {
 
     func byeDone(_ call: B2BCall, _ key: TransactionKey) {
         guard call.finishedByes.insert(key).inserted else { return }
-        call.outstanding -= 1
-        finishIfDone(call)
+        apply(call, .byeFinished)
     }
 }

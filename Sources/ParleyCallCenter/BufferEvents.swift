@@ -33,8 +33,7 @@ extension BufferServer {
         guard !call.over else { return }
         counters.probesFailed += 1
         logger.info("call \(call.id): the \(side) leg is gone (probe failed); hanging up the other")
-        call.byeSent[side] = true  // nobody there to hang up
-        hangUp(call, side: side.other)
+        apply(call, .legGone(side))  // nobody there to hang up: the other side is
     }
 
     func scheduleHeartbeat() {

@@ -17,14 +17,13 @@ extension BufferServer {
         let number = ((try? ack.cseq()) ?? nil)?.sequence
         if side == .caller, number == call.caller.remoteCSeq, call.callerAnswered, !call.callerAcked {
             // The ACK for the answer: on to the agent (with the SDP answer, if the offer was late).
-            call.callerAcked = true
             call.ackTimer?.cancel()
             call.ackTimer = nil
             if call.treatment == nil { call.releaseCallerInvite() }
             // A handoff through a link has no transaction whose end forgets its branch: nothing
             // more of that handoff can come once its answer is ACKed.
             if case .link(_, let branch) = call.ingress, byLinkBranch[branch] === call { byLinkBranch[branch] = nil }
-            if !call.over { ackAgent(call, payload: ack) }
+            apply(call, .callerAcked, ack: ack)
             return
         }
         // The ACK for a relayed re-INVITE's 2xx.
@@ -89,18 +88,12 @@ extension BufferServer {
             if side == .agent, let transfer = call.transfer, !call.over {
                 // A blind transfer: the agent hangs up once it asked; the caller waits for the target.
                 transfer.agentGone = true
-                call.byeSent[.agent] = true
+                apply(call, .agentLeftForTransfer)
                 return
             }
-            if !call.callerFinalSent {
-                // A BYE in an early dialog: from the caller it is a CANCEL; from the agent, a refusal.
-                if side == .caller {
-                    callerCancelled(call)
-                } else {
-                    failCall(call, code: 480, reason: "Temporarily Unavailable")
-                }
-            }
-            hangUp(call, side: side.other)
+            // In an early dialog a BYE from the caller is a CANCEL; from the agent, a refusal.
+            if side == .agent, !call.callerFinalSent { _ = call.agentInvite.transactionFailed(code: 480) }
+            apply(call, .bye(from: side), reason: side == .agent ? "Temporarily Unavailable" : nil)
         case .cancel?:
             stack.respond(481, to: key)
         case .refer?:

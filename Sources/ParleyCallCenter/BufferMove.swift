@@ -39,6 +39,7 @@ extension BufferServer {
         }
         move.clientKey = client
         call.move = move
+        apply(call, .moveStarted)
         byMove[key] = call
         clientTransactions[client] = .moveInvite(call)
         counters.moves += 1
@@ -74,10 +75,9 @@ extension BufferServer {
             case .answered(let unwanted):
                 moveAnswered(call, move, response, unwanted: unwanted, reply: reply)
             case .failed(let code):
-                endMove(call)
                 counters.movesFailed += 1
                 reply(code, response.reasonPhrase)
-                finishIfDone(call)
+                endMove(call)
             }
         }
     }
@@ -96,19 +96,19 @@ extension BufferServer {
             stack.sendStateless(a, to: hop)
             ack = a
         }
-        endMove(call)
         if call.over || unwanted {
             byeLeg(call, move.leg)
             reply(487, "Request Terminated")
-            finishIfDone(call)
+            endMove(call)
             return
         }
+        endMove(call)
         // Hang up the treatment (or the agent who transferred the call, told first that it
         // worked), put the new party in its place, re-INVITE the caller.
         notifyTransfer(call, status: 200, reason: "OK", final: true)
         call.transfer = nil
         let old = call.agent
-        if call.agentAnswered, !call.byeSent[.agent] { byeLeg(call, old) }
+        if call.life.owesBye(.agent) { byeLeg(call, old) }
         retire(DialogKey(callID: old.callID, localTag: old.localTag))
         call.agent = move.leg
         call.agentInvite = move.invite
@@ -118,8 +118,7 @@ extension BufferServer {
         call.agentInviteCSeq = cseq
         call.ackToAgent = ack
         releaseAck(call)
-        call.agentAnswered = true
-        call.byeSent[.agent] = false
+        apply(call, .agentReplaced)
         call.pendingAck = PerSide(caller: nil, agent: nil)
         call.lastRelayedAck = PerSide(caller: nil, agent: nil)
         dialogs[DialogKey(callID: move.leg.callID, localTag: move.leg.localTag)] = (call, .agent)
@@ -138,6 +137,7 @@ extension BufferServer {
         guard let move = call.move else { return }
         call.move = nil
         byMove[move.serverKey] = nil
+        apply(call, .moveEnded)
     }
 
     func cancelMove(_ move: Move) {
@@ -178,7 +178,7 @@ extension BufferServer {
         let bye = l.makeRequest(.bye, contact: "", payload: nil)
         if let hop = l.nextHop(), let key = stack.sendRequest(bye, to: hop) {
             clientTransactions[key] = .bye(call)
-            call.outstanding += 1
+            apply(call, .byeOut)
         }
     }
 }

@@ -85,7 +85,8 @@ import Testing
         }
         let call = B2BCall(id: "1", reference: "r1", agentID: "a1", encoding: .uri, callerInvite: try parsed(),
                            ingress: .link(NoReplyPath(), branch: "z9hG4bKx"),
-                           caller: try leg("sip:caller@192.0.2.7:5099;transport=tcp"), agent: try leg("sip:a1@192.0.2.5:5090"))
+                           caller: try leg("sip:caller@192.0.2.7:5099;transport=tcp"), agent: try leg("sip:a1@192.0.2.5:5090"),
+                           ackTimeoutMs: 32_000)
         let flow = EmbeddedChannel()
         try flow.connect(to: try SocketAddress(ipAddress: "192.0.2.7", port: 40_001)).wait()
         #expect(call.hop(.caller)?.connection == nil)  // no request from the caller yet
