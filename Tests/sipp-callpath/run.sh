@@ -683,13 +683,13 @@ CASE_queue_max_wait_on_hold_hangs_up() {
 # the queue sales, whose rules choose a2); the buffer server answers 202, NOTIFYs a1 the progress
 # (100, 180, 200), re-INVITEs the caller with a2's session (one origin, the next version), and
 # hangs a1's leg up. The records show the TRANSFER between the two agents' CONNECTs.
-# transfer_case DIR TARGET
+# transfer_case DIR TARGET [A1_XML]
 transfer_case() {
-  local dir=$1 target=$2 b r
+  local dir=$1 target=$2 a1xml=${3:-agent-answers-transfers.xml} b r
   b=$(alloc_block) || { REASON="no free ports"; return 1; }
   write_config "$dir" "$b" "no_answer_timeout: 3s, wrap_up: 0, heartbeat: 1s, stale_after: 10s, probe: off" 2
   start_serve "$dir" "$b" || return 1
-  start_agent "$dir" a1 agent-answers-transfers.xml $((b + 3)) 1 60 -key target "$target"
+  start_agent "$dir" a1 "$a1xml" $((b + 3)) 1 60 -key target "$target"
   start_agent "$dir" a2 agent-answers.xml $((b + 4)) 1 60
   bg_caller "$dir" caller caller-transferred.xml "$b" $((b + 9)) caller 0 -d 1500
   callers_ok "$dir" caller || return 1
@@ -706,6 +706,9 @@ transfer_case() {
   expect_call "$dir" caller completed a2 200 ENTERQUEUE "OFFER(a1)" "CONNECT(a1)" "TRANSFER(a1)" "OFFER(a2)" "CONNECT(a2)" "COMPLETE(a2)" || return 1
 }
 CASE_transfer_blind_to_agent() { transfer_case "$1" a2; }
+# The agent hangs up right after its REFER's 202 and first NOTIFY (as many phones do): the
+# caller stays up, waits, and is moved to a2; nothing more is sent to the agent.
+CASE_transfer_agent_hangs_up_at_once() { transfer_case "$1" a2 agent-transfers-and-leaves.xml; }
 CASE_transfer_blind_to_queue() { transfer_case "$1" sales; }
 
 # The target refuses (486): a1 gets a final NOTIFY with 486 and keeps the caller, who talks on
@@ -928,7 +931,7 @@ CASES=""
 for enc in uri message tunnel; do
   CASES="$CASES $enc-answered-caller-hangs-up $enc-answered-agent-hangs-up $enc-caller-cancel-expect-487 $enc-agent-486-next-agent-answers $enc-agent-no-answer-next-agent-answers $enc-hold-resume-info-options-update $enc-agent-holds-resumes $enc-separate-processes"
 done
-CASES="$CASES uri-in-process-off uri-caller-over-tcp uri-caller-over-tcp-agent-hangs-up queue-priority-order queue-caller-abandons-while-queued queue-music-on-hold-then-moved-to-agent queue-caller-hangs-up-on-hold-abandoned queue-silent-treatment-does-not-block-the-agent queue-max-wait-gives-the-status queue-no-agent-rejects-with-status queue-max-length-and-max-wait-overflow-to-announcement queue-max-wait-on-hold-hangs-up transfer-blind-to-agent transfer-blind-to-queue transfer-refused-caller-stays-with-agent"
+CASES="$CASES uri-in-process-off uri-caller-over-tcp uri-caller-over-tcp-agent-hangs-up queue-priority-order queue-caller-abandons-while-queued queue-music-on-hold-then-moved-to-agent queue-caller-hangs-up-on-hold-abandoned queue-silent-treatment-does-not-block-the-agent queue-max-wait-gives-the-status queue-no-agent-rejects-with-status queue-max-length-and-max-wait-overflow-to-announcement queue-max-wait-on-hold-hangs-up transfer-blind-to-agent transfer-blind-to-queue transfer-agent-hangs-up-at-once transfer-refused-caller-stays-with-agent"
 CASES="$CASES caller-requires-100rel-gets-420 reinvite-requires-100rel-gets-420 softphone-caller-talks-and-hangs-up softphone-agent-holds-resumes softphone-agent-hangs-up softphone-caller-over-tcp-agent-hangs-up softphone-caller-over-tls-agent-hangs-up tunnel-over-wss-answered"
 CASES="$CASES config-bad-file-refused lost-bye-probe-hangs-up-agent rule-classify-raises-call-connects rule-select-agent-raises-call-connects rule-handoff-raises-call-connects agent-no-answers-go-on-break agent-wrap-up-sends-next-call-elsewhere separate-buffer-crash-frees-agent $SECURITY_CASES $LINPHONE_CASES"
 
