@@ -240,19 +240,29 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
     public func stack(_ stack: SIPStack, didReceiveCancel cancel: SIPMessage, forInvite invite: TransactionKey) {
         guard let call = calls[invite], !call.finalSent else { return }
         counters.cancelled += 1
-        call.cancelled = true
-        dequeue(call)
-        if let t = call.treatmentAttempt { cancelAttempt(t) }
-        if let a = call.current, !a.final {
-            cancelAttempt(a)
-            // The buffer server answers the CANCEL with 487, which comes back here; should it
-            // not, the caller gets one anyway.
-            call.cancelGuard = stack.schedule(after: .seconds(4)) { [weak self, weak call] in
-                guard let self, let call else { return }
-                self.finish(call, code: 487)
+        answer(call, .cancel(nowMs: clock()))
+    }
+
+    /// Feeds an event to what the caller is owed (`CallerAnswer`) and does what it says.
+    func answer(_ call: DistributorCall, _ event: CallerAnswer.Event, reason: String? = nil, exit: Exit = .failed) {
+        for action in call.answer.handle(event) {
+            switch action {
+            case .announceQueued:
+                if let key = call.serverKey { stack.respond(182, "Queued", to: key, toTag: nil) }
+            case .takeBackOffers:
+                dequeue(call)
+                if let t = call.treatmentAttempt { cancelAttempt(t) }
+                if let a = call.current, !a.final { cancelAttempt(a) }
+            case .armCancelGuard(let at):
+                // The buffer server answers the CANCEL with 487, which comes back here; should
+                // it not, the caller gets one anyway.
+                call.cancelGuard = stack.schedule(after: .milliseconds(max(0, at - clock()))) { [weak self, weak call] in
+                    guard let self, let call else { return }
+                    self.answer(call, .tick(nowMs: at))
+                }
+            case .answerFailure(let code):
+                finish(call, code: code, reason: reason, exit: exit)
             }
-        } else {
-            finish(call, code: 487)
         }
     }
 
@@ -343,7 +353,7 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
             call.treatmentAttempt = attempt
         } else {
             call.current = attempt
-            call.liveAttempts += 1
+            _ = call.answer.handle(.offerOut)
             records?.record(.offered(call: call.reference, agent: agent, at: clock()))
         }
         var invite = handoffInvite(call, agent: agent, encoding: encoding, kind: kind)
@@ -399,7 +409,7 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
         records?.record(.notAnswered(call: call.reference, agent: attempt.agent, code: nil, at: clock()))
         logger.debug("call \(call.reference): \(attempt.agent) did not answer in \(configuration.noAnswerTimeout)")
         cancelAttempt(attempt)
-        call.liveAttempts -= 1
+        answer(call, .offerEnded(treatmentPending: call.treatmentAttempt != nil))
         call.record(code: 480, reason: "Temporarily Unavailable", response: nil)
         if call.current === attempt { tryNext(call) }
     }

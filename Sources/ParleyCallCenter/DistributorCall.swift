@@ -46,11 +46,11 @@ final class DistributorCall {
     let rules: PinnedRules
     var current: Attempt?
     var attempts: [Attempt] = []
-    var liveAttempts = 0
-    var finalSent = false
-    var cancelled = false
+    /// What the caller has been told and is owed (182 once, one final answer, a CANCEL's 487).
+    var answer = CallerAnswer()
+    var finalSent: Bool { answer.isFinal }
+    var cancelled: Bool { answer.cancelled }
     var queued = false
-    var sentQueued = false
     /// This queue's behaviour.
     let policy: QueuePolicy
     /// The treatment the caller is connected to (it is answered and still waits for an agent).

@@ -12,8 +12,8 @@ extension Distributor {
     enum Exit { case failed, timeout, full }
 
     /// Answers the caller: the best response any agent gave, or `code`.
+    /// What `CallerAnswer` decided (`answerFailure`): no other path sends the caller a final.
     func finish(_ call: DistributorCall, code: Int, reason: String? = nil, exit: Exit = .failed) {
-        guard !call.finalSent else { return }
         if code == 487 {
             // Recorded when the caller gets the 487, not at the CANCEL: an agent's 2xx that
             // crosses the CANCEL connects the call instead.
@@ -22,7 +22,6 @@ extension Distributor {
             let sent = call.best == nil ? code : call.bestCode
             recordExit(call, code: sent, exit: exit)
         }
-        call.finalSent = true
         call.done = true
         call.cancelGuard?.cancel()
         call.queueTimer?.cancel()
@@ -52,7 +51,7 @@ extension Distributor {
         guard !call.done else { return }
         if !call.finalSent {
             logger.debug("call \(call.reference): \(code) (\(reason))")
-            finish(call, code: code, reason: QueuePolicy.reason(for: code) + ": " + reason, exit: exit)
+            answer(call, .refuse(code: code), reason: QueuePolicy.reason(for: code) + ": " + reason, exit: exit)
             return
         }
         call.done = true
@@ -121,10 +120,7 @@ extension Distributor {
         let i = waiting.firstIndex { Self.before(call, $0) } ?? waiting.endIndex
         waiting.insert(call, at: i)
         waitingPerType[call.info.type, default: 0] += 1
-        if !call.sentQueued, !call.finalSent {
-            call.sentQueued = true
-            if let key = call.serverKey { stack.respond(182, "Queued", to: key, toTag: nil) }
-        }
+        answer(call, .queued)
         if call.queueTimer == nil {
             call.queueTimer = stack.schedule(after: .milliseconds(deadline - now)) { [weak self, weak call] in
                 guard let self, let call, call.queued, !call.done else { return }

@@ -72,8 +72,9 @@ extension Distributor {
             // retransmission).
             ackMove(attempt, response)
         }
+        if attempt.kind == .agent { answer(call, .answered) }
         if first {
-            if !attempt.abandoned { call.liveAttempts -= 1 }
+            if !attempt.abandoned { answer(call, .offerEnded(treatmentPending: true)) }
             counters.answered += 1
             // A late answer from an agent we had given up on still wins: the caller gets it.
             agents.apply(attempt.agent) { m, t in
@@ -96,7 +97,6 @@ extension Distributor {
             call.onTreatment = nil
         }
         if attempt.kind == .agent {
-            call.finalSent = true
             if let key = call.serverKey { stack.respond(Self.upstream(response), to: key) }  // 2xx retransmissions too (16.7 step 5)
         }
         if first { call.answered(attempt, transactionInvite: call.serverKey.flatMap { stack.request(of: $0) }) }
@@ -106,7 +106,7 @@ extension Distributor {
     private func attemptRefused(_ attempt: Attempt, call: DistributorCall, code: Int, response: SIPMessage) {
         attempt.noAnswerTimer?.cancel()
         if !attempt.abandoned {
-            call.liveAttempts -= 1
+            answer(call, .offerEnded(treatmentPending: call.treatmentAttempt != nil))
             agents.rejected(attempt.agent, call: call.reference)
             records?.record(.notAnswered(call: call.reference, agent: attempt.agent, code: code, at: clock()))
             if attempt.kind == .agent { call.record(code: code, reason: response.reasonPhrase, response: Self.upstream(response)) }
@@ -117,7 +117,7 @@ extension Distributor {
             }
         }
         if call.cancelled {
-            if call.liveAttempts <= 0, call.treatmentAttempt == nil { finish(call, code: 487) }
+            if call.answer.offersOut == 0, call.treatmentAttempt == nil { answer(call, .refuse(code: 487)) }
         } else if call.current === attempt {
             tryNext(call)
         }

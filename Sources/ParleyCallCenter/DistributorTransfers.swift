@@ -34,7 +34,7 @@ extension Distributor {
                             invite: InviteView(message: invite))
         let call = DistributorCall(serverKey: nil, invite: invite, reference: reference, info: info, rules: engine.pin(),
                                    policy: configuration.policy(for: type))
-        call.finalSent = true
+        call.answer = CallerAnswer(answered: true)
         call.counted = true  // the caller is answered already: a queue's max length does not turn it away
         call.onTreatment = agent
         call.transferFrom = agent

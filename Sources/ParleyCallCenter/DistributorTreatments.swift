@@ -34,7 +34,7 @@ extension Distributor {
         // caller's ACK, hangs the treatment up).
         if attempt.abandoned { return }
         if attempt.kind == .treatment {
-            call.finalSent = true
+            answer(call, .answered)
             if let key = call.serverKey { stack.respond(Self.upstream(response), to: key) }  // retransmissions too
         }
         guard first else { return }
@@ -66,7 +66,7 @@ extension Distributor {
         if call.treatmentAttempt === attempt { call.treatmentAttempt = nil }
         logger.warning("call \(call.reference): treatment \(attempt.agent) \(why); the caller waits without it")
         if call.cancelled {
-            if call.liveAttempts <= 0 { finish(call, code: 487) }
+            if call.answer.offersOut == 0 { answer(call, .refuse(code: 487)) }
         } else if attempt.kind == .treatmentMove || call.done {
             call.done = false
             giveUp(call, code: call.policy.status, reason: "overflow treatment \(attempt.agent) \(why)", exit: .failed)
