@@ -683,14 +683,23 @@ CASE_queue_max_wait_on_hold_hangs_up() {
 # the queue sales, whose rules choose a2); the buffer server answers 202, NOTIFYs a1 the progress
 # (100, 180, 200), re-INVITEs the caller with a2's session (one origin, the next version), and
 # hangs a1's leg up. The records show the TRANSFER between the two agents' CONNECTs.
-# transfer_case DIR TARGET [A1_XML]
+# slow_first_answer XML OUT: the scenario with a 1 s pause before its first response. The
+# transferring agent's SIPp takes one NOTIFY at a time, answering each before the next may come
+# (a NOTIFY that arrives while SIPp is about to answer the previous one fails its call), so the
+# target's progress must come well after the first NOTIFY (100 Trying, sent with the 202).
+slow_first_answer() {
+  awk '!done && /^  <send/ { print "  <pause milliseconds=\"1000\"/>"; done = 1 } { print }' "$HERE/$1" >"$2"
+  grep -q '<pause milliseconds="1000"/>' "$2" || { REASON="could not slow $1 down"; return 1; }
+}
+# transfer_case DIR TARGET [A1_XML [A2_XML]]
 transfer_case() {
-  local dir=$1 target=$2 a1xml=${3:-agent-answers-transfers.xml} b r
+  local dir=$1 target=$2 a1xml=${3:-agent-answers-transfers.xml} a2xml=${4:-agent-answers.xml} b r
+  slow_first_answer "$a2xml" "$dir/target.xml" || return 1
   b=$(alloc_block) || { REASON="no free ports"; return 1; }
   write_config "$dir" "$b" "no_answer_timeout: 3s, wrap_up: 0, heartbeat: 1s, stale_after: 10s, probe: off" 2
   start_serve "$dir" "$b" || return 1
   start_agent "$dir" a1 "$a1xml" $((b + 3)) 1 60 -key target "$target"
-  start_agent "$dir" a2 agent-answers.xml $((b + 4)) 1 60
+  start_agent "$dir" a2 "$dir/target.xml" $((b + 4)) 1 60
   bg_caller "$dir" caller caller-transferred.xml "$b" $((b + 9)) caller 0 -d 1500
   callers_ok "$dir" caller || return 1
   wait_agent a1 10; r=$?; check_side "$dir" a1 "$r" 1 || return 1
@@ -708,6 +717,8 @@ transfer_case() {
 CASE_transfer_blind_to_agent() { transfer_case "$1" a2; }
 # The agent hangs up right after its REFER's 202 and first NOTIFY (as many phones do): the
 # caller stays up, waits, and is moved to a2; nothing more is sent to the agent.
+# The agent hangs up right after the first NOTIFY; the target rings 1 s after its INVITE (as in
+# every transfer case), so there is no more progress to NOTIFY by then.
 CASE_transfer_agent_hangs_up_at_once() { transfer_case "$1" a2 agent-transfers-and-leaves.xml; }
 CASE_transfer_blind_to_queue() { transfer_case "$1" sales; }
 
@@ -719,7 +730,8 @@ CASE_transfer_refused_caller_stays_with_agent() {
   write_config "$dir" "$b" "no_answer_timeout: 3s, wrap_up: 0, heartbeat: 1s, stale_after: 10s, probe: off" 2
   start_serve "$dir" "$b" || return 1
   start_agent "$dir" a1 agent-transfer-fails.xml $((b + 3)) 1 60 -key target a2
-  start_agent "$dir" a2 agent-busy-486.xml $((b + 4)) 1 60
+  slow_first_answer agent-busy-486.xml "$dir/target.xml" || return 1
+  start_agent "$dir" a2 "$dir/target.xml" $((b + 4)) 1 60
   bg_caller "$dir" caller caller-answered-hangs-up.xml "$b" $((b + 9)) caller 0 -d 2500
   callers_ok "$dir" caller || return 1
   wait_agent a1 10; r=$?; check_side "$dir" a1 "$r" 1 || return 1
