@@ -5,7 +5,8 @@ export PATH := $(PATH):/opt/swift/usr/bin
 SWIFT ?= swift
 # kamailio: the upstream registrar of Tests/sipp-registration (bench/kamailio/registrar.cfg), with
 # kamailio-tls-modules for its TLS listener; openssl: test certificates;
-# baresip-core: the real softphone of Tests/sipp-callpath's softphone-* cases
+# baresip-core and linphone-cli: the real softphones of Tests/sipp-callpath's softphone-* and
+# linphone-* cases
 APT_PACKAGES := liblua5.4-dev pkg-config sip-tester kamailio kamailio-tls-modules baresip-core linphone-cli openssl
 CONFIG ?= examples/parley.yaml
 # Release builds optimize across module boundaries, SwiftNIO's included (about 5-9% less CPU per
