@@ -7,6 +7,7 @@ loop is bounded in count and time. Loopback only.
   attack.py forged-message BUFFER_PORT AGENT_PORT VICTIM_PORT  a message/sip handoff whose Contact is a victim's
   attack.py forged-tunnel  TUNNEL_PORT                     WebSocket upgrades without and with a made-up signature
   attack.py spoofed-event  DISTRIBUTOR_PORT                a call event MESSAGE to the distributor
+  attack.py spoofed-transfer DISTRIBUTOR_PORT              a transfer event, and a REFER outside any dialog
   attack.py silent-tcp     PORT COUNT SECONDS              COUNT connections that say nothing, held SECONDS
   attack.py half-sent      PORT COUNT SECONDS              COUNT connections each sending half a message
   attack.py trickle        PORT SECONDS                    one message a byte every 0.25 s; when was it cut off
@@ -114,6 +115,35 @@ def spoofed_event(distributor_port):
     n, _, firsts = drain(me, 1.5)
     print(f"answers={n} answer_lines={','.join(firsts)}")
 
+def spoofed_transfer(distributor_port):
+    """A transfer event to the distributor (it would move an answered call to another agent)
+    and a REFER to the buffer server outside any of its dialogs: each answer's first line."""
+    me = udp(distributor_port + 8)
+    body = "event=transfer\ncall=c0000000000001\nagent=a1\ntarget=a2\ncaller=<sip:x@attacker>\n"
+    m = (f"MESSAGE sip:distributor@{IP}:{distributor_port} SIP/2.0\r\n"
+         f"Via: SIP/2.0/UDP {IP}:{distributor_port + 8};branch=z9hG4bKxf1\r\n"
+         "Max-Forwards: 70\r\n"
+         f"From: <sip:buffer@{IP}>;tag=x1\r\n"
+         f"To: <sip:distributor@{IP}>\r\n"
+         "Call-ID: spoofed-transfer@attacker\r\n"
+         "CSeq: 1 MESSAGE\r\n"
+         "Content-Type: application/vnd.parley.call-event\r\n"
+         f"Content-Length: {len(body)}\r\n\r\n{body}").encode()
+    me.sendto(m, (IP, distributor_port))
+    refer = (f"REFER sip:{IP}:{distributor_port + 1} SIP/2.0\r\n"
+             f"Via: SIP/2.0/UDP {IP}:{distributor_port + 8};branch=z9hG4bKxf2\r\n"
+             "Max-Forwards: 70\r\n"
+             f"From: <sip:a1@{IP}>;tag=guess1\r\n"
+             f"To: <sip:caller@{IP}>;tag=guess2\r\n"
+             "Call-ID: b2b-guessed@attacker\r\n"
+             "CSeq: 1 REFER\r\n"
+             f"Contact: <sip:a1@{IP}:{distributor_port + 8}>\r\n"
+             f"Refer-To: <sip:a2@{IP}>\r\n"
+             "Content-Length: 0\r\n\r\n").encode()
+    me.sendto(refer, (IP, distributor_port + 1))
+    n, _, firsts = drain(me, 1.5)
+    print(f"answers={n} answer_lines={','.join(sorted(firsts))}")
+
 def raise_nofile():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     try:
@@ -215,6 +245,6 @@ def oversize(port):
 if __name__ == "__main__":
     cmd, args = sys.argv[1], [int(a) for a in sys.argv[2:]]
     {"forged-uri": forged_uri, "forged-message": forged_message, "forged-tunnel": forged_tunnel,
-     "spoofed-event": spoofed_event, "trickle": trickle, "oversize": oversize, "flood": flood, "reflect": reflect,
+     "spoofed-event": spoofed_event, "spoofed-transfer": spoofed_transfer, "trickle": trickle, "oversize": oversize, "flood": flood, "reflect": reflect,
      "silent-tcp": lambda p, c, s: many(p, c, s, b""),
      "half-sent": lambda p, c, s: many(p, c, s, invite(p, "a1", "half").encode()[:300])}[cmd](*args)

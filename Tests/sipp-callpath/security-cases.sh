@@ -93,6 +93,19 @@ CASE_security_spoofed_call_event_refused() {
   a_call_completes "$dir" "$b"
 }
 
+# A stranger's transfer: a forged transfer event to the distributor (403, no transfer asked) and a
+# REFER to the buffer server in no dialog of its (481): nothing moves, calls go on.
+CASE_security_spoofed_transfer_refused() {
+  local dir=$1 b line
+  b=$(alloc_block) || { REASON="no free ports"; return 1; }
+  secure_serve "$dir" "$b" || return 1
+  line=$(attack "$dir" spoofed-transfer spoofed-transfer "$b")
+  [ "$(field "$line" answer_lines)" = "SIP/2.0_403_Forbidden,SIP/2.0_481_Call/Transaction_Does_Not_Exist" ] || { REASON="answers: $line"; return 1; }
+  [ "$(stat "$dir" distributor transfers_asked)/$(stat "$dir" buffer transfers_asked)" = "0/0" ] \
+    || { REASON="transfers asked (distributor/buffer): $(stat "$dir" distributor transfers_asked)/$(stat "$dir" buffer transfers_asked), want 0/0"; return 1; }
+  a_call_completes "$dir" "$b"
+}
+
 # 5,000 silent TCP connections with the file limit at 1,024: Parley stays up, refuses what is
 # over its limits, closes the silent ones at the message deadline, and calls go on.
 CASE_security_silent_tcp_connections_with_1024_files() {
@@ -202,4 +215,4 @@ CASE_security_reflection_bounded() {
   [ "$(stat "$dir" connections responses_withheld)" -ge 1 ] 2>/dev/null || { REASON="nothing withheld (stats: $(stat "$dir" connections responses_withheld)); $line"; return 1; }
 }
 
-SECURITY_CASES="security-idle-tls-connections-closed security-request-flood-blocked security-reflection-bounded security-forged-uri-handoff-refused security-forged-message-handoff-refused-no-reflection security-forged-tunnel-refused security-spoofed-call-event-refused security-silent-tcp-connections-with-1024-files security-half-sent-messages-cut-off security-trickled-message-cut-off security-per-source-connection-cap security-oversize-tcp-message-closed"
+SECURITY_CASES="security-idle-tls-connections-closed security-request-flood-blocked security-reflection-bounded security-forged-uri-handoff-refused security-forged-message-handoff-refused-no-reflection security-forged-tunnel-refused security-spoofed-call-event-refused security-spoofed-transfer-refused security-silent-tcp-connections-with-1024-files security-half-sent-messages-cut-off security-trickled-message-cut-off security-per-source-connection-cap security-oversize-tcp-message-closed"
