@@ -85,9 +85,8 @@ extension BufferServer {
         switch request.method {
         case .bye?:
             stack.respond(200, to: key)
-            if side == .agent, let transfer = call.transfer, !call.over {
+            if side == .agent, call.transfer != nil, !call.over {
                 // A blind transfer: the agent hangs up once it asked; the caller waits for the target.
-                transfer.agentGone = true
                 apply(call, .agentLeftForTransfer)
                 return
             }

@@ -11,9 +11,8 @@ final class Transfer {
     /// What Refer-To named: an agent's id or a queue.
     let target: String
     /// The REFER's CSeq number: the `id` of the implicit subscription's NOTIFYs (RFC 3515 2.4.6).
+    /// (Whether the agent hung up after asking is the call life's: `byeSent[.agent]`.)
     let referCSeq: UInt32
-    /// The agent hung up after asking (blind transfer): a failed transfer then ends the call.
-    var agentGone = false
 
     init(agent: String, target: String, referCSeq: UInt32) {
         self.agent = agent
@@ -85,7 +84,7 @@ extension BufferServer {
         onTreatment[reference] = nil
         notifyTransfer(call, status: code, reason: Self.reason(code), final: true)
         call.transfer = nil
-        if transfer.agentGone {
+        if call.byeSent[.agent] {  // the agent hung up after asking: nobody to go back to
             endCall(call, reason: "the transfer to \(transfer.target) failed after \(transfer.agent) hung up")
         } else {
             logger.debug("call \(call.id): the transfer to \(transfer.target) failed (\(code)); the caller stays with \(transfer.agent)")
@@ -96,7 +95,7 @@ extension BufferServer {
     /// A NOTIFY of the transfer's progress to the agent who asked (RFC 3515 2.4.5): the status
     /// line of the target's response as message/sipfrag; the last one ends the subscription.
     func notifyTransfer(_ call: B2BCall, status: Int, reason: String, final: Bool) {
-        guard let transfer = call.transfer, !transfer.agentGone, !call.byeSent[.agent] else { return }
+        guard let transfer = call.transfer, !call.byeSent[.agent] else { return }
         var leg = call.agent
         var notify = leg.makeRequest(.notify, contact: call.agentContact, payload: nil)
         call.agent = leg
