@@ -228,8 +228,9 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
         let reference = references.next(nowMs: clock())
         let info = CallInfo(id: reference, type: classification.type, priority: classification.priority,
                             arrivedMs: clock(), attempts: [], invite: view)
-        let call = DistributorCall(serverKey: key, invite: invite, reference: reference, info: info, rules: rules,
-                                   policy: configuration.policy(for: classification.type))
+        let policy = configuration.policy(for: classification.type)
+        let call = DistributorCall(serverKey: key, invite: invite, reference: reference, info: info, rules: rules, policy: policy,
+                                   treatmentConfigured: policy.treatment.map(configuration.treatments.contains) ?? false)
         calls[key] = call
         records?.record(.arrived(call: reference, sipCallID: invite.callID ?? "", caller: view[.from] ?? "",
                                  queue: classification.type, priority: classification.priority, rulesVersion: rules.version, at: info.arrivedMs))
@@ -250,9 +251,7 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
             case .announceQueued:
                 if let key = call.serverKey { stack.respond(182, "Queued", to: key, toTag: nil) }
             case .takeBackOffers:
-                dequeue(call)
-                if let t = call.treatmentAttempt { cancelAttempt(t) }
-                if let a = call.current, !a.final { cancelAttempt(a) }
+                route(call, .end)
             case .armCancelGuard(let at):
                 // The buffer server answers the CANCEL with 487, which comes back here; should
                 // it not, the caller gets one anyway.
@@ -270,14 +269,12 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
 
     /// Offers the call to the next agent the rules choose, queues it, or gives up.
     func tryNext(_ call: DistributorCall) {
-        guard !call.done, !call.cancelled else { return }
-        if let a = call.current, !a.final, !a.abandoned { return }  // an offer is out
-        if call.treatmentAttempt != nil {
-            // The caller is being connected to the queue's treatment: agents are offered the
-            // call once it answers (one INVITE at a time toward the caller).
-            enqueue(call)
-            return
-        }
+        route(call, .next)
+    }
+
+    /// What `CallRouting.choose` asks: a transfer's target, the agent the rules choose, the
+    /// queue, or no one.
+    func choose(_ call: DistributorCall) {
         if let target = call.transferTo {
             offerTransfer(call, to: target)
             return
@@ -308,9 +305,8 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
             enqueue(call)
             return
         }
-        dequeue(call)
         call.info.attempts.append(agent)
-        if call.onTreatment != nil {
+        if call.routing.onTreatment != nil {
             // The caller is answered (on a treatment): the buffer server calls the agent and
             // moves the caller to it with a re-INVITE. Moves always use the `uri` encoding.
             counters.moves += 1
@@ -350,9 +346,9 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
         let attempt = Attempt(call: call, agent: agent, encoding: encoding, kind: kind)
         call.attempts.append(attempt)
         if kind.isTreatment {
-            call.treatmentAttempt = attempt
+            route(call, .treatmentOffered(attempt: attempt.id, name: agent))
         } else {
-            call.current = attempt
+            route(call, .offered(attempt: attempt.id))
             _ = call.answer.handle(.offerOut)
             records?.record(.offered(call: call.reference, agent: agent, at: clock()))
         }
@@ -409,9 +405,9 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
         records?.record(.notAnswered(call: call.reference, agent: attempt.agent, code: nil, at: clock()))
         logger.debug("call \(call.reference): \(attempt.agent) did not answer in \(configuration.noAnswerTimeout)")
         cancelAttempt(attempt)
-        answer(call, .offerEnded(treatmentPending: call.treatmentAttempt != nil))
+        answer(call, .offerEnded(treatmentPending: call.routing.treatmentPending))
         call.record(code: 480, reason: "Temporarily Unavailable", response: nil)
-        if call.current === attempt { tryNext(call) }
+        route(call, .offerEnded(attempt: attempt.id))
     }
 
     /// Takes an offer back: its CANCEL goes now, or with its first provisional (`OutgoingInvite`).

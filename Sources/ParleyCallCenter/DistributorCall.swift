@@ -44,32 +44,28 @@ final class DistributorCall {
     let reference: String
     var info: CallInfo
     let rules: PinnedRules
-    var current: Attempt?
+    /// Every attempt, an attempt's id its index here.
     var attempts: [Attempt] = []
     /// What the caller has been told and is owed (182 once, one final answer, a CANCEL's 487).
     var answer = CallerAnswer()
     var finalSent: Bool { answer.isFinal }
     var cancelled: Bool { answer.cancelled }
-    var queued = false
+    /// Where the call is on its way to an agent: offer, queue, treatments (`CallRouting`).
+    var routing: CallRouting
     /// This queue's behaviour.
     let policy: QueuePolicy
-    /// The treatment the caller is connected to (it is answered and still waits for an agent).
-    var onTreatment: String?
-    /// A treatment handoff not answered yet.
-    var treatmentAttempt: Attempt?
-    /// The queue's treatment could not be connected: the caller waits without it.
-    var treatmentFailed = false
-    /// Counted against the queue's max length (once, when it first waited).
-    var counted = false
-    /// No more offers: connected, abandoned, failed or overflowed.
-    var done = false
     var best: SIPMessage?
     var bestCode = 0
     var cancelGuard: TimerToken?
     var queueTimer: TimerToken?
 
-    init(serverKey: TransactionKey?, invite: SIPMessage, reference: String, info: CallInfo, rules: PinnedRules, policy: QueuePolicy) {
+    /// `answeredOn`: a transfer (the caller is answered, and hears that agent meanwhile).
+    init(serverKey: TransactionKey?, invite: SIPMessage, reference: String, info: CallInfo, rules: PinnedRules, policy: QueuePolicy,
+         treatmentConfigured: Bool, answeredOn: String? = nil) {
         self.policy = policy
+        routing = CallRouting(deadlineMs: info.arrivedMs + policy.maxWait.milliseconds, maxLength: policy.maxLength,
+                              queueTreatment: policy.treatment, treatmentConfigured: treatmentConfigured, answeredOn: answeredOn)
+        if answeredOn != nil { answer = CallerAnswer(answered: true) }
         self.serverKey = serverKey
         self.invite = invite
         self.reference = reference
@@ -118,6 +114,8 @@ enum AttemptKind: Equatable {
 /// One offer of a call to one agent (or to a treatment).
 final class Attempt {
     weak var call: DistributorCall?
+    /// Its index in the call's attempts.
+    let id: Int
     /// The agent's id, or the treatment's name.
     let agent: String
     let encoding: HandoffEncoding
@@ -138,6 +136,7 @@ final class Attempt {
 
     init(call: DistributorCall, agent: String, encoding: HandoffEncoding, kind: AttemptKind = .agent) {
         self.call = call
+        id = call.attempts.count
         self.agent = agent
         self.encoding = encoding
         self.kind = kind

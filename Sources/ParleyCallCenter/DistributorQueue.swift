@@ -22,11 +22,8 @@ extension Distributor {
             let sent = call.best == nil ? code : call.bestCode
             recordExit(call, code: sent, exit: exit)
         }
-        call.done = true
         call.cancelGuard?.cancel()
-        call.queueTimer?.cancel()
-        dequeue(call)
-        if let t = call.treatmentAttempt { cancelAttempt(t) }
+        route(call, .end)
         if code == 487 || call.best == nil {
             if let key = call.serverKey { stack.respond(code, reason, to: key) }
         } else if let best = call.best {
@@ -48,21 +45,17 @@ extension Distributor {
     /// The call gets no agent: the caller is answered `code`, or, if a treatment answered it
     /// already, hung up by the buffer server.
     func giveUp(_ call: DistributorCall, code: Int, reason: String, exit: Exit) {
-        guard !call.done else { return }
+        guard !call.routing.isOver else { return }
         if !call.finalSent {
             logger.debug("call \(call.reference): \(code) (\(reason))")
             answer(call, .refuse(code: code), reason: QueuePolicy.reason(for: code) + ": " + reason, exit: exit)
             return
         }
-        call.done = true
-        call.queueTimer?.cancel()
-        dequeue(call)
-        onTreatment[call.reference] = nil
+        route(call, .end)
         if call.transferFrom != nil {
             // A transfer that found no one: the caller stays with the agent who asked for it.
             logger.debug("call \(call.reference): transfer failed (\(reason)); back to \(call.transferFrom ?? "?")")
             counters.transfersFailed += 1
-            if let a = call.current, !a.final { cancelAttempt(a) }
             sendControl(.transferFailed(call: call.reference, code: code))
             return
         }
@@ -74,23 +67,15 @@ extension Distributor {
 
     /// Over max wait or max length: the queue's overflow treatment, or its status.
     func overflow(_ call: DistributorCall, full: Bool) {
-        guard !call.done else { return }
+        guard call.routing.isOpen else { return }
         if full { counters.overflows += 1 } else { counters.queueTimeouts += 1 }
-        dequeue(call)
         let exit: Exit = full ? .full : .timeout
         guard case .treatment(let name) = call.policy.overflow, configuration.treatments.contains(name), call.transferFrom == nil else {
             giveUp(call, code: call.policy.status, reason: full ? "the queue is full" : "no agent answered in time", exit: exit)
             return
         }
-        call.done = true
-        call.queueTimer?.cancel()
-        onTreatment[call.reference] = nil
         recordExit(call, code: nil, exit: exit, treatment: name)
-        if call.onTreatment == name { return }  // already there
-        if let t = call.treatmentAttempt { cancelAttempt(t) }
-        if let a = call.current, !a.final { cancelAttempt(a) }
-        logger.debug("call \(call.reference): overflows to \(name)")
-        handOff(call, to: name, encoding: .uri, kind: call.onTreatment != nil ? .treatmentMove : .treatment)
+        route(call, .overflow(to: name))
     }
 
     // MARK: The queue
@@ -101,57 +86,63 @@ extension Distributor {
     }
 
     func enqueue(_ call: DistributorCall) {
-        guard !call.queued, !call.done else { return }
-        let now = clock()
-        let deadline = call.info.arrivedMs + call.policy.maxWait.milliseconds
-        if now >= deadline {
-            overflow(call, full: false)
-            return
-        }
-        if !call.counted {
-            call.counted = true
-            if let max = call.policy.maxLength, waitingPerType[call.info.type, default: 0] >= max {
-                overflow(call, full: true)
-                return
-            }
-        }
-        call.queued = true
-        counters.queued += 1
-        let i = waiting.firstIndex { Self.before(call, $0) } ?? waiting.endIndex
-        waiting.insert(call, at: i)
-        waitingPerType[call.info.type, default: 0] += 1
-        answer(call, .queued)
-        if call.queueTimer == nil {
-            call.queueTimer = stack.schedule(after: .milliseconds(deadline - now)) { [weak self, weak call] in
-                guard let self, let call, call.queued, !call.done else { return }
-                self.overflow(call, full: false)
-            }
-        }
-        if let name = call.policy.treatment, call.onTreatment == nil, call.treatmentAttempt == nil, !call.treatmentFailed,
-           !call.finalSent, !call.cancelled {
-            if configuration.treatments.contains(name) {
-                logger.debug("call \(call.reference): connecting the caller to \(name) while it waits")
-                handOff(call, to: name, encoding: .uri, kind: .treatment)
-            } else {
-                call.treatmentFailed = true
-                logger.warning("call \(call.reference): treatment \(name) is not configured")
-            }
-        }
-    }
-
-    func dequeue(_ call: DistributorCall) {
-        guard call.queued else { return }
-        call.queued = false
-        waiting.removeAll { $0 === call }
-        waitingPerType[call.info.type, default: 1] -= 1
+        route(call, .wait(nowMs: clock(), waitingOfType: waitingPerType[call.info.type, default: 0], callerOpen: !call.finalSent))
     }
 
     /// An agent became available: offer it the waiting calls, highest priority first.
     func serveQueue() {
-        for call in waiting where call.queued && call.treatmentAttempt == nil {
+        for call in waiting where !call.routing.treatmentPending {
             guard agents.anyAvailable else { return }  // nobody left to offer to
-            dequeue(call)
             tryNext(call)
+        }
+    }
+
+    /// Feeds an event to where the call is on its way to an agent (`CallRouting`) and does what
+    /// it says. `why`: what failed, when the call is given up.
+    func route(_ call: DistributorCall, _ event: CallRouting.Event, why: String = "") {
+        for action in call.routing.handle(event) {
+            switch action {
+            case .choose:
+                choose(call)
+            case .enqueue:
+                enqueue(call)
+            case .routeAgain:
+                tryNext(call)
+            case .joinQueue:
+                counters.queued += 1
+                let i = waiting.firstIndex { Self.before(call, $0) } ?? waiting.endIndex
+                waiting.insert(call, at: i)
+                waitingPerType[call.info.type, default: 0] += 1
+                answer(call, .queued)
+            case .leaveQueue:
+                waiting.removeAll { $0 === call }
+                waitingPerType[call.info.type, default: 1] -= 1
+            case .armMaxWait(let at):
+                call.queueTimer = stack.schedule(after: .milliseconds(max(0, at - clock()))) { [weak self, weak call] in
+                    guard let self, let call else { return }
+                    self.route(call, .maxWait)
+                }
+            case .stopMaxWait:
+                call.queueTimer?.cancel()
+            case .overflow(let full):
+                overflow(call, full: full)
+            case .connectTreatment(let name):
+                logger.debug("call \(call.reference): connecting the caller to \(name) while it waits")
+                handOff(call, to: name, encoding: .uri, kind: .treatment)
+            case .treatmentMissing(let name):
+                logger.warning("call \(call.reference): treatment \(name) is not configured")
+            case .takeBack(let id):
+                cancelAttempt(call.attempts[id])
+            case .connectOverflow(let name, let move):
+                logger.debug("call \(call.reference): overflows to \(name)")
+                handOff(call, to: name, encoding: .uri, kind: move ? .treatmentMove : .treatment)
+            case .keepOnTreatment:
+                onTreatment[call.reference] = call
+            case .forget:
+                if onTreatment[call.reference] === call { onTreatment[call.reference] = nil }
+            case .giveUp:
+                giveUp(call, code: call.policy.status, reason: why, exit: .failed)
+            }
         }
     }
 

@@ -38,12 +38,9 @@ extension Distributor {
     public func handle(_ event: CallEvent) {
         switch event {
         case .ended(let reference, let agent):
-            if let call = onTreatment.removeValue(forKey: reference), !call.done {
+            if let call = onTreatment.removeValue(forKey: reference), !call.routing.isOver {
                 // The caller hung up while it waited on a treatment (or during a transfer).
-                call.done = true
-                call.queueTimer?.cancel()
-                dequeue(call)
-                if let a = call.current, !a.final { cancelAttempt(a) }
+                route(call, .end)
                 if call.transferFrom == nil {
                     counters.cancelled += 1
                     records?.record(.abandoned(call: reference, at: clock()))
@@ -87,7 +84,7 @@ extension Distributor {
         var pending: Set<String> = []
         for call in calls.values where !call.finalSent { pending.insert(call.reference) }
         for call in waiting { pending.insert(call.reference) }
-        for call in onTreatment.values where !call.done { pending.insert(call.reference) }
+        for call in onTreatment.values where !call.routing.isOver { pending.insert(call.reference) }
         let before = agents.all.map(\.state)
         agents.reconcile(liveCalls: live.union(pending), pendingOffers: pending)
         let after = agents.all.map(\.state)

@@ -51,7 +51,7 @@ extension Distributor {
             case .sendCancel:
                 sendCancel(attempt)
             case .provisional(let code):
-                if code > 100, attempt.kind == .agent, call.current === attempt, !attempt.abandoned, !call.finalSent, !call.cancelled {
+                if code > 100, attempt.kind == .agent, call.routing.offerOut == attempt.id, !attempt.abandoned, !call.finalSent, !call.cancelled {
                     if let key = call.serverKey { stack.respond(upstream, to: key) }
                 }
             case .answered, .ackAgain:
@@ -88,25 +88,19 @@ extension Distributor {
             }
             answeredCalls[call.reference] = attempt.agent
             records?.record(.connected(call: call.reference, agent: attempt.agent, at: clock()))
-            if let other = call.current, other !== attempt { cancelAttempt(other) }
             call.cancelGuard?.cancel()
-            call.done = true
-            call.queueTimer?.cancel()
-            if let t = call.treatmentAttempt { cancelAttempt(t) }
-            onTreatment[call.reference] = nil
-            call.onTreatment = nil
+            route(call, .connected(attempt: attempt.id))
         }
         if attempt.kind == .agent {
             if let key = call.serverKey { stack.respond(Self.upstream(response), to: key) }  // 2xx retransmissions too (16.7 step 5)
         }
         if first { call.answered(attempt, transactionInvite: call.serverKey.flatMap { stack.request(of: $0) }) }
-        dequeue(call)
     }
 
     private func attemptRefused(_ attempt: Attempt, call: DistributorCall, code: Int, response: SIPMessage) {
         attempt.noAnswerTimer?.cancel()
         if !attempt.abandoned {
-            answer(call, .offerEnded(treatmentPending: call.treatmentAttempt != nil))
+            answer(call, .offerEnded(treatmentPending: call.routing.treatmentPending))
             agents.rejected(attempt.agent, call: call.reference)
             records?.record(.notAnswered(call: call.reference, agent: attempt.agent, code: code, at: clock()))
             if attempt.kind == .agent { call.record(code: code, reason: response.reasonPhrase, response: Self.upstream(response)) }
@@ -117,9 +111,9 @@ extension Distributor {
             }
         }
         if call.cancelled {
-            if call.answer.offersOut == 0, call.treatmentAttempt == nil { answer(call, .refuse(code: 487)) }
-        } else if call.current === attempt {
-            tryNext(call)
+            if call.answer.offersOut == 0, !call.routing.treatmentPending { answer(call, .refuse(code: 487)) }
+        } else {
+            route(call, .offerEnded(attempt: attempt.id))
         }
     }
 
@@ -144,9 +138,8 @@ extension Distributor {
             call.cancelGuard?.cancel()
             for a in call.attempts where a.final { forgetLinkAttempt(a) }
             // A caller on a treatment is answered but still waits: it stays queued.
-            if onTreatment[call.reference] === call, !call.done { return }
-            call.queueTimer?.cancel()
-            dequeue(call)
+            if onTreatment[call.reference] === call, !call.routing.isOver { return }
+            route(call, .end)
             return
         }
         if transaction.method == .message {

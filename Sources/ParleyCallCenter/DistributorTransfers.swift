@@ -32,11 +32,10 @@ extension Distributor {
         let invite = transferInvite(target: target, caller: caller, agent: agent)
         let info = CallInfo(id: reference, type: type, priority: 0, arrivedMs: now, attempts: [agent],
                             invite: InviteView(message: invite))
+        // The caller is answered already (a queue's max length does not turn it away) and hears
+        // the agent who asked meanwhile.
         let call = DistributorCall(serverKey: nil, invite: invite, reference: reference, info: info, rules: engine.pin(),
-                                   policy: configuration.policy(for: type))
-        call.answer = CallerAnswer(answered: true)
-        call.counted = true  // the caller is answered already: a queue's max length does not turn it away
-        call.onTreatment = agent
+                                   policy: configuration.policy(for: type), treatmentConfigured: false, answeredOn: agent)
         call.transferFrom = agent
         call.transferTo = toAgent ? target : nil
         onTreatment[reference] = call

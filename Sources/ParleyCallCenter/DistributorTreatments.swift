@@ -38,19 +38,10 @@ extension Distributor {
             if let key = call.serverKey { stack.respond(Self.upstream(response), to: key) }  // retransmissions too
         }
         guard first else { return }
-        if call.treatmentAttempt === attempt { call.treatmentAttempt = nil }
         counters.treatments += 1
-        call.onTreatment = attempt.agent
         records?.record(.treatment(call: call.reference, treatment: attempt.agent, at: clock()))
         logger.debug("call \(call.reference): caller connected to \(attempt.agent)")
-        if call.cancelled || call.done {
-            onTreatment[call.reference] = nil
-        } else {
-            onTreatment[call.reference] = call
-            if let a = call.current, !a.final, !a.abandoned { return }
-            if call.queued { dequeue(call) }
-            tryNext(call)
-        }
+        route(call, .treatmentAnswered(attempt: attempt.id))
     }
 
     func treatmentNoAnswer(_ attempt: Attempt) {
@@ -63,18 +54,9 @@ extension Distributor {
     /// A treatment that failed or did not answer: a waiting caller goes on waiting without it;
     /// a caller sent to an overflow treatment gets the queue's status instead.
     func treatmentFailed(_ attempt: Attempt, call: DistributorCall, why: String) {
-        if call.treatmentAttempt === attempt { call.treatmentAttempt = nil }
-        logger.warning("call \(call.reference): treatment \(attempt.agent) \(why); the caller waits without it")
-        if call.cancelled {
-            if call.answer.offersOut == 0 { answer(call, .refuse(code: 487)) }
-        } else if attempt.kind == .treatmentMove || call.done {
-            call.done = false
-            giveUp(call, code: call.policy.status, reason: "overflow treatment \(attempt.agent) \(why)", exit: .failed)
-        } else {
-            call.treatmentFailed = true
-            if call.queued { dequeue(call) }
-            tryNext(call)
-        }
+        logger.warning("call \(call.reference): treatment \(attempt.agent) \(why)")
+        route(call, .treatmentFailed(attempt: attempt.id), why: "overflow treatment \(attempt.agent) \(why)")
+        if call.cancelled, call.answer.offersOut == 0, !call.routing.treatmentPending { answer(call, .refuse(code: 487)) }
     }
 
     /// The ACK for a 2xx to a move (buffer server hop only).
