@@ -32,6 +32,10 @@ public struct AgentTimers: Sendable, Equatable {
 /// | busy(call) | `callEnded(call)` | wrapUp until now + wrapUpMs (available at once if 0) |
 /// | wrapUp, offline(break) | `tick` past the deadline | available |
 /// | any | `setOffline` / `setAvailable` (configuration, registration expiry) | offline / available |
+/// | available, wrapUp, break | `pause(reason)` (an operator) | break(reason), until made available |
+/// | available, wrapUp, break | `logOff(reason)` | offline(reason) |
+/// | ringing, busy | `pause` / `logOff` | unchanged, the change `pending` until the call ends |
+/// | break, offline, wrapUp | `makeAvailable` | available (a pending change is cancelled instead) |
 ///
 /// Events that do not fit the state (a late `answered` for a call the agent is no longer
 /// ringing for) change nothing and return false, so a reordered or duplicated report can never
@@ -42,6 +46,26 @@ public struct AgentStateMachine: Sendable, Equatable {
         case loggedOut
         /// On break after too many no-answers, until the deadline.
         case onBreak(untilMs: Int64)
+        /// On break because an operator (or the agent) asked, until made available again.
+        case paused
+    }
+
+    /// A change an operator asked for while the agent was ringing or busy: made when that call
+    /// ends (the call is never cut).
+    public enum Pending: Sendable, Equatable {
+        case pause(reason: String?)
+        case logOff(reason: String?)
+    }
+
+    /// What an operator's request did.
+    public enum ControlResult: Sendable, Equatable {
+        case changed
+        /// The agent is ringing or busy: the change waits for the call's end (`pending`).
+        case pending
+        /// Already so.
+        case unchanged
+        /// Not a change that can be made now (why).
+        case notAllowed(String)
     }
 
     public enum State: Sendable, Equatable {
@@ -66,6 +90,15 @@ public struct AgentStateMachine: Sendable, Equatable {
     public private(set) var idleSinceMs: Int64?
     /// When the current call was last confirmed alive (busy) or offered (ringing).
     public private(set) var lastConfirmedMs: Int64 = 0
+    /// When the agent entered its state (a state of another kind: a new call while busy does
+    /// not count).
+    public private(set) var sinceMs: Int64
+    /// Why the agent is on break or offline (nil: no reason given, or another state).
+    public private(set) var reason: String?
+    /// A change waiting for the current call's end.
+    public private(set) var pending: Pending?
+    /// Calls the agent let ring out, in all.
+    public private(set) var noAnswers = 0
 
     public init(id: String, skills: [String], contact: String?, attrs: [String: AgentAttribute] = [:],
                 timers: AgentTimers = AgentTimers(), available: Bool = true, now: Int64) {
@@ -76,6 +109,7 @@ public struct AgentStateMachine: Sendable, Equatable {
         self.timers = timers
         self.state = available ? .available : .offline(.loggedOut)
         self.idleSinceMs = available ? now : nil
+        self.sinceMs = now
     }
 
     /// The state as rules see it.
@@ -119,7 +153,7 @@ public struct AgentStateMachine: Sendable, Equatable {
     @discardableResult
     public mutating func offer(call: String, now: Int64) -> Bool {
         guard state == .available else { return false }
-        state = .ringing(call: call, sinceMs: now)
+        enter(.ringing(call: call, sinceMs: now), now: now)
         lastConfirmedMs = now
         return true
     }
@@ -128,7 +162,7 @@ public struct AgentStateMachine: Sendable, Equatable {
     @discardableResult
     public mutating func answered(call: String, now: Int64) -> Bool {
         guard case .ringing(let c, _) = state, c == call else { return false }
-        state = .busy(call: call, sinceMs: now)
+        enter(.busy(call: call, sinceMs: now), now: now)
         consecutiveNoAnswers = 0
         lastConfirmedMs = now
         return true
@@ -142,7 +176,7 @@ public struct AgentStateMachine: Sendable, Equatable {
         switch state {
         case .ringing, .busy: return false
         default:
-            state = .busy(call: call, sinceMs: now)
+            enter(.busy(call: call, sinceMs: now), now: now)
             idleSinceMs = nil
             lastConfirmedMs = now
             return true
@@ -155,8 +189,10 @@ public struct AgentStateMachine: Sendable, Equatable {
     public mutating func noAnswer(call: String, now: Int64) -> Bool {
         guard case .ringing(let c, _) = state, c == call else { return false }
         consecutiveNoAnswers += 1
+        noAnswers += 1
+        if applyPending(now: now) { return true }
         if timers.maxNoAnswer > 0, consecutiveNoAnswers >= timers.maxNoAnswer {
-            state = .offline(.onBreak(untilMs: now + timers.breakMs))
+            enter(.offline(.onBreak(untilMs: now + timers.breakMs)), now: now, reason: "no_answer")
             idleSinceMs = nil
         } else {
             becomeAvailable(now: now)
@@ -169,6 +205,7 @@ public struct AgentStateMachine: Sendable, Equatable {
     @discardableResult
     public mutating func rejected(call: String, now: Int64) -> Bool {
         guard case .ringing(let c, _) = state, c == call else { return false }
+        if applyPending(now: now) { return true }
         becomeAvailable(now: now)
         return true
     }
@@ -179,8 +216,9 @@ public struct AgentStateMachine: Sendable, Equatable {
         guard case .busy(let c, let since) = state, c == call else { return false }
         callsHandled += 1
         talkMs += max(0, now - since)
+        if applyPending(now: now) { return true }
         if timers.wrapUpMs > 0 {
-            state = .wrapUp(untilMs: now + timers.wrapUpMs)
+            enter(.wrapUp(untilMs: now + timers.wrapUpMs), now: now)
         } else {
             becomeAvailable(now: now)
         }
@@ -220,23 +258,120 @@ public struct AgentStateMachine: Sendable, Equatable {
         }
     }
 
-    /// Logged out (or registration expired). A call in progress is not touched.
+    /// Logged out (configuration). A call in progress is not touched.
     public mutating func setOffline(now: Int64) {
-        switch state {
-        case .ringing, .busy: return
-        default:
-            state = .offline(.loggedOut)
-            idleSinceMs = nil
-        }
+        _ = logOff(reason: nil, now: now, deferred: false)
     }
 
-    /// Logged in (or registered).
+    /// Logged in.
     public mutating func setAvailable(now: Int64) {
         if case .offline = state { becomeAvailable(now: now) }
     }
 
+    // MARK: An operator's requests
+
+    /// On break with a reason: at once when available, in wrap-up or on break already (the
+    /// reason replaced); when the current call ends if ringing or busy. A logged-off agent
+    /// logs in first.
+    public mutating func pause(reason: String?, now: Int64) -> ControlResult {
+        switch state {
+        case .ringing, .busy:
+            if pending == .pause(reason: reason) { return .unchanged }
+            pending = .pause(reason: reason)
+            return .pending
+        case .offline(.loggedOut):
+            return .notAllowed("\(id) is logged off; log it in first")
+        case .offline(.paused) where self.reason == reason:
+            return .unchanged
+        default:
+            enter(.offline(.paused), now: now, reason: reason)
+            idleSinceMs = nil
+            return .changed
+        }
+    }
+
+    /// Logged off with a reason: at once unless ringing or busy (then when the call ends).
+    public mutating func logOff(reason: String?, now: Int64) -> ControlResult {
+        logOff(reason: reason, now: now, deferred: true)
+    }
+
+    private mutating func logOff(reason: String?, now: Int64, deferred: Bool) -> ControlResult {
+        switch state {
+        case .ringing, .busy:
+            guard deferred else { return .notAllowed("\(id) is on a call") }
+            if pending == .logOff(reason: reason) { return .unchanged }
+            pending = .logOff(reason: reason)
+            return .pending
+        case .offline(.loggedOut) where self.reason == reason:
+            return .unchanged
+        default:
+            enter(.offline(.loggedOut), now: now, reason: reason)
+            idleSinceMs = nil
+            return .changed
+        }
+    }
+
+    /// Available: ends a break (an operator's or a no-answer one), wrap-up, or logs the agent
+    /// in. On a ringing or busy agent it cancels a pending change (nothing else to do).
+    public mutating func makeAvailable(now: Int64) -> ControlResult {
+        switch state {
+        case .ringing, .busy:
+            guard pending != nil else { return .unchanged }
+            pending = nil
+            return .changed
+        case .available:
+            return .unchanged
+        case .offline:
+            consecutiveNoAnswers = 0
+            becomeAvailable(now: now)
+            return .changed
+        case .wrapUp:
+            becomeAvailable(now: now)
+            return .changed
+        }
+    }
+
+    /// The state as the admin API names it: `break` for a break (an operator's, or after
+    /// missed calls), `offline` for logged off.
+    public var adminState: String {
+        switch state {
+        case .available: "available"
+        case .ringing: "ringing"
+        case .busy: "busy"
+        case .wrapUp: "wrapup"
+        case .offline(.loggedOut): "offline"
+        case .offline(.onBreak), .offline(.paused): "break"
+        }
+    }
+
+    /// The call ended (or its offer did): a pending change is made now.
+    private mutating func applyPending(now: Int64) -> Bool {
+        guard let p = pending else { return false }
+        pending = nil
+        switch p {
+        case .pause(let reason): enter(.offline(.paused), now: now, reason: reason)
+        case .logOff(let reason): enter(.offline(.loggedOut), now: now, reason: reason)
+        }
+        idleSinceMs = nil
+        return true
+    }
+
+    private mutating func enter(_ s: State, now: Int64, reason: String? = nil) {
+        if !Self.sameKind(s, state) { sinceMs = now }
+        state = s
+        self.reason = reason
+    }
+
+    private static func sameKind(_ a: State, _ b: State) -> Bool {
+        switch (a, b) {
+        case (.available, .available), (.ringing, .ringing), (.busy, .busy), (.wrapUp, .wrapUp): true
+        case (.offline(let x), .offline(let y)): x == y || (x != .loggedOut && y != .loggedOut)
+        default: false
+        }
+    }
+
     private mutating func becomeAvailable(now: Int64) {
-        state = .available
+        enter(.available, now: now)
         idleSinceMs = now
     }
 }
