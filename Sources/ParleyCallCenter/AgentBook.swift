@@ -28,6 +28,8 @@ public final class AgentBook: @unchecked Sendable {
     var schedule: ((Int64, @escaping () -> Void) -> TimerToken)?
     /// Called when an agent becomes available (queued calls may now be served).
     var onAvailable: ((String) -> Void)?
+    /// Called when an agent's state, reason or pending change changed (before, after).
+    var onChange: ((AgentStateMachine, AgentStateMachine) -> Void)?
 
     public init(agents: [AgentStateMachine], directory: AgentDirectory, now: @escaping () -> Int64) {
         self.directory = directory
@@ -127,6 +129,9 @@ public final class AgentBook: @unchecked Sendable {
             index(m, position: p, add: true)
         }
         if m != before { directory.update(m.info) }
+        if let onChange, m.state != before.state || m.reason != before.reason || m.pending != before.pending {
+            onChange(before, m)
+        }
         if changed {
             reschedule(id)
             if m.isAvailable, !before.isAvailable { onAvailable?(id) }

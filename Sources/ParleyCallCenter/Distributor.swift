@@ -135,7 +135,10 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
     /// Where call records and queue-log lines go (nil: none kept). Writes are queued, never
     /// waited for on the event loop.
     public var records: RecordStore?
-    let clock: () -> Int64
+    /// Told of every change of an agent's state, reason or pending change (the admin API's
+    /// event stream). On the distributor's loop.
+    public var agentObserver: ((AgentStateMachine) -> Void)?
+    public let clock: () -> Int64
 
     var calls: [TransactionKey: DistributorCall] = [:]
     var attemptsByKey: [TransactionKey: Attempt] = [:]
@@ -164,6 +167,7 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
         stack.user = self
         self.agents.schedule = { [unowned stack] ms, body in stack.schedule(after: .milliseconds(ms), body) }
         self.agents.onAvailable = { [weak self] _ in self?.serveQueue() }
+        self.agents.onChange = { [weak self] before, after in self?.agentChanged(before, after) }
     }
 
     /// Registered contacts (agent id -> contact URI) replace the configured ones the rules see as

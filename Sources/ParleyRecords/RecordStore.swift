@@ -30,9 +30,14 @@ public enum CallEvent: Sendable, Equatable {
     /// (`EXITWITHTIMEOUT`): to an overflow treatment, answered `code`, or hung up on its
     /// treatment (both nil).
     case overflowed(call: String, full: Bool, treatment: String?, code: Int?, at: Int64)
+    /// An agent logged in or off, went on break or came back (`LOGIN`, `LOGOFF`, `PAUSE`,
+    /// `UNPAUSE`; call and queue `NONE`, the reason in the data column).
+    case agent(AgentLogEntry)
 
     public var call: String {
         switch self {
+        case .agent:
+            return AgentLogEntry.noCall
         case .arrived(let c, _, _, _, _, _, _), .offered(let c, _, _), .notAnswered(let c, _, _, _), .connected(let c, _, _),
              .abandoned(let c, _), .completed(let c, _, _), .failed(let c, _, _, _), .treatment(let c, _, _),
              .transferred(let c, _, _, _),
@@ -46,7 +51,8 @@ public enum CallEvent: Sendable, Equatable {
 public enum QueueLogEvent: String, Sendable, CaseIterable {
     case enterQueue = "ENTERQUEUE", offer = "OFFER", ringNoAnswer = "RINGNOANSWER", connect = "CONNECT",
          abandon = "ABANDON", complete = "COMPLETE", exitWithTimeout = "EXITWITHTIMEOUT", failed = "FAILED",
-         treatment = "TREATMENT", exitWithFull = "EXITWITHFULL", transfer = "TRANSFER"
+         treatment = "TREATMENT", exitWithFull = "EXITWITHFULL", transfer = "TRANSFER",
+         pause = "PAUSE", unpause = "UNPAUSE", login = "LOGIN", logoff = "LOGOFF"
 }
 
 /// Where a call stands, or how it ended.
@@ -95,6 +101,8 @@ public struct QueueLogLine: Sendable, Equatable {
     public var durationMs: Int64?
     /// The failure code (RINGNOANSWER from a failure response, FAILED, EXITWITHTIMEOUT).
     public var code: Int?
+    /// An agent event's reason (PAUSE, LOGOFF).
+    public var data: String? = nil
 }
 
 /// Figures for one queue (call type).
@@ -146,7 +154,7 @@ public struct RecordStoreError: Error, CustomStringConvertible, Sendable {
 /// nothing committed is lost (WAL, synchronous NORMAL).
 public final class RecordStore: Sendable {
     public let path: String
-    private let db: DatabaseQueue
+    let db: DatabaseQueue
     /// Called (on the store's writer queue) when an event cannot be written. It must not call
     /// `flush` or `recordNow` (they wait for that queue).
     private let onError: @Sendable (Error) -> Void
@@ -207,6 +215,7 @@ public final class RecordStore: Sendable {
                 CREATE INDEX queue_log_time ON queue_log(time_ms);
                 """)
         }
+        m.registerMigration("v2 agents") { db in try agentTables(db) }
         return m
     }
 
@@ -311,6 +320,10 @@ public final class RecordStore: Sendable {
     /// Applies one event. Statements are cached on the connection: compiling the SQL anew for
     /// each event cost more than the writes. `rows` follows what it writes to the calls table.
     private static func apply(_ event: CallEvent, _ db: Database, _ rows: inout CallRows) throws {
+        if case .agent(let entry) = event {
+            try apply(entry, db)
+            return
+        }
         if case .arrived(let call, let sipCallID, let caller, let queue, let priority, let version, let at) = event {
             try db.run("""
                 INSERT OR IGNORE INTO calls (reference, sip_call_id, caller, queue, priority, rules_version, arrived_ms, outcome)
@@ -325,7 +338,7 @@ public final class RecordStore: Sendable {
         let queue = row.queue, version = row.version, arrived = row.arrived
         defer { rows[event.call] = row }
         switch event {
-        case .arrived:
+        case .arrived, .agent:
             break
         case .offered(let call, let agent, let at):
             try db.run("UPDATE calls SET offers = offers + 1 WHERE reference = ?", [.text(call)])
@@ -372,7 +385,7 @@ public final class RecordStore: Sendable {
         }
     }
 
-    private static func log(_ db: Database, _ at: Int64, _ call: String, _ queue: String, _ agent: String?, _ event: QueueLogEvent,
+    static func log(_ db: Database, _ at: Int64, _ call: String, _ queue: String, _ agent: String?, _ event: QueueLogEvent,
                             _ version: String, _ duration: Int64?, _ code: Int?) throws {
         try db.run("""
             INSERT INTO queue_log (time_ms, call, queue, agent, event, rules_version, duration_ms, code)
@@ -399,7 +412,9 @@ public final class RecordStore: Sendable {
                     let oldest = "SELECT reference FROM calls WHERE arrived_ms < ? ORDER BY arrived_ms, reference LIMIT ?"
                     try db.execute(sql: "DELETE FROM queue_log WHERE call IN (\(oldest))", arguments: [cutoffMs, limit])
                     try db.execute(sql: "DELETE FROM calls WHERE reference IN (\(oldest))", arguments: [cutoffMs, limit])
-                    return db.changesCount
+                    let calls = db.changesCount
+                    try db.execute(sql: "DELETE FROM queue_log WHERE call = ? AND time_ms < ?", arguments: [AgentLogEntry.noCall, cutoffMs])
+                    return calls
                 }
             }
             total += deleted
@@ -439,7 +454,7 @@ public final class RecordStore: Sendable {
             return rows.map { r in
                 QueueLogLine(timeMs: r["time_ms"], call: r["call"], queue: r["queue"], agent: r["agent"],
                              event: QueueLogEvent(rawValue: r["event"]) ?? .failed, rulesVersion: r["rules_version"],
-                             durationMs: r["duration_ms"], code: r["code"])
+                             durationMs: r["duration_ms"], code: r["code"], data: r["data"])
             }
         }
     }

@@ -98,3 +98,33 @@ import Testing
         #expect(a.adminState == "break" && a.nextDeadline == nil)
     }
 }
+
+/// Which changes of an agent's state are queue-log lines, and what is kept for the next start.
+@Suite struct AgentLogEntryTests {
+    func agent() -> AgentStateMachine {
+        AgentStateMachine(id: "bob", skills: [], contact: nil, timers: AgentTimers(wrapUpMs: 0, maxNoAnswer: 1, breakMs: 60_000), now: 0)
+    }
+
+    @Test func eachChangeAndItsLine() {
+        var a = agent()
+        var before = a
+        func line() -> (String, String?, String?)? {
+            defer { before = a }
+            return Distributor.logEntry(before, a, at: 5).map { ($0.event.rawValue, $0.reason, $0.presence?.rawValue) }
+        }
+        _ = a.pause(reason: "lunch", now: 1)
+        #expect(line()! == ("PAUSE", "lunch", "break"))
+        _ = a.pause(reason: "training", now: 2)
+        #expect(line()! == ("PAUSE", "training", "break"))
+        _ = a.makeAvailable(now: 3)
+        #expect(line()! == ("UNPAUSE", nil, "available"))
+        a.offer(call: "c1", now: 4)
+        #expect(line() == nil)  // ringing is no line of its own
+        a.noAnswer(call: "c1", now: 5)
+        #expect(line()! == ("PAUSE", "no_answer", nil))  // a break after missed calls: not kept
+        _ = a.logOff(reason: "home", now: 6)
+        #expect(line()! == ("LOGOFF", "home", "offline"))
+        _ = a.makeAvailable(now: 7)
+        #expect(line()! == ("LOGIN", nil, "available"))
+    }
+}

@@ -1,0 +1,84 @@
+import ParleyRecords
+
+/// What an operator asks of an agent (the admin API's `PUT /v1/agents/{id}/state`).
+public enum AgentCommand: Sendable, Equatable {
+    case available
+    case pause(reason: String?)
+    case logOff(reason: String?)
+}
+
+/// Agent control: an operator's requests, the queue-log lines for every log-in, log-off, break
+/// and return (whoever caused them), and the presence an operator set kept for the next start.
+extension Distributor {
+    /// Applies an operator's request; nil when the configuration names no such agent. A newly
+    /// available agent is offered waiting calls at once.
+    public func control(agent id: String, _ command: AgentCommand) -> AgentStateMachine.ControlResult? {
+        guard agents.agent(id) != nil else { return nil }
+        var result = AgentStateMachine.ControlResult.unchanged
+        agents.apply(id) { m, t in
+            switch command {
+            case .available: result = m.makeAvailable(now: t)
+            case .pause(let reason): result = m.pause(reason: reason, now: t)
+            case .logOff(let reason): result = m.logOff(reason: reason, now: t)
+            }
+            return result == .changed
+        }
+        return result
+    }
+
+    /// Puts agents back where an operator last set them (at start, before any call; nothing is
+    /// logged). Agents the configuration no longer names are left out.
+    public func restore(_ saved: [String: SavedPresence]) {
+        let observer = agents.onChange
+        agents.onChange = nil
+        defer { agents.onChange = observer }
+        for (id, s) in saved where agents.agent(id) != nil {
+            agents.apply(id) { m, t in
+                switch s.presence {
+                case .available: return m.makeAvailable(now: t) == .changed
+                case .break: return m.pause(reason: s.reason, now: t) == .changed
+                case .offline: return m.logOff(reason: s.reason, now: t) == .changed
+                }
+            }
+        }
+    }
+
+    /// An agent's state changed: its queue-log line (LOGIN, LOGOFF, PAUSE, UNPAUSE) and, for
+    /// what an operator sets, the presence kept for the next start.
+    func agentChanged(_ before: AgentStateMachine, _ after: AgentStateMachine) {
+        agentObserver?(after)
+        guard let entry = Self.logEntry(before, after, at: clock()) else { return }
+        logger.info("agent \(after.id): \(entry.event.rawValue)\(entry.reason.map { " (\($0))" } ?? "")")
+        records?.record(.agent(entry))
+    }
+
+    /// The queue-log line for a change of an agent's state, if it is one: into a break (PAUSE,
+    /// or a new reason), out of one (UNPAUSE), logged off (LOGOFF), logged in (LOGIN). A break
+    /// after missed calls is logged but not kept (it ends by itself).
+    static func logEntry(_ before: AgentStateMachine, _ after: AgentStateMachine, at: Int64) -> AgentLogEntry? {
+        let b = before.adminState, a = after.adminState
+        let timedBreak: Bool = {
+            if case .offline(.onBreak) = after.state { return true }
+            return false
+        }()
+        func entry(_ e: QueueLogEvent, _ p: AgentPresence?) -> AgentLogEntry {
+            AgentLogEntry(agent: after.id, event: e, reason: after.reason, presence: p, at: at)
+        }
+        switch (b, a) {
+        case ("break", "break"):
+            return before.reason == after.reason ? nil : entry(.pause, timedBreak ? nil : .break)
+        case (_, "break"):
+            return entry(.pause, timedBreak ? nil : .break)
+        case ("offline", "offline"):
+            return before.reason == after.reason ? nil : entry(.logoff, .offline)
+        case (_, "offline"):
+            return entry(.logoff, .offline)
+        case ("break", _):
+            return entry(.unpause, .available)
+        case ("offline", _):
+            return entry(.login, .available)
+        default:
+            return nil
+        }
+    }
+}

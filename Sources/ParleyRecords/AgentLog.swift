@@ -1,0 +1,78 @@
+import GRDB
+
+/// An agent's presence as an operator set it: what survives a restart of `parley serve`.
+public enum AgentPresence: String, Sendable, Equatable {
+    case available, `break`, offline
+}
+
+/// One agent event for the queue log, and what of it survives a restart.
+public struct AgentLogEntry: Sendable, Equatable {
+    /// The call and queue columns of an agent's line (as Asterisk's queue_log writes them).
+    public static let noCall = "NONE"
+
+    public var agent: String
+    /// `.login`, `.logoff`, `.pause` or `.unpause`.
+    public var event: QueueLogEvent
+    public var reason: String?
+    /// The presence to keep for the next start (nil: nothing to keep, e.g. a break after
+    /// missed calls, which ends by itself).
+    public var presence: AgentPresence?
+    public var at: Int64
+
+    public init(agent: String, event: QueueLogEvent, reason: String?, presence: AgentPresence?, at: Int64) {
+        self.agent = agent
+        self.event = event
+        self.reason = reason
+        self.presence = presence
+        self.at = at
+    }
+}
+
+/// An agent's kept presence.
+public struct SavedPresence: Sendable, Equatable {
+    public var presence: AgentPresence
+    public var reason: String?
+    public var sinceMs: Int64
+}
+
+extension RecordStore {
+    /// The second migration: the reason column of agent lines, and each agent's kept presence.
+    static func agentTables(_ db: Database) throws {
+        try db.execute(sql: """
+            ALTER TABLE queue_log ADD COLUMN data TEXT;
+            CREATE TABLE agent_presence (
+                agent TEXT PRIMARY KEY NOT NULL,
+                presence TEXT NOT NULL,
+                reason TEXT,
+                since_ms INTEGER NOT NULL
+            );
+            """)
+    }
+
+    static func apply(_ e: AgentLogEntry, _ db: Database) throws {
+        try db.run("""
+            INSERT INTO queue_log (time_ms, call, queue, agent, event, rules_version, duration_ms, code, data)
+            VALUES (?, ?, ?, ?, ?, '', NULL, NULL, ?)
+            """, [.int(e.at), .text(AgentLogEntry.noCall), .text(AgentLogEntry.noCall), .text(e.agent), .text(e.event.rawValue),
+                  .text(e.reason)])
+        if let p = e.presence {
+            try db.run("""
+                INSERT INTO agent_presence (agent, presence, reason, since_ms) VALUES (?, ?, ?, ?)
+                ON CONFLICT(agent) DO UPDATE SET presence = excluded.presence, reason = excluded.reason, since_ms = excluded.since_ms
+                """, [.text(e.agent), .text(p.rawValue), .text(e.reason), .int(e.at)])
+        }
+    }
+
+    /// Every agent's kept presence (what an operator last set), by agent id.
+    public func savedPresences() throws -> [String: SavedPresence] {
+        flush()
+        return try db.read { db in
+            var out: [String: SavedPresence] = [:]
+            for r in try Row.fetchAll(db, sql: "SELECT agent, presence, reason, since_ms FROM agent_presence") {
+                guard let p = AgentPresence(rawValue: r["presence"]) else { continue }
+                out[r["agent"]] = SavedPresence(presence: p, reason: r["reason"], sinceMs: r["since_ms"])
+            }
+            return out
+        }
+    }
+}
