@@ -8,6 +8,7 @@ import PackageDescription
 //   ParleyProxy        the RFC 3261 section 16 stateful proxy core the later roles reuse
 //   ParleyDialog       dialogs (RFC 3261 12) and the SDP session a B2BUA owns per leg (RFC 3264 8)
 //   ParleyRules        Lua rule engine (depends on the message core only)
+//   ParleyAdmin        the admin API on Hummingbird, over the call center's roles
 //   parley             the command-line tool
 let package = Package(
     name: "Parley",
@@ -23,6 +24,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         .target(name: "ParleySIP"),
@@ -72,11 +75,29 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // The admin API (issue 19): agents, queues, calls, rules, events, metrics, the wallboard.
+        .target(
+            name: "ParleyAdmin",
+            dependencies: [
+                "ParleyCallCenter", "ParleyRecords", "ParleyRules", "ParleySIP",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(
+            name: "ParleyAdminTests",
+            dependencies: ["ParleyAdmin", "ParleyCallCenter", .product(name: "Hummingbird", package: "hummingbird")]
+        ),
         // Configuration (YAML) and the wiring of roles into one process.
         .target(
             name: "ParleyApp",
             dependencies: [
                 "ParleyCallCenter", "ParleyDialog", "ParleyRegistration", "ParleyTransport", "ParleyRules", "ParleySIP", "CHeapStats",
+                "ParleyAdmin",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -104,6 +125,7 @@ let package = Package(
                 "ParleyTransport",
                 "ParleyProxy",
                 "ParleyRegistration",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

@@ -90,6 +90,8 @@ public struct ParleyConfiguration: Sendable {
     /// The `security:` section (handoff secret, tunnel peers, connection limits): defaults
     /// when the file has none (docs/security.md).
     public var security = SecuritySettings()
+    /// The `admin:` section: the admin API's listener and tokens (nil: no admin listener).
+    public var admin: AdminSettings?
     /// The `tls:` section: SIP over TLS listeners and certificates (nil: no TLS).
     public var tls: TLSSettings?
 
@@ -168,8 +170,9 @@ extension ParleyConfiguration {
         var c = ParleyConfiguration(path: path, rulesDirectory: "rules", roles: Role.allCases, distributorListen: "",
                                     bufferListen: "", tunnelListen: nil, skills: [], agents: [])
         r.allowOnly(top, ["rules", "roles", "listeners", "timers", "skills", "agents", "log_level", "records",
-                          "treatments", "queues", "registration", "security", "tls"], prefix: "")
+                          "treatments", "queues", "registration", "security", "tls", "admin"], prefix: "")
         if let n = top["tls"] { c.tls = r.tls(n, base: base) }
+        if let n = top["admin"] { c.admin = r.admin(n, environment: environment) }
         c.security = r.security(top["security"], environment: environment)
         c.recordsDatabase = base.isEmpty ? Self.defaultRecordsFile : (base as NSString).appendingPathComponent(Self.defaultRecordsFile)
         if let n = top["records"], let m = r.mapping(n, key: "records") {

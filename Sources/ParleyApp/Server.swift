@@ -223,6 +223,15 @@ public final class ParleyServer: @unchecked Sendable {
                     .flatMap { _ in Self.listenTLS(transport, tlsListen["distributor"]) }
                     .map { _ in d.start(); return d }
             }.wait()
+            if let records, let distributor {
+                // Agents back where an operator last set them (break, logged off, in).
+                do {
+                    let saved = try records.savedPresences()
+                    try loop.submit { distributor.restore(saved) }.wait()
+                } catch {
+                    logger.warning("agent states from \(records.path) not restored: \(error)")
+                }
+            }
             if let tunnelAddress, let distributor {
                 let client = TunnelClient(distributor: distributor, server: tunnelAddress, uri: c.bufferURI,
                                           tls: c.tls?.tunnel == true ? tls?.client : nil)

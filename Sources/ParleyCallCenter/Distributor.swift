@@ -138,6 +138,10 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
     /// Told of every change of an agent's state, reason or pending change (the admin API's
     /// event stream). On the distributor's loop.
     public var agentObserver: ((AgentStateMachine) -> Void)?
+    /// The queue of the call each agent was last offered (what its current call is shown with).
+    public internal(set) var agentCallQueue: [String: String] = [:]
+    /// Agents whose contact is a registered one (the registration role in this process).
+    public internal(set) var registeredAgents: Set<String> = []
     public let clock: () -> Int64
 
     var calls: [TransactionKey: DistributorCall] = [:]
@@ -173,6 +177,7 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
     /// Registered contacts (agent id -> contact URI) replace the configured ones the rules see as
     /// `agent.contact`; an agent no longer registered shows its configured contact again.
     public func useRegisteredContacts(_ registered: [String: String], configured: [String: String]) {
+        registeredAgents = Set(registered.keys)
         for a in agents.all {
             let contact = registered[a.id] ?? configured[a.id]
             if a.contact != contact { agents.setContact(a.id, contact) }
@@ -309,6 +314,7 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
             enqueue(call)
             return
         }
+        agentCallQueue[agent] = call.info.type
         call.info.attempts.append(agent)
         if call.routing.onTreatment != nil {
             // The caller is answered (on a treatment): the buffer server calls the agent and

@@ -36,8 +36,9 @@ extension Distributor {
             agents.apply(id) { m, t in
                 switch s.presence {
                 case .available: return m.makeAvailable(now: t) == .changed
-                case .break: return m.pause(reason: s.reason, now: t) == .changed
-                case .offline: return m.logOff(reason: s.reason, now: t) == .changed
+                // Since when it was set (not this start).
+                case .break: return m.pause(reason: s.reason, now: min(t, s.sinceMs)) == .changed
+                case .offline: return m.logOff(reason: s.reason, now: min(t, s.sinceMs)) == .changed
                 }
             }
         }
@@ -80,5 +81,32 @@ extension Distributor {
         default:
             return nil
         }
+    }
+}
+
+/// One agent as the admin API shows it, taken on the distributor's loop.
+public struct AgentSnapshot: Sendable, Equatable {
+    public var machine: AgentStateMachine
+    /// The queue of the call it rings for or talks on.
+    public var callQueue: String?
+    /// Its contact is one it registered (not the configured one).
+    public var registered: Bool
+    public var nowMs: Int64
+}
+
+extension Distributor {
+    /// Every agent, in configuration order.
+    public func agentSnapshots() -> [AgentSnapshot] {
+        let now = clock()
+        return agents.all.map { snapshot($0, now: now) }
+    }
+
+    public func agentSnapshot(_ id: String) -> AgentSnapshot? {
+        agents.agent(id).map { snapshot($0, now: clock()) }
+    }
+
+    func snapshot(_ m: AgentStateMachine, now: Int64) -> AgentSnapshot {
+        AgentSnapshot(machine: m, callQueue: m.currentCall == nil ? nil : agentCallQueue[m.id],
+                      registered: registeredAgents.contains(m.id), nowMs: now)
     }
 }

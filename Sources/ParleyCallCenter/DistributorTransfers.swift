@@ -51,6 +51,7 @@ extension Distributor {
             return
         }
         call.info.attempts.append(target)
+        agentCallQueue[target] = call.info.type
         counters.moves += 1
         handOff(call, to: target, encoding: .uri, kind: .move)
     }

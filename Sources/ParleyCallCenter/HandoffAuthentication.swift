@@ -167,12 +167,7 @@ public struct HandoffAuthenticator: Sendable {
         Array("parley-tunnel-1\n\(t)\n\(nonce)\n".utf8)
     }
 
-    static func constantTimeEquals(_ a: [UInt8], _ b: [UInt8]) -> Bool {
-        guard a.count == b.count else { return false }
-        var diff: UInt8 = 0
-        for i in 0..<a.count { diff |= a[i] ^ b[i] }
-        return diff == 0
-    }
+    static func constantTimeEquals(_ a: [UInt8], _ b: [UInt8]) -> Bool { ConstantTime.equals(a, b) }
 
     /// `t=SECONDS;n=NONCE;mac=HEX`, in any order.
     private struct Token {

@@ -1,7 +1,7 @@
 import ArgumentParser
 
 @main
-struct Parley: ParsableCommand {
+struct Parley: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "parley",
         abstract: "A SIP contact-center router whose routing decisions are Lua rules.",

@@ -4,10 +4,11 @@ import Foundation
 import Logging
 import ParleyTransport
 import ParleyApp
+import ServiceLifecycle
 
 /// `parley serve --config FILE`: runs the roles the configuration names (distributor and buffer
 /// server), in this process or, with `--role`, one role per process.
-struct ServeCommand: ParsableCommand {
+struct ServeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "serve",
         abstract: "Run the contact-center roles a configuration file names.",
@@ -16,7 +17,8 @@ struct ServeCommand: ParsableCommand {
         as a whole and refuses to start on any problem, naming the key and its line. Runs the \
         distributor and the buffer server in this process, or only the roles given with --role \
         (repeat it), so that each role can run in its own process on its own address. Reloads the \
-        rules when their directory changes or on SIGHUP. Stops on SIGINT or SIGTERM.
+        rules when their directory changes or on SIGHUP. With an admin: section, serves the admin API, \
+        event stream, metrics and wallboard (docs/admin.md). Stops on SIGINT or SIGTERM.
         """
     )
 
@@ -44,7 +46,7 @@ struct ServeCommand: ParsableCommand {
         }
     }
 
-    func run() throws {
+    func run() async throws {
         let configuration: ParleyConfiguration
         do {
             configuration = try ParleyConfiguration.load(path: config)
@@ -79,11 +81,31 @@ struct ServeCommand: ParsableCommand {
             t.resume()
             statsTimer = t
         }
-        waitForTerminationSignal()
-        statsTimer?.cancel()
-        let summary = server.statistics()
-        FileHandle.standardError.write(Data(summary.utf8))
-        if let statsFile { try? summary.write(toFile: statsFile, atomically: true, encoding: .utf8) }
-        server.stop()
+        let logger = Logger(label: "parley.serve")
+        let admin: (any Service)?
+        do {
+            admin = try server.adminService(logger: Logger(label: "parley.admin"))
+        } catch {
+            FileHandle.standardError.write(Data("parley serve: cannot start: \(error)\n".utf8))
+            server.stop()
+            throw ExitCode(1)
+        }
+        nonisolated(unsafe) let timer = statsTimer  // cancelled once, at the end
+        let file = statsFile
+        let rolesService = RolesService(server: server) {
+            timer?.cancel()
+            let summary = server.statistics()
+            FileHandle.standardError.write(Data(summary.utf8))
+            if let file { try? summary.write(toFile: file, atomically: true, encoding: .utf8) }
+        }
+        // Shut down in reverse order: the admin listener first, then the roles.
+        let group = ServiceGroup(configuration: ServiceGroupConfiguration(
+            services: [rolesService] + (admin.map { [$0] } ?? []), gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        do {
+            try await group.run()
+        } catch {
+            FileHandle.standardError.write(Data("parley serve: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
     }
 }

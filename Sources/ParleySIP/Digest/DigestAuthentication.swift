@@ -201,7 +201,13 @@ public enum DigestAuth {
         return String(repeating: "0", count: max(0, 8 - h.count)) + h
     }
 
-    static func constantTimeEquals(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+    static func constantTimeEquals(_ a: [UInt8], _ b: [UInt8]) -> Bool { ConstantTime.equals(a, b) }
+}
+
+/// Comparing secrets (a digest response, a MAC, an API token) without leaking through timing
+/// where they first differ: every byte is looked at. The lengths may differ (then false).
+public enum ConstantTime {
+    public static func equals(_ a: [UInt8], _ b: [UInt8]) -> Bool {
         guard a.count == b.count else { return false }
         var diff: UInt8 = 0
         for i in 0..<a.count { diff |= a[i] ^ b[i] }

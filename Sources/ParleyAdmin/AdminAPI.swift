@@ -1,0 +1,220 @@
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+import ParleyCallCenter
+import ParleySIP
+
+/// Who may do what on the admin listener: the full token may do everything, the read token GET
+/// only; neither configured (a loopback listener): anyone who can reach it.
+public struct AdminAccess: Sendable {
+    public var token: [UInt8]?
+    public var readToken: [UInt8]?
+    /// `/metrics` without a token.
+    public var metricsOpen: Bool
+
+    public init(token: [UInt8]?, readToken: [UInt8]?, metricsOpen: Bool) {
+        self.token = token
+        self.readToken = readToken
+        self.metricsOpen = metricsOpen
+    }
+
+    public enum Grant: Equatable { case all, read, none }
+
+    /// What a presented token grants (compared in constant time, both tokens always).
+    func grant(_ presented: String?) -> Grant {
+        if token == nil, readToken == nil { return .all }
+        guard let presented else { return .none }
+        let p = Array(presented.utf8)
+        let full = token.map { ConstantTime.equals($0, p) } ?? false
+        let read = readToken.map { ConstantTime.equals($0, p) } ?? false
+        return full ? .all : read ? .read : .none
+    }
+}
+
+/// An error the admin API answers with: `{"error": {"code": ..., "message": ...}}`.
+public struct AdminError: HTTPResponseError {
+    public var status: HTTPResponse.Status
+    public var code: String
+    public var message: String
+
+    public init(_ status: HTTPResponse.Status, _ code: String, _ message: String) {
+        self.status = status
+        self.code = code
+        self.message = message
+    }
+
+    static func badRequest(_ m: String) -> AdminError { AdminError(.badRequest, "bad_request", m) }
+    static func notFound(_ m: String) -> AdminError { AdminError(.notFound, "not_found", m) }
+    static func unavailable(_ role: String) -> AdminError {
+        AdminError(.serviceUnavailable, "unavailable", "\(role) does not run in this process")
+    }
+
+    public func response(from request: Request, context: some RequestContext) throws -> Response {
+        AdminAPI.json(.object(["error": .object(["code": .string(code), "message": .string(message)])]), status: status)
+    }
+}
+
+/// The admin API (docs/admin.md): routes over what the roles of this process know, on
+/// Hummingbird. Every read and change of call-center state runs on the role's own event loop.
+public final class AdminAPI: Sendable {
+    public let distributor: Distributor?
+    public let access: AdminAccess
+    /// Largest request body taken.
+    public static let maxBody = 64 * 1024
+
+    public init(distributor: Distributor?, access: AdminAccess) {
+        self.distributor = distributor
+        self.access = access
+    }
+
+    /// Runs `body` on the distributor's loop.
+    func onDistributor<T: Sendable>(_ body: @escaping @Sendable (Distributor) throws -> T) async throws -> T {
+        guard let d = distributor else { throw AdminError.unavailable("the distributor") }
+        return try await d.stack.loop.submit { try body(d) }.get()
+    }
+
+    static func json(_ value: JSONValue, status: HTTPResponse.Status = .ok) -> Response {
+        var text = value.text
+        text += "\n"
+        return Response(status: status, headers: [.contentType: "application/json; charset=utf-8", .cacheControl: "no-store"],
+                        body: ResponseBody(byteBuffer: ByteBuffer(string: text)))
+    }
+
+    public func router() -> Router<BasicRequestContext> {
+        let router = Router(context: BasicRequestContext.self)
+        router.middlewares.add(AdminErrors())
+        router.middlewares.add(AdminAuthentication(access: access))
+        router.get("/v1/agents") { _, _ in
+            let all = try await self.onDistributor { $0.agentSnapshots() }
+            return Self.json(.array(all.map(AdminViews.agent)))
+        }
+        router.get("/v1/agents/:id") { _, context in
+            let id = try context.parameters.require("id")
+            guard let s = try await self.onDistributor({ $0.agentSnapshot(id) }) else { throw Self.noAgent(id) }
+            return Self.json(AdminViews.agent(s))
+        }
+        router.put("/v1/agents/:id/state") { request, context in
+            let id = try context.parameters.require("id")
+            let command = try Self.agentCommand(try await Self.body(request, context: context))
+            let result = try await self.onDistributor { d -> AgentSnapshot? in
+                guard d.control(agent: id, command) != nil else { return nil }
+                return d.agentSnapshot(id)
+            }
+            guard let s = result else { throw Self.noAgent(id) }
+            return Self.json(AdminViews.agent(s))
+        }
+        return router
+    }
+
+    static func noAgent(_ id: String) -> AdminError {
+        .notFound("agent '\(AdminText.clip(id))' is not configured")
+    }
+
+    /// The request's JSON object (413 over `maxBody`, 400 if it is not one).
+    static func body(_ request: Request, context: some RequestContext) async throws -> [String: Any] {
+        let buffer: ByteBuffer
+        do {
+            buffer = try await request.body.collect(upTo: maxBody)
+        } catch {
+            throw AdminError(.contentTooLarge, "too_large", "the body is over \(maxBody / 1024) KiB")
+        }
+        guard let object = JSONValue.parseObject(Array(buffer.readableBytesView)) else {
+            throw AdminError.badRequest("the body is not a JSON object")
+        }
+        return object
+    }
+
+    /// `{"state": "available" | "break" | "offline", "reason": "lunch"}`.
+    static func agentCommand(_ body: [String: Any]) throws -> AgentCommand {
+        for key in body.keys.sorted() where key != "state" && key != "reason" {
+            throw AdminError.badRequest("unknown field '\(AdminText.clip(key))' (expected state, reason)")
+        }
+        guard let state = body["state"] as? String else {
+            throw AdminError.badRequest("field 'state' is required: available, break or offline")
+        }
+        var reason: String?
+        switch body["reason"] {
+        case nil, is NSNull: reason = nil
+        case let r as String:
+            guard AdminText.isReason(r) else {
+                throw AdminError.badRequest("field 'reason' must be 1 to 64 printable characters")
+            }
+            reason = r
+        default:
+            throw AdminError.badRequest("field 'reason' must be a string")
+        }
+        switch state {
+        case "available":
+            if reason != nil { throw AdminError.badRequest("field 'reason' is for break and offline only") }
+            return .available
+        case "break": return .pause(reason: reason)
+        case "offline": return .logOff(reason: reason)
+        default: throw AdminError.badRequest("field 'state' must be available, break or offline, not '\(AdminText.clip(state))'")
+        }
+    }
+}
+
+/// Text from a request, made safe to repeat in a message.
+enum AdminText {
+    /// At most 64 characters, control characters replaced.
+    static func clip(_ s: String) -> String {
+        String(String.UnicodeScalarView(s.unicodeScalars.prefix(64).map { $0.value < 0x20 || $0.value == 0x7F ? "?" : $0 }))
+    }
+
+    static func isReason(_ s: String) -> Bool {
+        !s.isEmpty && s.unicodeScalars.count <= 64 && !s.unicodeScalars.contains { $0.value < 0x20 || $0.value == 0x7F }
+    }
+}
+
+/// Tokens: `Authorization: Bearer TOKEN`, or `?token=` on the page and the event stream (a
+/// browser's EventSource cannot set headers). No token or a wrong one: 401; the read token on a
+/// write: 403.
+struct AdminAuthentication<Context: RequestContext>: RouterMiddleware {
+    let access: AdminAccess
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let path = request.uri.path
+        if path == "/metrics", access.metricsOpen { return try await next(request, context) }
+        var presented: String?
+        if let h = request.headers[.authorization], h.hasPrefix("Bearer ") {
+            presented = String(h.dropFirst(7)).trimmingCharacters(in: .whitespaces)
+        } else if path == "/" || path == "/v1/events" {
+            presented = request.uri.queryParameters.get("token")
+        }
+        switch access.grant(presented) {
+        case .all:
+            return try await next(request, context)
+        case .read:
+            guard request.method == .get || request.method == .head else {
+                throw AdminError(.forbidden, "forbidden", "the read token may only read (GET)")
+            }
+            return try await next(request, context)
+        case .none:
+            throw AdminError(.unauthorized, "unauthorized", presented == nil ? "a token is needed (Authorization: Bearer TOKEN)" : "the token is not valid")
+        }
+    }
+}
+
+/// Every error as the admin API's JSON error, every response `Cache-Control: no-store`.
+struct AdminErrors<Context: RequestContext>: RouterMiddleware {
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            var response = try await next(request, context)
+            response.headers[.cacheControl] = "no-store"
+            return response
+        } catch let e as AdminError {
+            return try e.response(from: request, context: context)
+        } catch let e as HTTPResponseError {
+            let code: String
+            let message: String
+            switch e.status {
+            case .notFound: (code, message) = ("not_found", "no such resource: \(AdminText.clip(request.uri.path))")
+            case .methodNotAllowed: (code, message) = ("method_not_allowed", "\(request.method) is not allowed here")
+            case .contentTooLarge: (code, message) = ("too_large", "the body is over \(AdminAPI.maxBody / 1024) KiB")
+            default: (code, message) = ("error", e.status.reasonPhrase)
+            }
+            return try AdminError(e.status, code, message).response(from: request, context: context)
+        }
+    }
+}

@@ -1,0 +1,59 @@
+import Hummingbird
+import HummingbirdCore
+import Logging
+import NIOCore
+import ParleyAdmin
+import ParleyTransport
+import ServiceLifecycle
+
+/// The roles of a `parley serve` process as one service of the process's lifecycle: started
+/// before the service group runs (a problem stops start-up with its message), stopped when the
+/// group shuts down (SIGTERM, SIGINT), after the admin listener, which is shut down first.
+public struct RolesService: Service {
+    let server: ParleyServer
+    /// Done before the roles stop (the last statistics).
+    let beforeStop: @Sendable () -> Void
+
+    public init(server: ParleyServer, beforeStop: @escaping @Sendable () -> Void) {
+        self.server = server
+        self.beforeStop = beforeStop
+    }
+
+    public func run() async throws {
+        // Returns when the group shuts down gracefully; cancellation ends it the same way.
+        try? await gracefulShutdown()
+        beforeStop()
+        server.stop()
+    }
+}
+
+extension ParleyServer {
+    /// How many connections the admin listener takes at once (event streams included).
+    public static let adminConnections = 256
+
+    /// The admin API's HTTP server (nil: no `admin:` section), over this process's roles. Call
+    /// after `start`.
+    public func adminService(logger: Logger) throws -> (any Service)? {
+        guard let a = configuration.admin else { return nil }
+        let address = try parseSocketAddress(a.listen, defaultPort: 8080)
+        guard let ip = address.ipAddress, let port = address.port else { throw ServeError("admin.listen: '\(a.listen)' is not IP:PORT") }
+        if a.token == nil, a.readToken == nil {
+            logger.warning("admin: no token configured; anyone who can reach \(a.listen) may use the admin API")
+        }
+        if records == nil {
+            logger.warning("admin: records.database is off, so agent states set through the API do not survive a restart")
+        }
+        let api = AdminAPI(distributor: distributor, access: AdminAccess(token: a.token, readToken: a.readToken, metricsOpen: a.metricsOpen))
+        var log = logger
+        log.logLevel = max(logger.logLevel, .notice)  // no line per request
+        let app = Application(
+            router: api.router(),
+            configuration: ApplicationConfiguration(address: .hostname(ip, port: port), serverName: "parley",
+                                                    availableConnectionsDelegate: MaximumAvailableConnections(Self.adminConnections, logger: log)),
+            onServerRunning: { channel in
+                logger.info("admin API listening on http://\(channel.localAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? a.listen)")
+            },
+            logger: log)
+        return app
+    }
+}
