@@ -36,6 +36,12 @@ struct parley_state {
     int exceeded;  // 0, PARLEY_ERR_BUDGET
     int hook_step;
 
+    // What the current (or last) hook call traced with trace(...): at most PARLEY_TRACE_MAX
+    // notes of at most PARLEY_TRACE_LEN bytes each; more is dropped.
+    char trace[PARLEY_TRACE_MAX][PARLEY_TRACE_LEN + 1];
+    size_t trace_len[PARLEY_TRACE_MAX];
+    int trace_count;
+
     // Where rule code was last seen running (for messages about memory errors).
     char last_source[LUA_IDSIZE];
     int last_line;
@@ -695,6 +701,64 @@ static int l_log(lua_State *L) {
     return 0;
 }
 
+/// trace(...): the arguments joined by spaces, cut to PARLEY_TRACE_LEN bytes (on a UTF-8
+/// boundary), added to the current hook call's notes while there are fewer than PARLEY_TRACE_MAX.
+static int l_trace(lua_State *L) {
+    parley_state *S = state_of(L);
+    if (S->trace_count >= PARLEY_TRACE_MAX) return 0;
+    int n = lua_gettop(L);
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    for (int i = 1; i <= n; i++) {
+        if (i > 1) luaL_addchar(&b, ' ');
+        luaL_tolstring(L, i, NULL);
+        luaL_addvalue(&b);
+    }
+    luaL_pushresult(&b);
+    size_t len;
+    const char *msg = lua_tolstring(L, -1, &len);
+    if (len > PARLEY_TRACE_LEN) {
+        len = PARLEY_TRACE_LEN;
+        while (len > 0 && (((unsigned char)msg[len]) & 0xC0) == 0x80) len--;  // not inside a character
+    }
+    memcpy(S->trace[S->trace_count], msg, len);
+    S->trace[S->trace_count][len] = 0;
+    S->trace_len[S->trace_count] = len;
+    S->trace_count++;
+    return 0;
+}
+
+/// last_trace() (tests): what the last hook call traced, as an array of strings.
+static int l_last_trace(lua_State *L) {
+    parley_state *S = state_of(L);
+    lua_createtable(L, S->trace_count, 0);
+    for (int i = 0; i < S->trace_count; i++) {
+        lua_pushlstring(L, S->trace[i], S->trace_len[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+    return 1;
+}
+
+/// A hook as tests call it: the trace starts empty, then the rule's function runs with the
+/// same arguments and its results come back.
+static int l_traced_hook(lua_State *L) {
+    parley_state *S = state_of(L);
+    S->trace_count = 0;
+    int n = lua_gettop(L);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, n, LUA_MULTRET);
+    return lua_gettop(L);
+}
+
+int parley_trace_count(parley_state *S) { return S->trace_count; }
+
+const char *parley_trace_note(parley_state *S, int i, size_t *len) {
+    if (i < 0 || i >= S->trace_count) { *len = 0; return ""; }
+    *len = S->trace_len[i];
+    return S->trace[i];
+}
+
 /// Now, for agents' idle_ms: the hook's now when the engine set one, else the clock.
 static int64_t agent_now(parley_state *S) {
     if (S->hook_now_set) return S->hook_now;
@@ -805,6 +869,12 @@ static int op_open(lua_State *L) {
         lua_setfield(L, -2, levels[i]);
     }
     lua_setfield(L, G, "log");
+    lua_pushcfunction(L, l_trace);
+    lua_setfield(L, G, "trace");
+    if (S->config.test_mode) {
+        lua_pushcfunction(L, l_last_trace);
+        lua_setfield(L, G, "last_trace");
+    }
     lua_pushinteger(L, PARLEY_LOG_INFO);
     lua_pushcclosure(L, l_log, 1);
     lua_setfield(L, G, "print");
@@ -812,7 +882,7 @@ static int op_open(lua_State *L) {
     lua_createtable(L, 0, 3);
     lua_pushcfunction(L, l_now_ms);
     lua_setfield(L, -2, "now_ms");
-    lua_pushinteger(L, 1);
+    lua_pushnumber(L, 1.1);  // 1.1: trace(...)
     lua_setfield(L, -2, "api_version");
     if (S->config.test_mode) {
         lua_pushcfunction(L, l_set_now_ms);
@@ -1397,6 +1467,7 @@ typedef struct {
 /// Pushes the hook function, or returns 0 when the global is nil. Raises for other types.
 static int push_hook(lua_State *L, hook_args *a) {
     parley_state *S = state_of(L);
+    S->trace_count = 0;
     lua_pushglobaltable(L);
     int t = lua_getfield(L, -1, a->hook);
     lua_remove(L, -2);
@@ -1680,7 +1751,24 @@ static int op_run_test(lua_State *L) {
     return 0;
 }
 
+/// In tests, each hook the rules define is wrapped so that its call starts a fresh trace
+/// (`last_trace()`); done once per state.
+static int op_wrap_hooks(lua_State *L) {
+    static const char *const hooks[] = {"classify", "select_agent", "handoff_encoding", "order_registrations"};
+    lua_pushglobaltable(L);
+    for (int i = 0; i < 4; i++) {
+        if (lua_getfield(L, -1, hooks[i]) == LUA_TFUNCTION && lua_tocfunction(L, -1) != l_traced_hook) {
+            lua_pushcclosure(L, l_traced_hook, 1);
+            lua_setfield(L, -2, hooks[i]);
+        } else {
+            lua_pop(L, 1);
+        }
+    }
+    return 0;
+}
+
 int parley_run_test(parley_state *S, const char *name) {
+    if (protect(S, op_wrap_hooks, NULL, 0) != PARLEY_OK) return PARLEY_ERR_RUNTIME;
     op_args a = {.name = name};
     return protect(S, op_run_test, &a, 1);
 }

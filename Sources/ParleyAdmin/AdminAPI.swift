@@ -3,6 +3,7 @@ import Hummingbird
 import Logging
 import NIOCore
 import ParleyCallCenter
+import ParleyRecords
 import ParleySIP
 
 /// Who may do what on the admin listener: the full token may do everything, the read token GET
@@ -59,12 +60,15 @@ public struct AdminError: HTTPResponseError {
 /// Hummingbird. Every read and change of call-center state runs on the role's own event loop.
 public final class AdminAPI: Sendable {
     public let distributor: Distributor?
+    /// Call records and the queue log (nil: not kept; "today" figures are then null).
+    public let records: RecordStore?
     public let access: AdminAccess
     /// Largest request body taken.
     public static let maxBody = 64 * 1024
 
-    public init(distributor: Distributor?, access: AdminAccess) {
+    public init(distributor: Distributor?, records: RecordStore?, access: AdminAccess) {
         self.distributor = distributor
+        self.records = records
         self.access = access
     }
 
@@ -72,6 +76,26 @@ public final class AdminAPI: Sendable {
     func onDistributor<T: Sendable>(_ body: @escaping @Sendable (Distributor) throws -> T) async throws -> T {
         guard let d = distributor else { throw AdminError.unavailable("the distributor") }
         return try await d.stack.loop.submit { try body(d) }.get()
+    }
+
+    /// Runs a blocking read (the records database) off the cooperative threads.
+    static func blocking<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { c in
+            DispatchQueue.global().async { c.resume(with: Result { try body() }) }
+        }
+    }
+
+    /// Queues with their figures since midnight UTC.
+    func queues(only: String? = nil) async throws -> [JSONValue] {
+        let snaps = try await onDistributor { $0.queueSnapshots(only: only) }
+        let records = self.records
+        let todays: [QueueToday?] = try await Self.blocking {
+            snaps.map { q in
+                let midnight = q.nowMs - q.nowMs % 86_400_000
+                return try? records?.queueToday(q.name, sinceMs: midnight, thresholdMs: q.serviceLevelMs)
+            }
+        }
+        return zip(snaps, todays).map { AdminViews.queue($0, today: $1) }
     }
 
     static func json(_ value: JSONValue, status: HTTPResponse.Status = .ok) -> Response {
@@ -97,12 +121,37 @@ public final class AdminAPI: Sendable {
         router.put("/v1/agents/:id/state") { request, context in
             let id = try context.parameters.require("id")
             let command = try Self.agentCommand(try await Self.body(request, context: context))
-            let result = try await self.onDistributor { d -> AgentSnapshot? in
-                guard d.control(agent: id, command) != nil else { return nil }
-                return d.agentSnapshot(id)
+            let (result, snapshot) = try await self.onDistributor { d in (d.control(agent: id, command), d.agentSnapshot(id)) }
+            guard let result, let snapshot else { throw Self.noAgent(id) }
+            if case .notAllowed(let why) = result { throw AdminError(.conflict, "conflict", why) }
+            return Self.json(AdminViews.agent(snapshot))
+        }
+        router.get("/v1/calls") { request, _ in
+            let filter = try Self.callFilter(request.uri.queryParameters)
+            guard let records = self.records else { throw AdminError.unavailable("the call records (records.database)") }
+            let list = try await Self.blocking { try records.calls(matching: filter) }
+            return Self.json(.array(list.map { AdminViews.call($0) }))
+        }
+        router.get("/v1/calls/:ref") { _, context in
+            let ref = try context.parameters.require("ref")
+            guard let records = self.records else { throw AdminError.unavailable("the call records (records.database)") }
+            let live = try? await self.onDistributor { $0.liveTrace(ref) }
+            let found = try await Self.blocking { () -> (CallRecord, [QueueLogLine], JSONValue)? in
+                guard let c = try records.call(ref) else { return nil }
+                return (c, try records.queueLog(call: ref), try records.trace(ref))
             }
-            guard let s = result else { throw Self.noAgent(id) }
-            return Self.json(AdminViews.agent(s))
+            guard let (record, log, stored) = found else { throw AdminError.notFound("call '\(AdminText.clip(ref))' is not in the records") }
+            var trace = stored
+            if case .raw("[]") = stored, let live = live ?? nil { trace = .array(live.map(\.json)) }
+            return Self.json(AdminViews.call(record, log: log, trace: trace))
+        }
+        router.get("/v1/queues") { _, _ in Self.json(.array(try await self.queues())) }
+        router.get("/v1/queues/:name") { _, context in
+            let name = try context.parameters.require("name")
+            guard let q = try await self.queues(only: name).first else {
+                throw AdminError.notFound("queue '\(AdminText.clip(name))' is not configured and has no callers")
+            }
+            return Self.json(q)
         }
         return router
     }
@@ -123,6 +172,33 @@ public final class AdminAPI: Sendable {
             throw AdminError.badRequest("the body is not a JSON object")
         }
         return object
+    }
+
+    /// `?state=active|ended&queue=Q&agent=A&since_ms=T&limit=N`.
+    static func callFilter(_ q: some Collection<(key: Substring, value: Substring)>) throws -> CallFilter {
+        var f = CallFilter()
+        for (k, v) in q {
+            let value = String(v)
+            switch k {
+            case "state":
+                switch value {
+                case "active": f.active = true
+                case "ended": f.active = false
+                default: throw AdminError.badRequest("parameter 'state' must be active or ended")
+                }
+            case "queue": f.queue = value
+            case "agent": f.agent = value
+            case "since_ms":
+                guard let t = Int64(value), t >= 0 else { throw AdminError.badRequest("parameter 'since_ms' must be milliseconds since the epoch") }
+                f.sinceMs = t
+            case "limit":
+                guard let n = Int(value), (1...1000).contains(n) else { throw AdminError.badRequest("parameter 'limit' must be 1 to 1000") }
+                f.limit = n
+            case "token": break
+            default: throw AdminError.badRequest("unknown parameter '\(AdminText.clip(String(k)))' (expected state, queue, agent, since_ms, limit)")
+            }
+        }
+        return f
     }
 
     /// `{"state": "available" | "break" | "offline", "reason": "lunch"}`.

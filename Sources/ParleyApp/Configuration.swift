@@ -401,8 +401,9 @@ extension Reader {
     /// One queue's settings over `policy` (keys left out keep their value).
     mutating func queuePolicy(_ node: Node, key k: String, into policy: inout QueuePolicy, treatments: Set<String>) {
         guard let m = mapping(node, key: k) else { return }
-        allowOnly(m, ["max_wait", "max_length", "no_agent", "status", "treatment", "overflow"], prefix: k + ".")
+        allowOnly(m, ["max_wait", "max_length", "no_agent", "status", "treatment", "overflow", "service_level"], prefix: k + ".")
         if let d = duration(m["max_wait"], key: k + ".max_wait", positive: true) { policy.maxWait = d }
+        if let d = duration(m["service_level"], key: k + ".service_level", positive: true) { policy.serviceLevel = d }
         if let v = m["max_length"] {
             if v.string == "unlimited" || v.string == "off" { policy.maxLength = nil }
             else if let i = v.int, i >= 1 { policy.maxLength = i }

@@ -241,6 +241,7 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
         let call = DistributorCall(serverKey: key, invite: invite, reference: reference, info: info, rules: rules, policy: policy,
                                    treatmentConfigured: policy.treatment.map(configuration.treatments.contains) ?? false)
         calls[key] = call
+        traced(call, classification)
         records?.record(.arrived(call: reference, sipCallID: invite.callID ?? "", caller: view[.from] ?? "",
                                  queue: classification.type, priority: classification.priority, rulesVersion: rules.version, at: info.arrivedMs))
         logger.debug("call \(reference) (\(invite.callID ?? "?")) type \(classification.type) priority \(classification.priority) rules \(rules.version.prefix(12))")
@@ -308,6 +309,7 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
         if !candidates.isEmpty {
             let selection = call.rules.selectAgent(for: call.info, candidates: candidates)
             if selection.failure != nil { counters.ruleFailures += 1 }
+            traced(call, selection, candidates: candidates)
             chosen = selection.agentID
         }
         guard let agent = chosen, agents.offer(agent, call: call.reference) else {
@@ -330,6 +332,7 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
             logger.warning("call \(call.reference): no \(encoding) link to the buffer server; handing off with uri")
             encoding = .uri
         }
+        traced(call, decision, used: encoding)
         handOff(call, to: agent, encoding: encoding, kind: .agent)
     }
 

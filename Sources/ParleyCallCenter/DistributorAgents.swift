@@ -110,3 +110,50 @@ extension Distributor {
                       registered: registeredAgents.contains(m.id), nowMs: now)
     }
 }
+
+/// One queue (call type) now, as the admin API shows it, taken on the distributor's loop.
+public struct QueueSnapshot: Sendable, Equatable {
+    public struct Caller: Sendable, Equatable {
+        public var ref: String
+        public var caller: String
+        public var priority: Int
+        public var arrivedMs: Int64
+        /// The treatment it hears (nil: ringback).
+        public var treatment: String?
+    }
+
+    public var name: String
+    /// Still waiting for an agent (queued, being offered, on a treatment), longest first.
+    public var callers: [Caller]
+    /// The queue's agents (those with the skill; every agent for a type that is no skill) by
+    /// admin state.
+    public var agents: [String: Int]
+    public var serviceLevelMs: Int64
+    public var nowMs: Int64
+}
+
+extension Distributor {
+    /// Every queue: the configured skills and queues, and any type a caller waits in now.
+    public func queueSnapshots(only: String? = nil) -> [QueueSnapshot] {
+        let now = clock()
+        var live: [String: DistributorCall] = [:]
+        for call in calls.values where call.routing.isOpen && call.transferFrom == nil { live[call.reference] = call }
+        for call in onTreatment.values where call.routing.isOpen && call.transferFrom == nil { live[call.reference] = call }
+        var names = Set(configuration.skills).union(configuration.queues.keys)
+        for call in live.values { names.insert(call.info.type) }
+        if let only { names = names.contains(only) ? [only] : [] }
+        let all = agents.all
+        return names.sorted().map { name in
+            let callers = live.values.filter { $0.info.type == name }
+                .sorted { $0.info.arrivedMs != $1.info.arrivedMs ? $0.info.arrivedMs < $1.info.arrivedMs : $0.reference < $1.reference }
+                .map { QueueSnapshot.Caller(ref: $0.reference, caller: $0.caller, priority: $0.info.priority,
+                                            arrivedMs: $0.info.arrivedMs, treatment: $0.routing.onTreatment) }
+            var byState: [String: Int] = [:]
+            for s in ["available", "ringing", "busy", "wrapup", "break", "offline"] { byState[s] = 0 }
+            let skilled = configuration.skills.contains(name)
+            for m in all where !skilled || m.skills.contains(name) { byState[m.adminState, default: 0] += 1 }
+            return QueueSnapshot(name: name, callers: callers, agents: byState,
+                                 serviceLevelMs: configuration.policy(for: name).serviceLevel.milliseconds, nowMs: now)
+        }
+    }
+}

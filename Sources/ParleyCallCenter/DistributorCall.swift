@@ -42,6 +42,8 @@ final class DistributorCall {
     var transferTo: String?
     private(set) var invite: SIPMessage
     let reference: String
+    /// The caller's address (From's URI), as the records keep it.
+    let caller: String
     var info: CallInfo
     let rules: PinnedRules
     /// Every attempt, an attempt's id its index here.
@@ -50,6 +52,9 @@ final class DistributorCall {
     var answer = CallerAnswer()
     var finalSent: Bool { answer.isFinal }
     var cancelled: Bool { answer.cancelled }
+    /// The rules' decisions so far, and how many of them the records have.
+    var trace: [TraceEntry] = []
+    var traceWritten = 0
     /// Where the call is on its way to an agent: offer, queue, treatments (`CallRouting`).
     var routing: CallRouting
     /// This queue's behaviour.
@@ -69,6 +74,7 @@ final class DistributorCall {
         self.serverKey = serverKey
         self.invite = invite
         self.reference = reference
+        self.caller = info.invite?[.from] ?? ""
         self.info = info
         self.rules = rules
     }

@@ -24,6 +24,7 @@ extension Distributor {
         }
         call.cancelGuard?.cancel()
         route(call, .end)
+        writeTrace(call)
         if code == 487 || call.best == nil {
             if let key = call.serverKey { stack.respond(code, reason, to: key) }
         } else if let best = call.best {
@@ -56,12 +57,14 @@ extension Distributor {
             // A transfer that found no one: the caller stays with the agent who asked for it.
             logger.debug("call \(call.reference): transfer failed (\(reason)); back to \(call.transferFrom ?? "?")")
             counters.transfersFailed += 1
+            writeTrace(call)
             sendControl(.transferFailed(call: call.reference, code: code))
             return
         }
         logger.debug("call \(call.reference): hanging up the caller on its treatment (\(reason))")
         counters.failed += 1
         recordExit(call, code: nil, exit: exit)
+        writeTrace(call)
         sendControl(.hangup(call: call.reference))
     }
 
@@ -75,6 +78,7 @@ extension Distributor {
             return
         }
         recordExit(call, code: nil, exit: exit, treatment: name)
+        writeTrace(call)
         route(call, .overflow(to: name))
     }
 

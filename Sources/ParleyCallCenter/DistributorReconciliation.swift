@@ -44,6 +44,7 @@ extension Distributor {
                 if call.transferFrom == nil {
                     counters.cancelled += 1
                     records?.record(.abandoned(call: reference, at: clock()))
+                    writeTrace(call)
                     logger.debug("call \(reference): the caller hung up on \(agent) while waiting")
                     return
                 }

@@ -88,6 +88,7 @@ extension Distributor {
             }
             answeredCalls[call.reference] = attempt.agent
             records?.record(.connected(call: call.reference, agent: attempt.agent, at: clock()))
+            writeTrace(call)
             call.cancelGuard?.cancel()
             route(call, .connected(attempt: attempt.id))
         }

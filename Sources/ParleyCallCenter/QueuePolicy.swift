@@ -32,6 +32,8 @@ public struct QueuePolicy: Sendable, Equatable {
     /// The treatment a waiting caller is connected to (nil: 182 Queued and ringback only).
     public var treatment: String?
     public var overflow: Overflow
+    /// The service level's threshold: a call answered within it counts as served in time.
+    public var serviceLevel: Duration = .seconds(20)
 
     public init(maxWait: Duration = .seconds(60), maxLength: Int? = nil, noAgent: NoAgent = .reject, status: Int = 480,
                 treatment: String? = nil, overflow: Overflow = .status) {

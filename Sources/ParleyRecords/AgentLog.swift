@@ -76,3 +76,55 @@ extension RecordStore {
         }
     }
 }
+
+/// One queue's figures since a time (the admin API's "today").
+public struct QueueToday: Sendable, Equatable {
+    public var offered = 0
+    public var answered = 0
+    public var abandoned = 0
+    /// Failed, timed out, overflowed.
+    public var failed = 0
+    /// Answered within the service-level threshold.
+    public var answeredInTime = 0
+    /// Abandoned after the threshold.
+    public var abandonedLate = 0
+    public var averageWaitMs: Int64?
+    public var averageHandleMs: Int64?
+
+    public init() {}
+
+    /// Answered within the threshold over answered plus abandoned after it (nil: none of either).
+    public var serviceLevel: Double? {
+        let d = answered + abandonedLate
+        return d == 0 ? nil : Double(answeredInTime) / Double(d)
+    }
+}
+
+extension RecordStore {
+    /// A queue's figures for the calls that arrived at or after `sinceMs`.
+    public func queueToday(_ queue: String, sinceMs: Int64, thresholdMs: Int64) throws -> QueueToday {
+        try db.read { db in
+            guard let r = try Row.fetchOne(db, sql: """
+                SELECT COUNT(*) AS offered,
+                       SUM(answered_ms IS NOT NULL) AS answered,
+                       SUM(outcome = 'abandoned') AS abandoned,
+                       SUM(outcome IN ('failed', 'timeout')) AS failed,
+                       SUM(answered_ms IS NOT NULL AND answered_ms - arrived_ms <= ?1) AS in_time,
+                       SUM(outcome = 'abandoned' AND ended_ms - arrived_ms > ?1) AS abandoned_late,
+                       AVG(CASE WHEN answered_ms IS NOT NULL THEN answered_ms - arrived_ms END) AS avg_wait,
+                       AVG(CASE WHEN outcome = 'completed' THEN ended_ms - answered_ms END) AS avg_handle
+                FROM calls WHERE queue = ?2 AND arrived_ms >= ?3
+                """, arguments: [thresholdMs, queue, sinceMs]) else { return QueueToday() }
+            var t = QueueToday()
+            t.offered = r["offered"] ?? 0
+            t.answered = r["answered"] ?? 0
+            t.abandoned = r["abandoned"] ?? 0
+            t.failed = r["failed"] ?? 0
+            t.answeredInTime = r["in_time"] ?? 0
+            t.abandonedLate = r["abandoned_late"] ?? 0
+            t.averageWaitMs = (r["avg_wait"] as Double?).map { Int64($0.rounded()) }
+            t.averageHandleMs = (r["avg_handle"] as Double?).map { Int64($0.rounded()) }
+            return t
+        }
+    }
+}

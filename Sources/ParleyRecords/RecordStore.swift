@@ -33,11 +33,16 @@ public enum CallEvent: Sendable, Equatable {
     /// An agent logged in or off, went on break or came back (`LOGIN`, `LOGOFF`, `PAUSE`,
     /// `UNPAUSE`; call and queue `NONE`, the reason in the data column).
     case agent(AgentLogEntry)
+    /// The rules' decisions for a call so far (its decision trace), written when the call is
+    /// answered or given up (a transfer adds more).
+    case trace(call: String, entries: [TraceEntry])
 
     public var call: String {
         switch self {
         case .agent:
             return AgentLogEntry.noCall
+        case .trace(let c, _):
+            return c
         case .arrived(let c, _, _, _, _, _, _), .offered(let c, _, _), .notAnswered(let c, _, _, _), .connected(let c, _, _),
              .abandoned(let c, _), .completed(let c, _, _), .failed(let c, _, _, _), .treatment(let c, _, _),
              .transferred(let c, _, _, _),
@@ -216,6 +221,7 @@ public final class RecordStore: Sendable {
                 """)
         }
         m.registerMigration("v2 agents") { db in try agentTables(db) }
+        m.registerMigration("v3 traces") { db in try traceTable(db) }
         return m
     }
 
@@ -324,6 +330,10 @@ public final class RecordStore: Sendable {
             try apply(entry, db)
             return
         }
+        if case .trace(let call, let entries) = event {
+            try applyTrace(call, entries, db)
+            return
+        }
         if case .arrived(let call, let sipCallID, let caller, let queue, let priority, let version, let at) = event {
             try db.run("""
                 INSERT OR IGNORE INTO calls (reference, sip_call_id, caller, queue, priority, rules_version, arrived_ms, outcome)
@@ -338,7 +348,7 @@ public final class RecordStore: Sendable {
         let queue = row.queue, version = row.version, arrived = row.arrived
         defer { rows[event.call] = row }
         switch event {
-        case .arrived, .agent:
+        case .arrived, .agent, .trace:
             break
         case .offered(let call, let agent, let at):
             try db.run("UPDATE calls SET offers = offers + 1 WHERE reference = ?", [.text(call)])
@@ -411,6 +421,7 @@ public final class RecordStore: Sendable {
                     // The same calls for both statements: the calls table does not change between them.
                     let oldest = "SELECT reference FROM calls WHERE arrived_ms < ? ORDER BY arrived_ms, reference LIMIT ?"
                     try db.execute(sql: "DELETE FROM queue_log WHERE call IN (\(oldest))", arguments: [cutoffMs, limit])
+                    try db.execute(sql: "DELETE FROM call_trace WHERE call IN (\(oldest))", arguments: [cutoffMs, limit])
                     try db.execute(sql: "DELETE FROM calls WHERE reference IN (\(oldest))", arguments: [cutoffMs, limit])
                     let calls = db.changesCount
                     try db.execute(sql: "DELETE FROM queue_log WHERE call = ? AND time_ms < ?", arguments: [AgentLogEntry.noCall, cutoffMs])
@@ -459,7 +470,7 @@ public final class RecordStore: Sendable {
         }
     }
 
-    private static func callRecord(_ r: Row) -> CallRecord {
+    static func callRecord(_ r: Row) -> CallRecord {
         CallRecord(reference: r["reference"], sipCallID: r["sip_call_id"], caller: r["caller"], queue: r["queue"],
                    priority: r["priority"], rulesVersion: r["rules_version"], arrivedMs: r["arrived_ms"],
                    answeredMs: r["answered_ms"], endedMs: r["ended_ms"], agent: r["agent"],

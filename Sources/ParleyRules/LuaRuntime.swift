@@ -166,6 +166,17 @@ final class LuaRuntime {
     }
 
     var memoryUsed: Int { Int(parley_memory_used(state)) }
+
+    /// What the last hook call traced with `trace(...)` (none: no allocation).
+    func traceNotes() -> [String] {
+        let n = Int(parley_trace_count(state))
+        guard n > 0 else { return [] }
+        return (0..<n).map { i in
+            var len = 0
+            let p = parley_trace_note(state, Int32(i), &len)
+            return p.map { String(decoding: UnsafeRawBufferPointer(start: $0, count: len), as: UTF8.self) } ?? ""
+        }
+    }
     /// Collects all garbage now; the bytes in use after.
     func collectGarbage() -> Int { Int(parley_collect_garbage(state)) }
 

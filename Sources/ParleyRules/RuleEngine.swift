@@ -94,6 +94,11 @@ public final class PinnedRules {
         version = runtime?.version ?? "none"
     }
 
+    static func ns(since t0: ContinuousClock.Instant) -> Int64 {
+        let d = ContinuousClock.now - t0
+        return d.components.seconds * 1_000_000_000 + d.components.attoseconds / 1_000_000_000
+    }
+
     private func fail(_ hook: RuleHook, _ kind: RuleFailureKind, _ message: String) -> RuleFailure {
         let f = RuleFailure(hook: hook, kind: kind, message: message, version: version)
         store.options.log.write(RuleLogRecord(level: .error, location: RuleProblem(luaMessage: message).positionText,
@@ -107,7 +112,11 @@ public final class PinnedRules {
     public func classify(_ invite: InviteView) -> Classification {
         var result = Classification(type: "default", priority: 0, version: version, failure: nil)
         if let runtime {
-            switch runtime.classify(invite) {
+            let t0 = ContinuousClock.now
+            let outcome = runtime.classify(invite)
+            result.tookNs = Self.ns(since: t0)
+            result.notes = runtime.traceNotes()
+            switch outcome {
             case .success(let r?):
                 result.type = r.type
                 result.priority = r.priority ?? 0
@@ -155,7 +164,11 @@ public final class PinnedRules {
         }
         runtime.sync(store.agents)
         // each agent's idle_ms is computed from its idle-since when the rule reads it
-        switch runtime.selectAgent(call, slots: candidates.slots, nowMs: now) {
+        let t0 = ContinuousClock.now
+        let outcome = runtime.selectAgent(call, slots: candidates.slots, nowMs: now)
+        result.tookNs = Self.ns(since: t0)
+        result.notes = runtime.traceNotes()
+        switch outcome {
         case .success(.none):
             result.agentID = first()
         case .success(.some(nil)):
@@ -227,7 +240,11 @@ public final class PinnedRules {
         guard let runtime else { return result }
         runtime.sync(store.agents)
         guard let slot = runtime.slot(of: agent) else { return result }
-        switch runtime.handoffEncoding(call, slot: slot, nowMs: now) {
+        let t0 = ContinuousClock.now
+        let outcome = runtime.handoffEncoding(call, slot: slot, nowMs: now)
+        result.tookNs = Self.ns(since: t0)
+        result.notes = runtime.traceNotes()
+        switch outcome {
         case .success(nil):
             break
         case .success(let s?):

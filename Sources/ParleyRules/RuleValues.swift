@@ -149,6 +149,9 @@ public struct Classification: Sendable, Equatable {
     public var version: String
     /// Set when the hook failed and the default was used.
     public var failure: RuleFailure?
+    /// What the hook traced (`trace(...)`), and how long it ran.
+    public var notes: [String] = []
+    public var tookNs: Int64 = 0
 }
 
 /// `select_agent`'s candidates as the distributor keeps them: the agents' `AgentDirectory`
@@ -174,6 +177,8 @@ public struct AgentSelection: Sendable, Equatable {
     public var agentID: String?
     public var version: String
     public var failure: RuleFailure?
+    public var notes: [String] = []
+    public var tookNs: Int64 = 0
 }
 
 /// What `handoff_encoding` decided.
@@ -181,6 +186,8 @@ public struct HandoffDecision: Sendable, Equatable {
     public var encoding: HandoffEncoding
     public var version: String
     public var failure: RuleFailure?
+    public var notes: [String] = []
+    public var tookNs: Int64 = 0
 }
 
 /// What `order_registrations` decided, with the q values Parley registers.

@@ -37,7 +37,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-for tool in sipp ss timeout setsid awk; do
+for tool in sipp ss timeout setsid awk curl; do
   command -v "$tool" >/dev/null 2>&1 || { echo "missing tool: $tool (apt-get install -y sip-tester iproute2 coreutils util-linux gawk)" >&2; exit 2; }
 done
 if [ ! -x "$PARLEY" ]; then echo "parley binary not found at $PARLEY (swift build, or --parley PATH)" >&2; exit 2; fi
@@ -938,6 +938,8 @@ CASE_softphone_agent_hangs_up() { softphone_answers "$1" caller-answered-agent-h
 . "$HERE/security-cases.sh"
 # shellcheck source=linphone-cases.sh
 . "$HERE/linphone-cases.sh"
+# shellcheck source=admin-cases.sh
+. "$HERE/admin-cases.sh"
 
 CASES=""
 for enc in uri message tunnel; do
@@ -945,7 +947,7 @@ for enc in uri message tunnel; do
 done
 CASES="$CASES uri-in-process-off uri-caller-over-tcp uri-caller-over-tcp-agent-hangs-up queue-priority-order queue-caller-abandons-while-queued queue-music-on-hold-then-moved-to-agent queue-caller-hangs-up-on-hold-abandoned queue-silent-treatment-does-not-block-the-agent queue-max-wait-gives-the-status queue-no-agent-rejects-with-status queue-max-length-and-max-wait-overflow-to-announcement queue-max-wait-on-hold-hangs-up transfer-blind-to-agent transfer-blind-to-queue transfer-agent-hangs-up-at-once transfer-refused-caller-stays-with-agent"
 CASES="$CASES caller-requires-100rel-gets-420 reinvite-requires-100rel-gets-420 softphone-caller-talks-and-hangs-up softphone-agent-holds-resumes softphone-agent-hangs-up softphone-caller-over-tcp-agent-hangs-up softphone-caller-over-tls-agent-hangs-up tunnel-over-wss-answered"
-CASES="$CASES config-bad-file-refused lost-bye-probe-hangs-up-agent rule-classify-raises-call-connects rule-select-agent-raises-call-connects rule-handoff-raises-call-connects agent-no-answers-go-on-break agent-wrap-up-sends-next-call-elsewhere separate-buffer-crash-frees-agent $SECURITY_CASES $LINPHONE_CASES"
+CASES="$CASES config-bad-file-refused lost-bye-probe-hangs-up-agent rule-classify-raises-call-connects rule-select-agent-raises-call-connects rule-handoff-raises-call-connects agent-no-answers-go-on-break agent-wrap-up-sends-next-call-elsewhere separate-buffer-crash-frees-agent $SECURITY_CASES $LINPHONE_CASES $ADMIN_CASES"
 
 # ---------------------------------------------------------------- main
 PASSED=0

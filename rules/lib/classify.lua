@@ -37,16 +37,35 @@ local function type_from_subject(config, subject)
 end
 
 --- The call type alone (no priority).
+-- Each branch says why with trace(...): the call's decision trace shows it to supervisors.
 function M.call_type(config, invite, now_ms)
-  if not hours.is_open(config, now_ms) then return config.after_hours_type end
+  if not hours.is_open(config, now_ms) then
+    trace("outside business hours")
+    return config.after_hours_type
+  end
   local chosen = invite:header(config.skill_header)
-  if chosen and config.skills[chosen:lower()] then return chosen:lower() end
+  if chosen and config.skills[chosen:lower()] then
+    trace("the IVR chose", chosen:lower())
+    return chosen:lower()
+  end
   local uri_user = invite.uri_user
   local number = M.normalize_number(uri_user)
-  if number and config.numbers[number] then return config.numbers[number] end
+  if number and config.numbers[number] then
+    trace("dialled", number, "which is the", config.numbers[number], "line")
+    return config.numbers[number]
+  end
   local user = uri_user and uri_user:lower()
-  if user and config.skills[user] then return user end
-  return type_from_subject(config, invite:header("Subject")) or "default"
+  if user and config.skills[user] then
+    trace("dialled the", user, "address")
+    return user
+  end
+  local by_subject = type_from_subject(config, invite:header("Subject"))
+  if by_subject then
+    trace("the subject asks for", by_subject)
+    return by_subject
+  end
+  trace("nothing in the call names a skill: default queue")
+  return "default"
 end
 
 --- classify(invite) for a config: type, {priority = N}.
@@ -55,6 +74,7 @@ function M.classify(config, invite, now_ms)
   local vip = M.vip(config, invite)
   if vip then
     log.info("VIP caller", invite.from_user, "(" .. vip .. ")")
+    trace("VIP caller (" .. vip .. "): priority", config.vip_priority)
     return kind, { priority = config.vip_priority }
   end
   return kind, { priority = 0 }

@@ -11,6 +11,7 @@ end
 
 function test_dialled_sales_number_is_sales()
   assert_eq(classify_at(OPEN, { uri = "sip:+18005550100@cc.example.com" }), "sales")
+  assert_eq(last_trace(), { "dialled +18005550100 which is the sales line" })
 end
 
 function test_number_with_separators_is_normalized()
@@ -28,6 +29,7 @@ end
 
 function test_subject_words_decide_when_the_number_does_not()
   assert_eq(classify_at(OPEN, { uri = "sip:main@cc.example.com", headers = { Subject = "Refund for order 42" } }), "billing")
+  assert_eq(last_trace(), { "the subject asks for billing" })
   assert_eq(classify_at(OPEN, { uri = "sip:main@cc.example.com", headers = { s = "Internet not working" } }), "support")
 end
 

@@ -67,8 +67,14 @@ function M.select(config, call, agents)
   local language = M.language(config, call)
   local pool = M.speaking(agents, language)
   if #pool == 0 then
-    if language and call.waited_ms < config.language_wait_ms then return nil end -- wait for a speaker
+    if language and call.waited_ms < config.language_wait_ms then
+      trace("no", language, "speaker free yet: the caller waits for one (" .. call.waited_ms .. " of " .. config.language_wait_ms .. " ms)")
+      return nil
+    end
+    if language then trace("no", language, "speaker free after", config.language_wait_ms, "ms: any agent") end
     pool = agents
+  elseif language then
+    trace("language", language .. ":", #pool, "of", #agents, "free agents speak it")
   end
   local strategy = config.strategies[call.type] or config.default_strategy
   local chosen
@@ -78,6 +84,10 @@ function M.select(config, call, agents)
     chosen = M.round_robin(pool, call.type)
   else
     chosen = M.longest_idle(pool)
+  end
+  if chosen then
+    local why = { least_talk = "least talk time today", round_robin = "next in turn" }
+    trace(why[strategy] or "longest idle", "among", #pool .. ":", chosen.id)
   end
   return chosen and chosen.id
 end

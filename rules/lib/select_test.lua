@@ -11,6 +11,7 @@ end
 function test_sales_call_goes_to_the_longest_idle_agent()
   local agents = { agent{ id = "bob", idle_ms = 9000 }, agent{ id = "cy", idle_ms = 5000 }, agent{ id = "ann", idle_ms = 1000 } }
   assert_eq(select_agent(call{ type = "sales" }, agents), "bob")
+  assert_eq(last_trace(), { "longest idle among 3: bob" })
 end
 
 function test_the_first_french_speaker_is_the_longest_idle_of_them()
@@ -19,6 +20,7 @@ function test_the_first_french_speaker_is_the_longest_idle_of_them()
                    agent{ id = "cy", idle_ms = 1000, attrs = fr } }
   local c = call{ type = "sales", invite = sip.invite{ uri = "sip:+18005550199@cc.example.com" } }
   assert_eq(select_agent(c, agents), "bob")
+  assert_eq(last_trace(), { "language fr: 2 of 3 free agents speak it", "longest idle among 2: bob" })
 end
 
 function test_support_call_goes_to_the_agent_with_least_talk_time()

@@ -36,6 +36,12 @@ enum {
 /// Log levels of `log.*`.
 enum { PARLEY_LOG_DEBUG = 0, PARLEY_LOG_INFO = 1, PARLEY_LOG_WARN = 2, PARLEY_LOG_ERROR = 3 };
 
+/// trace(...) (rules API 1.1): notes per hook call, and their length in bytes.
+enum { PARLEY_TRACE_MAX = 8, PARLEY_TRACE_LEN = 200 };
+/// The notes the current or last hook call traced.
+int parley_trace_count(parley_state *S);
+const char *parley_trace_note(parley_state *S, int i, size_t *len);
+
 /// Limits armed around every protected call that runs rule code.
 typedef struct {
     /// Lua VM instructions per call; 0 means unlimited.

@@ -24,6 +24,7 @@ function select_agent(call, agents)
   for _, a in ipairs(agents) do
     if best == nil or (a.attrs.rank or 99) < (best.attrs.rank or 99) then best = a end
   end
+  if best then trace("lowest rank among", #agents .. ":", best.id) end
   return best and best.id
 end
 

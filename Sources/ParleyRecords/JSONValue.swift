@@ -11,6 +11,8 @@ public indirect enum JSONValue: Sendable, Equatable {
     case string(String)
     case array([JSONValue])
     case object([Field])
+    /// JSON text written as it is (stored JSON, already written by this type).
+    case raw(String)
 
     public struct Field: Sendable, Equatable {
         public var key: String
@@ -37,6 +39,7 @@ public indirect enum JSONValue: Sendable, Equatable {
     public func write(to out: inout String) {
         switch self {
         case .null: out += "null"
+        case .raw(let text): out += text
         case .bool(let b): out += b ? "true" : "false"
         case .int(let i): out += String(i)
         case .double(let d):
@@ -91,7 +94,7 @@ public indirect enum JSONValue: Sendable, Equatable {
 
     /// Parses a request body: a JSON object's members (nil for anything else). Numbers come as
     /// Double, JSON null as NSNull.
-    static func parseObject(_ bytes: [UInt8]) -> [String: Any]? {
+    public static func parseObject(_ bytes: [UInt8]) -> [String: Any]? {
         guard let any = try? JSONSerialization.jsonObject(with: Data(bytes), options: []) else { return nil }
         return any as? [String: Any]
     }

@@ -1,0 +1,145 @@
+# Tests/sipp-callpath/admin-cases.sh: the admin API (docs/admin.md) with SIPp callers and agents
+# on the wire, sourced by run.sh (its helpers, its port blocks). The admin listener takes port
+# b+6 of the case's block. Requests go through curl.
+
+ADMIN_TOKEN=admin-suite-full-token-0123
+ADMIN_READ=admin-suite-read-token-0123
+
+# admin_serve DIR BLOCK AGENTS [EXTRA_YAML]: AGENTS agents (a1 rank 1 ...), the admin listener on b+6.
+admin_serve() {
+  local dir=$1 b=$2
+  write_config "$dir" "$b" "" "$3"
+  [ -n "${4:-}" ] && printf '%s\n' "$4" >>"$dir/parley.yaml"
+  printf 'admin: {listen: "%s:%s", token: %s, read_token: %s}\n' "$IP" $((b + 6)) "$ADMIN_TOKEN" "$ADMIN_READ" >>"$dir/parley.yaml"
+  start_serve "$dir" "$b" || return 1
+  wait_listening $((b + 6)) tcp "$SERVE_PID" 10 || { REASON="admin listener not up (serve.log)"; return 1; }
+}
+
+# api DIR BLOCK METHOD PATH [TOKEN] [BODY] -> "STATUS BODY" (also appended to DIR/api.log);
+# TOKEN "" is the full token, "none" sends none.
+api() {
+  local dir=$1 b=$2 method=$3 path=$4 token=${5:-$ADMIN_TOKEN} body=${6-} out
+  local args=(-s -S -m 10 -o "$dir/api-body.txt" -w '%{http_code}' -X "$method")
+  [ "$token" != none ] && args+=(-H "Authorization: Bearer $token")
+  [ -n "$body" ] && args+=(-H 'Content-Type: application/json' --data-binary "$body")
+  out=$(curl "${args[@]}" "http://$IP:$((b + 6))$path" 2>>"$dir/api.log")
+  out="$out $(cat "$dir/api-body.txt" 2>/dev/null)"
+  echo "$method $path -> $out" >>"$dir/api.log"
+  echo "$out"
+}
+# expect_api WANT_STATUS WANT_SUBSTRING... "STATUS BODY": the answer has that status and holds each substring
+expect_api() {
+  local want=$1 got=${!#} s; shift
+  [ "${got%% *}" = "$want" ] || { REASON="admin API answered '${got:0:300}', want status $want (api.log)"; return 1; }
+  while [ $# -gt 1 ]; do
+    case "$got" in *"$1"*) ;; *) REASON="admin API answer lacks '$1': ${got:0:300} (api.log)"; return 1 ;; esac
+    shift
+  done
+}
+
+# An agent on break through the API is never offered a call: three calls all go to a2 though
+# the rules prefer a1; a1 shows no offer and no missed call. Made available again, a1 takes the
+# next call.
+CASE_admin_paused_agent_never_offered() {
+  local dir=$1 b rc r ref
+  b=$(alloc_block) || { REASON="no free ports"; return 1; }
+  admin_serve "$dir" "$b" 2 || return 1
+  r=$(api "$dir" "$b" PUT /v1/agents/a1/state "" '{"state": "break", "reason": "lunch"}')
+  expect_api 200 '"state":"break"' '"reason":"lunch"' "$r" || return 1
+  start_agent "$dir" a2 agent-answers.xml $((b + 4)) 3 60
+  run_caller "$dir" caller caller-answered-hangs-up.xml "$b" $((b + 9)) 3 60 uri none
+  rc=$?
+  wait_agent a2 15; r=$?
+  check_side "$dir" caller "$rc" 3 || return 1
+  check_side "$dir" a2 "$r" 3 || return 1
+  r=$(api "$dir" "$b" GET /v1/agents/a1 "$ADMIN_READ")
+  expect_api 200 '"state":"break"' '"no_answers":0' '"calls_handled":0' "$r" || return 1
+  r=$(api "$dir" "$b" GET /v1/agents/a2 "$ADMIN_READ")
+  expect_api 200 '"calls_handled":3' "$r" || return 1
+  r=$(api "$dir" "$b" GET /v1/queues/sales "$ADMIN_READ")
+  expect_api 200 '"waiting":0' '"available":1' '"break":1' '"offered":3' '"answered":3' '"abandoned":0' '"service_level":1' "$r" || return 1
+  # Each call's decision trace: classify, select_agent with its one candidate and the rule's
+  # words, handoff_encoding.
+  r=$(api "$dir" "$b" GET "/v1/calls?state=ended&queue=sales&limit=1" "$ADMIN_READ")
+  expect_api 200 '"state":"completed"' '"agent":"a2"' "$r" || return 1
+  ref=$(echo "$r" | grep -o '"ref":"c[0-9a-z]*"' | head -n 1 | cut -d'"' -f4)
+  r=$(api "$dir" "$b" GET "/v1/calls/$ref" "$ADMIN_READ")
+  expect_api 200 '"log":[{"event":"ENTERQUEUE"' '"trace":[{"hook":"classify"' '"result":{"type":"sales","priority":0}' \
+    '"hook":"select_agent"' '"candidates":1,"considered":["a2"],"result":"a2","notes":["lowest rank among 1: a2"]' \
+    '"hook":"handoff_encoding"' '"result":"uri"' "$r" || return 1
+  r=$(api "$dir" "$b" GET "/v1/calls?colour=red" "$ADMIN_READ"); expect_api 400 "unknown parameter 'colour'" "$r" || return 1
+  r=$(api "$dir" "$b" GET "/v1/calls/c-none" "$ADMIN_READ"); expect_api 404 '"code":"not_found"' "$r" || return 1
+  r=$(api "$dir" "$b" PUT /v1/agents/a1/state "" '{"state": "available"}')
+  expect_api 200 '"state":"available"' "$r" || return 1
+  start_agent "$dir" a1 agent-answers.xml $((b + 3)) 1 30
+  run_caller "$dir" caller2 caller-answered-hangs-up.xml "$b" $((b + 9)) 1 30 uri none
+  rc=$?
+  wait_agent a1 10; r=$?
+  check_side "$dir" caller2 "$rc" 1 || return 1
+  check_side "$dir" a1 "$r" 1 || return 1
+  wait_drained "$dir" 10 || return 1
+  records "$dir"
+  "$PARLEY" calls --database "$dir/parley-records.sqlite" --call NONE >"$dir/agent-log.txt" 2>&1
+  grep -q "PAUSE.*a1" "$dir/agent-log.txt" && grep -q "UNPAUSE.*a1" "$dir/agent-log.txt" \
+    || { REASON="no PAUSE and UNPAUSE lines for a1 in the queue log (agent-log.txt)"; return 1; }
+}
+
+# A busy agent put on break keeps its call (the change pending), and goes on break when it
+# ends: the next caller finds no agent logged in and gets the queue's status (486 here). Logged off, it stays so across a
+# restart of parley serve.
+CASE_admin_busy_agent_paused_keeps_its_call() {
+  local dir=$1 b rc r
+  b=$(alloc_block) || { REASON="no free ports"; return 1; }
+  admin_serve "$dir" "$b" 1 "queues: {default: {no_agent: reject, status: 486}}" || return 1
+  start_agent "$dir" a1 agent-answers.xml $((b + 3)) 1 30
+  bg_caller "$dir" caller caller-answered-hangs-up.xml "$b" $((b + 9)) caller 0 -d 3000
+  for _ in $(seq 50); do
+    r=$(api "$dir" "$b" GET /v1/agents/a1 "$ADMIN_READ")
+    case "$r" in *'"state":"busy"'*) break ;; esac
+    sleep 0.1
+  done
+  expect_api 200 '"state":"busy"' '"call":{"ref":"c' '"queue":"sales"' "$r" || return 1
+  r=$(api "$dir" "$b" PUT /v1/agents/a1/state "" '{"state": "break", "reason": "coaching"}')
+  expect_api 200 '"state":"busy"' '"pending":{"state":"break","reason":"coaching"}' "$r" || return 1
+  callers_ok "$dir" caller || return 1
+  wait_agent a1 10; r=$?
+  check_side "$dir" a1 "$r" 1 || return 1
+  r=$(api "$dir" "$b" GET /v1/agents/a1 "$ADMIN_READ")
+  expect_api 200 '"state":"break"' '"reason":"coaching"' '"pending":null' '"calls_handled":1' "$r" || return 1
+  bg_caller "$dir" refused caller-expect-486.xml "$b" $((b + 8)) refused 0
+  callers_ok "$dir" refused || return 1
+  r=$(api "$dir" "$b" PUT /v1/agents/a1/state "" '{"state": "offline", "reason": "shift over"}')
+  expect_api 200 '"state":"offline"' '"reason":"shift over"' "$r" || return 1
+  stop_pid "$SERVE_PID"
+  start_serve "$dir" "$b" || return 1
+  wait_listening $((b + 6)) tcp "$SERVE_PID" 10 || { REASON="admin listener not up after the restart"; return 1; }
+  r=$(api "$dir" "$b" GET /v1/agents/a1 "$ADMIN_READ")
+  expect_api 200 '"state":"offline"' '"reason":"shift over"' "$r" || return 1
+  # SIGTERM: the process stops cleanly, exit status 0.
+  kill -TERM "$SERVE_PID"
+  wait "$SERVE_PID"; rc=$?
+  [ "$rc" = 0 ] || { REASON="parley serve exited $rc on SIGTERM (serve.log)"; return 1; }
+}
+
+# Bad requests: each gets its JSON error and changes nothing; a call still completes.
+CASE_admin_bad_requests_change_nothing() {
+  local dir=$1 b r big
+  b=$(alloc_block) || { REASON="no free ports"; return 1; }
+  admin_serve "$dir" "$b" 1 || return 1
+  r=$(api "$dir" "$b" GET /v1/agents none); expect_api 401 '"code":"unauthorized"' "$r" || return 1
+  r=$(api "$dir" "$b" GET /v1/agents wrong-token-0123456789); expect_api 401 '"code":"unauthorized"' "$r" || return 1
+  r=$(api "$dir" "$b" PUT /v1/agents/a1/state "$ADMIN_READ" '{"state": "break"}'); expect_api 403 '"code":"forbidden"' "$r" || return 1
+  r=$(api "$dir" "$b" PUT /v1/agents/a1/state "" '{"state": '); expect_api 400 'not a JSON object' "$r" || return 1
+  r=$(api "$dir" "$b" PUT /v1/agents/a1/state "" '{"state": "break", "colour": "red"}'); expect_api 400 "unknown field 'colour'" "$r" || return 1
+  r=$(api "$dir" "$b" PUT /v1/agents/a1/state "" '{"state": "asleep"}'); expect_api 400 "field 'state'" "$r" || return 1
+  r=$(api "$dir" "$b" PUT /v1/agents/a1/state "" '{"state": "break", "reason": "a\u0007b"}'); expect_api 400 "field 'reason'" "$r" || return 1
+  r=$(api "$dir" "$b" PUT /v1/agents/zoe/state "" '{"state": "break"}'); expect_api 404 "agent 'zoe' is not configured" "$r" || return 1
+  big=$(head -c 70000 /dev/zero | tr '\0' 'x')
+  r=$(api "$dir" "$b" PUT /v1/agents/a1/state "" "{\"state\": \"break\", \"reason\": \"$big\"}"); expect_api 413 '"code":"too_large"' "$r" || return 1
+  r=$(api "$dir" "$b" GET /v1/agents "$ADMIN_READ")
+  expect_api 200 '"state":"available"' '"reason":null' "$r" || return 1
+  grep -q "$ADMIN_TOKEN\|$ADMIN_READ" "$dir/serve.log" && { REASON="a token reached the log (serve.log)"; return 1; }
+  a_call_completes "$dir" "$b"
+}
+
+ADMIN_CASES="admin-paused-agent-never-offered admin-busy-agent-paused-keeps-its-call admin-bad-requests-change-nothing"
