@@ -4,6 +4,7 @@ import Logging
 import NIOCore
 import ParleyCallCenter
 import ParleyRecords
+import ParleyRules
 import ParleySIP
 
 /// Who may do what on the admin listener: the full token may do everything, the read token GET
@@ -62,13 +63,16 @@ public final class AdminAPI: Sendable {
     public let distributor: Distributor?
     /// Call records and the queue log (nil: not kept; "today" figures are then null).
     public let records: RecordStore?
+    /// The rules the distributor runs (nil: no distributor here).
+    public let rules: RuleStore?
     public let access: AdminAccess
     /// Largest request body taken.
     public static let maxBody = 64 * 1024
 
-    public init(distributor: Distributor?, records: RecordStore?, access: AdminAccess) {
+    public init(distributor: Distributor?, records: RecordStore?, rules: RuleStore?, access: AdminAccess) {
         self.distributor = distributor
         self.records = records
+        self.rules = rules
         self.access = access
     }
 
@@ -145,6 +149,33 @@ public final class AdminAPI: Sendable {
             if case .raw("[]") = stored, let live = live ?? nil { trace = .array(live.map(\.json)) }
             return Self.json(AdminViews.call(record, log: log, trace: trace))
         }
+        router.get("/v1/rules") { _, _ in
+            guard let rules = self.rules else { throw AdminError.unavailable("the distributor") }
+            return Self.json(AdminViews.rules(rules))
+        }
+        router.post("/v1/rules/reload") { _, _ in
+            guard let rules = self.rules else { throw AdminError.unavailable("the distributor") }
+            // As a SIGHUP: validated in a fresh Lua state, switched only if it loads.
+            let outcome = try await Self.blocking { rules.reload() }
+            if case .failed(let problems) = outcome {
+                let errors = problems.map { p in
+                    JSONValue.object(["file": .optional(p.file.map { Self.ruleFile($0, directory: rules.directory) }), "line": p.line.map { .number($0) } ?? .null, "message": .string(p.message)])
+                }
+                return Self.json(.object([
+                    "error": .object(["code": .string("rules_invalid"),
+                                      "message": .string("the rules do not load; version \(rules.version?.prefix(12) ?? "none") stays in force")]),
+                    "errors": .array(errors),
+                ]), status: .unprocessableContent)
+            }
+            var view = AdminViews.rules(rules)
+            if case .object(var f) = view {
+                var changed = false
+                if case .published = outcome { changed = true }
+                f.append(.init("changed", .bool(changed)))
+                view = .object(f)
+            }
+            return Self.json(view)
+        }
         router.get("/v1/queues") { _, _ in Self.json(.array(try await self.queues())) }
         router.get("/v1/queues/:name") { _, context in
             let name = try context.parameters.require("name")
@@ -172,6 +203,17 @@ public final class AdminAPI: Sendable {
             throw AdminError.badRequest("the body is not a JSON object")
         }
         return object
+    }
+
+    /// A rule file's name relative to the rule directory (`lib/select.lua`), also when Lua cut
+    /// the front of a long path (`...rules/lib/select.lua`).
+    static func ruleFile(_ file: String, directory: String) -> String {
+        let dir = directory.hasSuffix("/") ? directory : directory + "/"
+        if file.hasPrefix(dir) { return String(file.dropFirst(dir.count)) }
+        guard file.hasPrefix("..."), let files = FileManager.default.subpaths(atPath: directory) else { return file }
+        let tail = file.dropFirst(3)
+        let matches = files.filter { (dir + $0).hasSuffix(tail) }
+        return matches.max { $0.count < $1.count } ?? file
     }
 
     /// `?state=active|ended&queue=Q&agent=A&since_ms=T&limit=N`.

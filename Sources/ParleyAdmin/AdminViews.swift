@@ -1,8 +1,20 @@
 import ParleyCallCenter
 import ParleyRecords
+import ParleyRules
 
 /// The admin API's objects as JSON (docs/admin.md), built from what the roles hand over.
 enum AdminViews {
+    /// `GET /v1/rules`.
+    static func rules(_ store: RuleStore) -> JSONValue {
+        let g = store.current
+        let failures = store.metrics.failures
+        return .object([
+            "version": .optional(g?.version), "generation": g.map { .number($0.number) } ?? .null,
+            "loaded_ms": .optional(g?.loadedMs), "directory": .string(store.directory),
+            "hook_failures": .object(RuleHook.allCases.map { JSONValue.Field($0.rawValue, .number(failures[$0] ?? 0)) }),
+        ])
+    }
+
     /// A call's state as the API names it.
     static func state(_ o: CallOutcome) -> String {
         switch o {

@@ -43,7 +43,7 @@ extension ParleyServer {
         if records == nil {
             logger.warning("admin: records.database is off, so agent states set through the API do not survive a restart")
         }
-        let api = AdminAPI(distributor: distributor, records: records, access: AdminAccess(token: a.token, readToken: a.readToken, metricsOpen: a.metricsOpen))
+        let api = AdminAPI(distributor: distributor, records: records, rules: distributor == nil ? nil : store, access: AdminAccess(token: a.token, readToken: a.readToken, metricsOpen: a.metricsOpen))
         var log = logger
         log.logLevel = max(logger.logLevel, .notice)  // no line per request
         let app = Application(

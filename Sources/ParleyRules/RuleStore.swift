@@ -6,6 +6,8 @@ public struct RuleGeneration: Sendable {
     /// Counts publications from 1.
     public var number: Int
     public var snapshot: RuleSetSnapshot
+    /// When it was put in force (wall-clock ms).
+    public var loadedMs: Int64 = 0
     public var version: String { snapshot.version }
 }
 
@@ -104,7 +106,7 @@ public final class RuleStore: @unchecked Sendable {
     private func publish(_ snapshot: RuleSetSnapshot) -> ReloadOutcome {
         lock.withLock {
             let n = (currentGeneration?.number ?? 0) + 1
-            currentGeneration = RuleGeneration(number: n, snapshot: snapshot)
+            currentGeneration = RuleGeneration(number: n, snapshot: snapshot, loadedMs: Int64(Date().timeIntervalSince1970 * 1000))
             lastProblemsValue = []
             metricsValue.reloads += 1
             return .published(generation: n, version: snapshot.version)

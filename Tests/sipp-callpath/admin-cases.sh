@@ -142,4 +142,32 @@ CASE_admin_bad_requests_change_nothing() {
   a_call_completes "$dir" "$b"
 }
 
-ADMIN_CASES="admin-paused-agent-never-offered admin-busy-agent-paused-keeps-its-call admin-bad-requests-change-nothing"
+# Rules reloaded through the API: a broken file is 422 with its file and line, the old
+# version stays in force and calls go on; fixed, the reload puts the new version in force.
+CASE_admin_reload_reports_errors_and_keeps_the_old_rules() {
+  local dir=$1 b r v1 v2
+  b=$(alloc_block) || { REASON="no free ports"; return 1; }
+  cp -r "$RULES" "$dir/rules"
+  write_config "$dir" "$b" "" 1
+  sed -i "s|^rules: .*|rules: $dir/rules|" "$dir/parley.yaml"
+  printf 'admin: {listen: "%s:%s", token: %s, read_token: %s}\n' "$IP" $((b + 6)) "$ADMIN_TOKEN" "$ADMIN_READ" >>"$dir/parley.yaml"
+  start_serve "$dir" "$b" || return 1
+  wait_listening $((b + 6)) tcp "$SERVE_PID" 10 || { REASON="admin listener not up (serve.log)"; return 1; }
+  r=$(api "$dir" "$b" GET /v1/rules "$ADMIN_READ")
+  expect_api 200 '"generation":1' '"hook_failures":{"classify":0' "$r" || return 1
+  v1=$(echo "$r" | grep -o '"version":"[0-9a-f]*"' | cut -d'"' -f4)
+  r=$(api "$dir" "$b" POST /v1/rules/reload "$ADMIN_READ"); expect_api 403 '"code":"forbidden"' "$r" || return 1
+  r=$(api "$dir" "$b" POST /v1/rules/reload); expect_api 200 "\"version\":\"$v1\"" '"changed":false' "$r" || return 1
+  printf '\nfunction broken(\n' >>"$dir/rules/init.lua"
+  r=$(api "$dir" "$b" POST /v1/rules/reload)
+  expect_api 422 '"code":"rules_invalid"' '"errors":[{"file":"init.lua","line":' "$r" || return 1
+  r=$(api "$dir" "$b" GET /v1/rules "$ADMIN_READ"); expect_api 200 "\"version\":\"$v1\"" "$r" || return 1
+  a_call_completes "$dir" "$b" || return 1
+  cp "$RULES/init.lua" "$dir/rules/init.lua"
+  printf '\n-- a new version\n' >>"$dir/rules/init.lua"
+  r=$(api "$dir" "$b" POST /v1/rules/reload); expect_api 200 '"version":"' "$r" || return 1
+  v2=$(echo "$r" | grep -o '"version":"[0-9a-f]*"' | cut -d'"' -f4)
+  [ -n "$v2" ] && [ "$v2" != "$v1" ] || { REASON="the fixed rules are not in force: version $v2, was $v1 (api.log)"; return 1; }
+}
+
+ADMIN_CASES="admin-reload-reports-errors-and-keeps-the-old-rules admin-paused-agent-never-offered admin-busy-agent-paused-keeps-its-call admin-bad-requests-change-nothing"
