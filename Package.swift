@@ -119,6 +119,7 @@ let package = Package(
             name: "parley",
             dependencies: [
                 "ParleyApp",
+                "ParleyAdmin",
                 "ParleyRecords",
                 "ParleySIP",
                 "ParleyRules",

@@ -3,6 +3,11 @@ import ParleyRecords
 import ParleyRules
 
 /// The admin API's objects as JSON (docs/admin.md), built from what the roles hand over.
+/// The admin API's objects for other tools (`parley calls --json`), as JSON text.
+public enum AdminJSON {
+    public static func call(_ c: CallRecord, log: [QueueLogLine]? = nil) -> String { AdminViews.call(c, log: log).text }
+}
+
 enum AdminViews {
     /// `GET /v1/rules`.
     static func rules(_ store: RuleStore) -> JSONValue {

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import ParleyAdmin
 import ParleyApp
 import ParleyRecords
 
@@ -94,6 +95,9 @@ struct CallsCommand: ParsableCommand {
     @Option(help: "Print this call's queue log (its reference, as listed).")
     var call: String?
 
+    @Flag(help: "Print JSON, as the admin API shows calls (one array; with --call, the call with its log).")
+    var json = false
+
     func validate() throws {
         if limit < 1 { throw ValidationError("--limit must be at least 1") }
     }
@@ -106,6 +110,10 @@ struct CallsCommand: ParsableCommand {
                 FileHandle.standardError.write(Data("parley calls: no call \(call) in \(store.path)\n".utf8))
                 throw ExitCode(1)
             }
+            if json {
+                if let record = try store.call(call) { print(AdminJSON.call(record, log: lines)) } else { print("null") }
+                return
+            }
             print(table(["time (UTC)", "event", "queue", "agent", "duration", "code", "rules"], lines.map {
                 [formatTime($0.timeMs), $0.event.rawValue, $0.queue, $0.agent ?? "-", formatSeconds($0.durationMs),
                  $0.code.map(String.init) ?? "-", String($0.rulesVersion.prefix(12))]
@@ -113,6 +121,10 @@ struct CallsCommand: ParsableCommand {
             return
         }
         let calls = try store.recentCalls(limit: limit)
+        if json {
+            print("[" + calls.map { AdminJSON.call($0) }.joined(separator: ",") + "]")
+            return
+        }
         if calls.isEmpty {
             print("no calls recorded in \(store.path)")
             return

@@ -6,7 +6,8 @@ struct Parley: AsyncParsableCommand {
         commandName: "parley",
         abstract: "A SIP contact-center router whose routing decisions are Lua rules.",
         version: "0.1.0",
-        subcommands: [SIPCommand.self, ProxyCommand.self, RegistrarCommand.self, RegistrationsCommand.self, TestCommand.self, RulesCommand.self, ServeCommand.self, CallsCommand.self, StatsCommand.self, DemoCommand.self]
+        subcommands: [SIPCommand.self, ProxyCommand.self, RegistrarCommand.self, RegistrationsCommand.self, TestCommand.self, RulesCommand.self, ServeCommand.self, CallsCommand.self, StatsCommand.self, DemoCommand.self,
+                      AgentsCommand.self, AgentCommandGroup.self, QueuesCommand.self, ReloadCommand.self, TraceCommand.self]
     )
 }
 

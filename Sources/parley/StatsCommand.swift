@@ -25,6 +25,9 @@ struct StatsCommand: ParsableCommand {
     @Option(help: "Only the last DURATION (s, m, h or d), e.g. 1h. Default: everything.")
     var since: String?
 
+    @Flag(help: "Print JSON: {\"queues\": [...], \"agents\": [...]}, durations in ms.")
+    var json = false
+
     func validate() throws {
         guard Self.parseDuration(serviceLevel) != nil else {
             throw ValidationError("--service-level '\(serviceLevel)' is not a duration such as 20s, 500ms or 1m")
@@ -50,6 +53,20 @@ struct StatsCommand: ParsableCommand {
         let sinceMs = since.flatMap(Self.parseDuration).map { Int64(Date().timeIntervalSince1970 * 1000) - $0 } ?? 0
         let queues = try store.queueStats(sinceMs: sinceMs, serviceLevelMs: slMs)
         let agents = try store.agentStats(sinceMs: sinceMs)
+        if json {
+            let q = queues.map { s -> JSONValue in
+                .object(["queue": .string(s.queue), "offered": .number(s.offered), "answered": .number(s.answered),
+                         "abandoned": .number(s.abandoned), "failed": .number(s.failed), "waiting": .number(s.waiting),
+                         "average_wait_ms": .optional(s.averageWaitMs), "service_level": s.serviceLevel.map { .double($0) } ?? .null,
+                         "service_level_threshold_ms": .int(slMs), "talk_ms": .int(s.talkMs), "average_talk_ms": .optional(s.averageTalkMs)])
+            }
+            let a = agents.map { s -> JSONValue in
+                .object(["agent": .string(s.agent), "offered": .number(s.offered), "answered": .number(s.answered),
+                         "not_answered": .number(s.notAnswered), "talk_ms": .int(s.talkMs), "average_talk_ms": .optional(s.averageTalkMs)])
+            }
+            print(JSONValue.object(["queues": .array(q), "agents": .array(a)]).text)
+            return
+        }
         if queues.isEmpty, agents.isEmpty {
             print("no calls recorded in \(store.path)")
             return

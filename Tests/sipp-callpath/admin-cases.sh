@@ -44,8 +44,11 @@ CASE_admin_paused_agent_never_offered() {
   local dir=$1 b rc r ref
   b=$(alloc_block) || { REASON="no free ports"; return 1; }
   admin_serve "$dir" "$b" 2 || return 1
-  r=$(api "$dir" "$b" PUT /v1/agents/a1/state "" '{"state": "break", "reason": "lunch"}')
-  expect_api 200 '"state":"break"' '"reason":"lunch"' "$r" || return 1
+  # Through the command line (token from the environment), as an operator would.
+  r=$(PARLEY_ADMIN_TOKEN=$ADMIN_TOKEN "$PARLEY" agent pause a1 --reason lunch --admin "http://$IP:$((b + 6))" 2>&1)
+  [ "$r" = "a1: break (lunch)" ] || { REASON="parley agent pause said: $r"; return 1; }
+  r=$(PARLEY_ADMIN_TOKEN=$ADMIN_READ "$PARLEY" agents --admin "http://$IP:$((b + 6))" 2>&1)
+  echo "$r" | grep -Eq '^a1 +break +lunch' || { REASON="parley agents: $r"; return 1; }
   start_agent "$dir" a2 agent-answers.xml $((b + 4)) 3 60
   run_caller "$dir" caller caller-answered-hangs-up.xml "$b" $((b + 9)) 3 60 uri none
   rc=$?
@@ -67,6 +70,9 @@ CASE_admin_paused_agent_never_offered() {
   expect_api 200 '"log":[{"event":"ENTERQUEUE"' '"trace":[{"hook":"classify"' '"result":{"type":"sales","priority":0}' \
     '"hook":"select_agent"' '"candidates":1,"considered":["a2"],"result":"a2","notes":["lowest rank among 1: a2"]' \
     '"hook":"handoff_encoding"' '"result":"uri"' "$r" || return 1
+  r=$(PARLEY_ADMIN_TOKEN=$ADMIN_READ "$PARLEY" trace "$ref" --admin "http://$IP:$((b + 6))" 2>&1)
+  echo "$r" | grep -q "select_agent -> a2 .*1 candidates: a2" && echo "$r" | grep -q "lowest rank among 1: a2" \
+    || { REASON="parley trace: $r"; return 1; }
   r=$(api "$dir" "$b" GET "/v1/calls?colour=red" "$ADMIN_READ"); expect_api 400 "unknown parameter 'colour'" "$r" || return 1
   r=$(api "$dir" "$b" GET "/v1/calls/c-none" "$ADMIN_READ"); expect_api 404 '"code":"not_found"' "$r" || return 1
   r=$(api "$dir" "$b" PUT /v1/agents/a1/state "" '{"state": "available"}')
