@@ -66,6 +66,9 @@ public final class AdminAPI: Sendable {
     /// The rules the distributor runs (nil: no distributor here).
     public let rules: RuleStore?
     public let access: AdminAccess
+    /// The event stream.
+    public let events = EventHub()
+    let keepAlive = RepeatingTimer()
     /// Largest request body taken.
     public static let maxBody = 64 * 1024
 
@@ -149,6 +152,7 @@ public final class AdminAPI: Sendable {
             if case .raw("[]") = stored, let live = live ?? nil { trace = .array(live.map(\.json)) }
             return Self.json(AdminViews.call(record, log: log, trace: trace))
         }
+        router.get("/v1/events") { request, _ in try self.eventStream(request) }
         router.get("/v1/rules") { _, _ in
             guard let rules = self.rules else { throw AdminError.unavailable("the distributor") }
             return Self.json(AdminViews.rules(rules))

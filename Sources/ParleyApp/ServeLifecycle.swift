@@ -29,7 +29,7 @@ public struct RolesService: Service {
 
 extension ParleyServer {
     /// How many connections the admin listener takes at once (event streams included).
-    public static let adminConnections = 256
+    public static let adminConnections = 1_024
 
     /// The admin API's HTTP server (nil: no `admin:` section), over this process's roles. Call
     /// after `start`.
@@ -54,6 +54,22 @@ extension ParleyServer {
                 logger.info("admin API listening on http://\(channel.localAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? a.listen)")
             },
             logger: log)
-        return app
+        api.startEvents()
+        return AdminService(app: app, api: api)
+    }
+}
+
+/// The admin listener as a service: on shutdown its event streams end first, so the HTTP
+/// server's graceful shutdown does not wait on them.
+struct AdminService<App: Service>: Service {
+    let app: App
+    let api: AdminAPI
+
+    func run() async throws {
+        try await withGracefulShutdownHandler {
+            try await app.run()
+        } onGracefulShutdown: {
+            api.stopEvents()
+        }
     }
 }

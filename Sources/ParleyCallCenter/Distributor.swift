@@ -138,6 +138,8 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
     /// Told of every change of an agent's state, reason or pending change (the admin API's
     /// event stream). On the distributor's loop.
     public var agentObserver: ((AgentStateMachine) -> Void)?
+    /// Told of every call event the records get (the admin API's event stream). On the loop.
+    public var callObserver: ((ParleyRecords.CallEvent) -> Void)?
     /// The queue of the call each agent was last offered (what its current call is shown with).
     public internal(set) var agentCallQueue: [String: String] = [:]
     /// Agents whose contact is a registered one (the registration role in this process).
@@ -242,7 +244,7 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
                                    treatmentConfigured: policy.treatment.map(configuration.treatments.contains) ?? false)
         calls[key] = call
         traced(call, classification)
-        records?.record(.arrived(call: reference, sipCallID: invite.callID ?? "", caller: view[.from] ?? "",
+        record(.arrived(call: reference, sipCallID: invite.callID ?? "", caller: view[.from] ?? "",
                                  queue: classification.type, priority: classification.priority, rulesVersion: rules.version, at: info.arrivedMs))
         logger.debug("call \(reference) (\(invite.callID ?? "?")) type \(classification.type) priority \(classification.priority) rules \(rules.version.prefix(12))")
         tryNext(call)
@@ -363,7 +365,7 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
         } else {
             route(call, .offered(attempt: attempt.id))
             _ = call.answer.handle(.offerOut)
-            records?.record(.offered(call: call.reference, agent: agent, at: clock()))
+            record(.offered(call: call.reference, agent: agent, at: clock()))
         }
         var invite = handoffInvite(call, agent: agent, encoding: encoding, kind: kind)
         logger.debug("call \(call.reference): offering to \(agent) by \(encoding)")
@@ -415,7 +417,7 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
         counters.noAnswers += 1
         attempt.abandoned = true
         agents.noAnswer(attempt.agent, call: call.reference)
-        records?.record(.notAnswered(call: call.reference, agent: attempt.agent, code: nil, at: clock()))
+        record(.notAnswered(call: call.reference, agent: attempt.agent, code: nil, at: clock()))
         logger.debug("call \(call.reference): \(attempt.agent) did not answer in \(configuration.noAnswerTimeout)")
         cancelAttempt(attempt)
         answer(call, .offerEnded(treatmentPending: call.routing.treatmentPending))

@@ -7,6 +7,14 @@ public enum AgentCommand: Sendable, Equatable {
     case logOff(reason: String?)
 }
 
+extension Distributor {
+    /// A call event to the records and to whoever watches (the admin API's event stream).
+    func record(_ event: ParleyRecords.CallEvent) {
+        records?.record(event)
+        callObserver?(event)
+    }
+}
+
 /// Agent control: an operator's requests, the queue-log lines for every log-in, log-off, break
 /// and return (whoever caused them), and the presence an operator set kept for the next start.
 extension Distributor {
@@ -50,7 +58,7 @@ extension Distributor {
         agentObserver?(after)
         guard let entry = Self.logEntry(before, after, at: clock()) else { return }
         logger.info("agent \(after.id): \(entry.event.rawValue)\(entry.reason.map { " (\($0))" } ?? "")")
-        records?.record(.agent(entry))
+        record(.agent(entry))
     }
 
     /// The queue-log line for a change of an agent's state, if it is one: into a break (PAUSE,
@@ -104,6 +112,9 @@ extension Distributor {
     public func agentSnapshot(_ id: String) -> AgentSnapshot? {
         agents.agent(id).map { snapshot($0, now: clock()) }
     }
+
+    /// One agent as it is now (on the distributor's loop).
+    public func snapshot(of m: AgentStateMachine) -> AgentSnapshot { snapshot(m, now: clock()) }
 
     func snapshot(_ m: AgentStateMachine, now: Int64) -> AgentSnapshot {
         AgentSnapshot(machine: m, callQueue: m.currentCall == nil ? nil : agentCallQueue[m.id],

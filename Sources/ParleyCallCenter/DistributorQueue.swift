@@ -17,7 +17,7 @@ extension Distributor {
         if code == 487 {
             // Recorded when the caller gets the 487, not at the CANCEL: an agent's 2xx that
             // crosses the CANCEL connects the call instead.
-            records?.record(.abandoned(call: call.reference, at: clock()))
+            record(.abandoned(call: call.reference, at: clock()))
         } else {
             let sent = call.best == nil ? code : call.bestCode
             recordExit(call, code: sent, exit: exit)
@@ -37,9 +37,9 @@ extension Distributor {
 
     func recordExit(_ call: DistributorCall, code: Int?, exit: Exit, treatment: String? = nil) {
         if let code, treatment == nil, exit != .full {
-            records?.record(.failed(call: call.reference, code: code, timedOut: exit == .timeout, at: clock()))
+            record(.failed(call: call.reference, code: code, timedOut: exit == .timeout, at: clock()))
         } else {
-            records?.record(.overflowed(call: call.reference, full: exit == .full, treatment: treatment, code: code, at: clock()))
+            record(.overflowed(call: call.reference, full: exit == .full, treatment: treatment, code: code, at: clock()))
         }
     }
 

@@ -43,7 +43,7 @@ extension Distributor {
                 route(call, .end)
                 if call.transferFrom == nil {
                     counters.cancelled += 1
-                    records?.record(.abandoned(call: reference, at: clock()))
+                    record(.abandoned(call: reference, at: clock()))
                     writeTrace(call)
                     logger.debug("call \(reference): the caller hung up on \(agent) while waiting")
                     return
@@ -51,7 +51,7 @@ extension Distributor {
                 logger.debug("call \(reference): the call ended during its transfer")
             }
             if answeredCalls.removeValue(forKey: reference) != nil {
-                records?.record(.completed(call: reference, agent: agent, at: clock()))
+                record(.completed(call: reference, agent: agent, at: clock()))
             }
             agents.callEnded(agent, call: reference)
         case .transfer(let reference, let agent, let target, let caller):
@@ -96,7 +96,7 @@ extension Distributor {
         }
         for (ref, agent) in answeredCalls where agents.agent(agent)?.currentCall != ref {
             answeredCalls[ref] = nil
-            records?.record(.completed(call: ref, agent: agent, at: now))  // ended by reconciliation
+            record(.completed(call: ref, agent: agent, at: now))  // ended by reconciliation
         }
         collectRuleGarbage()
     }

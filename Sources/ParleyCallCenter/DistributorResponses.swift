@@ -87,7 +87,7 @@ extension Distributor {
                 agents.callEnded(from, call: call.reference)
             }
             answeredCalls[call.reference] = attempt.agent
-            records?.record(.connected(call: call.reference, agent: attempt.agent, at: clock()))
+            record(.connected(call: call.reference, agent: attempt.agent, at: clock()))
             writeTrace(call)
             call.cancelGuard?.cancel()
             route(call, .connected(attempt: attempt.id))
@@ -103,7 +103,7 @@ extension Distributor {
         if !attempt.abandoned {
             answer(call, .offerEnded(treatmentPending: call.routing.treatmentPending))
             agents.rejected(attempt.agent, call: call.reference)
-            records?.record(.notAnswered(call: call.reference, agent: attempt.agent, code: code, at: clock()))
+            record(.notAnswered(call: call.reference, agent: attempt.agent, code: code, at: clock()))
             if attempt.kind == .agent { call.record(code: code, reason: response.reasonPhrase, response: Self.upstream(response)) }
         } else {
             // The agent was already released when its no-answer timer fired.

@@ -31,7 +31,7 @@ extension Distributor {
     /// Writes what the trace holds that is not written yet (at answer, at the end).
     func writeTrace(_ call: DistributorCall) {
         guard call.traceWritten < call.trace.count else { return }
-        records?.record(.trace(call: call.reference, entries: Array(call.trace[call.traceWritten...])))
+        record(.trace(call: call.reference, entries: Array(call.trace[call.traceWritten...])))
         call.traceWritten = call.trace.count
     }
 

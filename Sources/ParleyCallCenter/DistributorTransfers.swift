@@ -39,7 +39,7 @@ extension Distributor {
         call.transferFrom = agent
         call.transferTo = toAgent ? target : nil
         onTreatment[reference] = call
-        records?.record(.transferred(call: reference, agent: agent, target: target, at: now))
+        record(.transferred(call: reference, agent: agent, target: target, at: now))
         logger.debug("call \(reference): \(agent) transfers it to \(toAgent ? "agent" : "queue") \(target)")
         tryNext(call)
     }

@@ -39,7 +39,7 @@ extension Distributor {
         }
         guard first else { return }
         counters.treatments += 1
-        records?.record(.treatment(call: call.reference, treatment: attempt.agent, at: clock()))
+        record(.treatment(call: call.reference, treatment: attempt.agent, at: clock()))
         logger.debug("call \(call.reference): caller connected to \(attempt.agent)")
         route(call, .treatmentAnswered(attempt: attempt.id))
     }

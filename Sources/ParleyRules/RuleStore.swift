@@ -132,7 +132,16 @@ public final class RuleStore: @unchecked Sendable {
         case .unchanged:
             break
         }
+        lock.withLock { reloadObserver }?(outcome)
         return outcome
+    }
+
+    private var reloadObserver: (@Sendable (ReloadOutcome) -> Void)?
+
+    /// Told of every reload's outcome (a watcher's, SIGHUP's, the admin API's), on the thread
+    /// that reloaded.
+    public func observeReloads(_ body: @escaping @Sendable (ReloadOutcome) -> Void) {
+        lock.withLock { reloadObserver = body }
     }
 
     /// Builds a Lua state from a snapshot exactly as a reload would, and reports every problem.

@@ -176,4 +176,47 @@ CASE_admin_reload_reports_errors_and_keeps_the_old_rules() {
   [ -n "$v2" ] && [ "$v2" != "$v1" ] || { REASON="the fixed rules are not in force: version $v2, was $v1 (api.log)"; return 1; }
 }
 
-ADMIN_CASES="admin-reload-reports-errors-and-keeps-the-old-rules admin-paused-agent-never-offered admin-busy-agent-paused-keeps-its-call admin-bad-requests-change-nothing"
+# The event stream: a call's events and the agent's, in order with ids; a client resuming with
+# Last-Event-ID gets what it missed. 500 streams that never read: beyond the cap they get 429
+# at once, a call still completes and the API still answers.
+CASE_admin_event_stream() {
+  local dir=$1 b r id line pid
+  b=$(alloc_block) || { REASON="no free ports"; return 1; }
+  admin_serve "$dir" "$b" 1 || return 1
+  (exec setsid timeout -k 2 30 curl -s -N "http://$IP:$((b + 6))/v1/events?token=$ADMIN_READ" >"$dir/events.txt" 2>&1) &
+  pid=$!; BG_PIDS+=("$pid")
+  sleep 0.5
+  a_call_completes "$dir" "$b" || return 1
+  sleep 1.5
+  stop_pid "$pid"
+  for want in "event: call.queued" "event: call.offered" "event: call.answered" '"outcome":"completed"' \
+              'event: agent.state' '"state":"busy"' 'event: queue.update'; do
+    grep -qF "$want" "$dir/events.txt" || { REASON="no '$want' on the event stream (events.txt)"; return 1; }
+  done
+  line=$(grep -n "^event: call.queued" "$dir/events.txt" | head -n 1 | cut -d: -f1)
+  id=$(sed -n "$((line - 1))p" "$dir/events.txt" | sed 's/^id: //')
+  timeout -k 2 3 curl -s -N "http://$IP:$((b + 6))/v1/events" -H "Authorization: Bearer $ADMIN_READ" \
+    -H "Last-Event-ID: $((id - 1))" >"$dir/resumed.txt" 2>&1
+  grep -q "^id: $id\$" "$dir/resumed.txt" && grep -q "^event: call.ended" "$dir/resumed.txt" \
+    || { REASON="resuming after id $((id - 1)) did not replay call.queued ($id) and call.ended (resumed.txt)"; return 1; }
+  r=$(api "$dir" "$b" GET /v1/events none); expect_api 401 '"code":"unauthorized"' "$r" || return 1
+  (timeout -k 5 60 python3 "$HERE/idle-streams.py" $((b + 6)) "$ADMIN_READ" 500 8 >"$dir/idle.txt" 2>&1) &
+  pid=$!; BG_PIDS+=("$pid")
+  sleep 3
+  r=$(api "$dir" "$b" GET /v1/agents/a1 "$ADMIN_READ"); expect_api 200 '"state":"available"' "$r" || return 1
+  start_agent "$dir" a1-during agent-answers.xml $((b + 3)) 1 30
+  run_caller "$dir" caller-during caller-answered-hangs-up.xml "$b" $((b + 9)) 1 30 uri none
+  r=$?
+  wait_agent a1-during 10
+  check_side "$dir" caller-during "$r" 1 || { REASON="with 500 idle streams: $REASON"; return 1; }
+  wait "$pid"
+  line=$(cat "$dir/idle.txt")
+  # The cap is 100 streams; the few a closed client still holds until the next write count too.
+  local ok refused
+  ok=$(echo "$line" | sed -n 's/.* ok=\([0-9]*\).*/\1/p'); refused=$(echo "$line" | sed -n 's/.* refused=\([0-9]*\).*/\1/p')
+  case "$line" in opened=500*other=0) ;; *) REASON="idle streams: $line (idle.txt)"; return 1 ;; esac
+  [ "$ok" -ge 90 ] && [ "$ok" -le 100 ] && [ $((ok + refused)) = 500 ] || { REASON="idle streams: $line, want at most 100 open and the rest 429 (idle.txt)"; return 1; }
+  wait_drained "$dir" 10
+}
+
+ADMIN_CASES="admin-event-stream admin-reload-reports-errors-and-keeps-the-old-rules admin-paused-agent-never-offered admin-busy-agent-paused-keeps-its-call admin-bad-requests-change-nothing"
