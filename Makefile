@@ -7,7 +7,7 @@ SWIFT ?= swift
 # kamailio-tls-modules for its TLS listener; openssl: test certificates;
 # baresip-core and linphone-cli: the real softphones of Tests/sipp-callpath's softphone-* and
 # linphone-* cases
-APT_PACKAGES := liblua5.4-dev pkg-config sip-tester kamailio kamailio-tls-modules baresip-core linphone-cli openssl curl
+APT_PACKAGES := liblua5.4-dev pkg-config sip-tester kamailio kamailio-tls-modules baresip-core linphone-cli openssl curl prometheus
 CONFIG ?= examples/parley.yaml
 # Release builds optimize across module boundaries, SwiftNIO's included (about 5-9% less CPU per
 # call on the call path than the default, measured with bench/run-callpath.sh's load).

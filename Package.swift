@@ -26,6 +26,7 @@ let package = Package(
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         .target(name: "ParleySIP"),
@@ -79,8 +80,9 @@ let package = Package(
         .target(
             name: "ParleyAdmin",
             dependencies: [
-                "ParleyCallCenter", "ParleyRecords", "ParleyRules", "ParleySIP",
+                "ParleyCallCenter", "ParleyRecords", "ParleyRules", "ParleySIP", "ParleyTransport",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]

@@ -69,10 +69,16 @@ public final class AdminAPI: Sendable {
     /// The event stream.
     public let events = EventHub()
     let keepAlive = RepeatingTimer()
+    /// `/metrics`.
+    public let metrics = AdminMetrics()
+    /// What the roles of this process count, read at each scrape (set by the wiring).
+    public let figures: (@Sendable () async -> RoleFigures)?
     /// Largest request body taken.
     public static let maxBody = 64 * 1024
 
-    public init(distributor: Distributor?, records: RecordStore?, rules: RuleStore?, access: AdminAccess) {
+    public init(distributor: Distributor?, records: RecordStore?, rules: RuleStore?, access: AdminAccess,
+                figures: (@Sendable () async -> RoleFigures)? = nil) {
+        self.figures = figures
         self.distributor = distributor
         self.records = records
         self.rules = rules
@@ -153,6 +159,13 @@ public final class AdminAPI: Sendable {
             return Self.json(AdminViews.call(record, log: log, trace: trace))
         }
         router.get("/v1/events") { request, _ in try self.eventStream(request) }
+        router.get("/metrics") { _, _ in
+            let figures = await self.figures?() ?? RoleFigures()
+            let queues = (try? await self.onDistributor { $0.queueSnapshots() }) ?? []
+            let text = self.metrics.scrape(figures: figures, queues: queues, rules: self.rules)
+            return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8", .cacheControl: "no-store"],
+                            body: ResponseBody(byteBuffer: ByteBuffer(string: text)))
+        }
         router.get("/v1/rules") { _, _ in
             guard let rules = self.rules else { throw AdminError.unavailable("the distributor") }
             return Self.json(AdminViews.rules(rules))

@@ -60,8 +60,10 @@ extension AdminAPI {
         keepAlive.start(every: 15) { hub.comment("keep-alive") }
         guard let d = distributor else { return }
         let dirty = DirtyQueues()
+        let metrics = self.metrics
         d.stack.loop.execute {
             d.callObserver = { e in
+                metrics.observe(e)
                 for (name, data) in AdminEvents.call(e) { hub.publish(name, data) }
                 dirty.all = true
             }

@@ -43,7 +43,9 @@ extension ParleyServer {
         if records == nil {
             logger.warning("admin: records.database is off, so agent states set through the API do not survive a restart")
         }
-        let api = AdminAPI(distributor: distributor, records: records, rules: distributor == nil ? nil : store, access: AdminAccess(token: a.token, readToken: a.readToken, metricsOpen: a.metricsOpen))
+        let api = AdminAPI(distributor: distributor, records: records, rules: distributor == nil ? nil : store,
+                           access: AdminAccess(token: a.token, readToken: a.readToken, metricsOpen: a.metricsOpen),
+                           figures: { [weak self] in await self?.roleFigures() ?? RoleFigures() })
         var log = logger
         log.logLevel = max(logger.logLevel, .notice)  // no line per request
         let app = Application(
@@ -56,6 +58,30 @@ extension ParleyServer {
             logger: log)
         api.startEvents()
         return AdminService(app: app, api: api)
+    }
+}
+
+extension ParleyServer {
+    /// What each role of this process counts, taken on its loop.
+    func roleFigures() async -> RoleFigures {
+        var f = RoleFigures()
+        func stack(_ s: SIPStack) -> RoleFigures.Stack {
+            let t = s.transport.counters
+            return RoleFigures.Stack(counts: s.sipCounts, transactions: s.transactionCount, parseErrors: t.malformedRequests + t.malformedResponses)
+        }
+        if let d = distributor, let s = try? await d.stack.loop.submit({ (stack(d.stack), d.tableSizes.answered) }).get() {
+            f.stacks.append(s.0)
+            f.activeCalls = s.1
+        }
+        if let b = buffer, let s = try? await b.stack.loop.submit({ (stack(b.stack), b.tableSizes.calls) }).get() {
+            f.stacks.append(s.0)
+            f.activeCalls = s.1
+        }
+        if let g = registration, let s = try? await g.stack.loop.submit({ (stack(g.stack), g.state.agents.count) }).get() {
+            f.stacks.append(s.0)
+            f.registrations = s.1
+        }
+        return f
     }
 }
 

@@ -52,6 +52,8 @@ public final class SIPStack: @unchecked Sendable {
     public var loop: EventLoop { transport.loop }
     /// Live transactions (for tests and statistics).
     public var transactionCount: Int { table.count }
+    /// What went through the stack, for metrics.
+    public private(set) var sipCounts = SIPCounts()
     /// Timers waiting in the wheel (stale ones included until their time comes).
     public var scheduledTimerCount: Int { wheel.count }
 
@@ -223,6 +225,7 @@ public final class SIPStack: @unchecked Sendable {
 
     func received(_ message: SIPMessage, from source: SIPSource) {
         let now = SIPInstant.now()
+        if let m = message.method { sipCounts.request(m, source.transport) }
         switch table.receive(message, now: now) {
         case .handled(let out):
             perform(out)
@@ -249,7 +252,9 @@ public final class SIPStack: @unchecked Sendable {
         let key = out.key
         for action in out.actions {
             switch action {
-            case .send(let message, _):
+            case .send(let message, let again):
+                if again { sipCounts.retransmissions += 1 }
+                if let code = message.statusCode { sipCounts.response(code) }
                 let future: EventLoopFuture<Void>
                 switch out.context {
                 case .server(let source): future = transport.sendResponse(message, toRequestFrom: source)
@@ -294,5 +299,26 @@ public final class SIPStack: @unchecked Sendable {
         default:
             user?.stack(self, didReceiveRequest: message, transaction: key, from: source)
         }
+    }
+}
+
+/// Requests a stack received by method and transport, responses it sent by class, and its
+/// retransmissions: counted on its loop, read for metrics.
+public struct SIPCounts: Sendable, Equatable {
+    /// Method -> per transport (in `SIPTransportKind.allCases` order).
+    public private(set) var requests: [SIPMethod: [Int]] = [:]
+    /// Index = code / 100 (1...6).
+    public private(set) var responses = [Int](repeating: 0, count: 7)
+    public var retransmissions = 0
+
+    mutating func request(_ m: SIPMethod, _ t: SIPTransportKind) {
+        let i = t == .udp ? 0 : t == .tcp ? 1 : 2
+        if requests[m] == nil { requests[m] = [0, 0, 0] }
+        requests[m]![i] += 1
+    }
+
+    mutating func response(_ code: Int) {
+        let c = code / 100
+        if c >= 1, c <= 6 { responses[c] += 1 }
     }
 }

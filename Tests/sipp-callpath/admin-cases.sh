@@ -219,4 +219,44 @@ CASE_admin_event_stream() {
   wait_drained "$dir" 10
 }
 
-ADMIN_CASES="admin-event-stream admin-reload-reports-errors-and-keeps-the-old-rules admin-paused-agent-never-offered admin-busy-agent-paused-keeps-its-call admin-bad-requests-change-nothing"
+# /metrics after a call: promtool finds nothing to say, the call's series are there, no agent
+# id or call reference is a label, and a real Prometheus scrapes it (with the read token) and
+# answers a query with Parley's series.
+CASE_admin_metrics_scraped_by_prometheus() {
+  local dir=$1 b r pid i
+  command -v promtool >/dev/null && command -v prometheus >/dev/null || { REASON="promtool and prometheus are not installed (apt-get install prometheus)"; return 1; }
+  b=$(alloc_block) || { REASON="no free ports"; return 1; }
+  admin_serve "$dir" "$b" 1 || return 1
+  a_call_completes "$dir" "$b" || return 1
+  r=$(api "$dir" "$b" GET /metrics none); expect_api 401 '"code":"unauthorized"' "$r" || return 1
+  curl -s -m 10 -H "Authorization: Bearer $ADMIN_READ" "http://$IP:$((b + 6))/metrics" >"$dir/metrics.txt"
+  promtool check metrics <"$dir/metrics.txt" >"$dir/promtool.txt" 2>&1 || { REASON="promtool check metrics: $(head -c 300 "$dir/promtool.txt")"; return 1; }
+  [ -s "$dir/promtool.txt" ] && { REASON="promtool has findings: $(head -c 300 "$dir/promtool.txt")"; return 1; }
+  for want in 'parley_calls_total{queue="sales",outcome="completed"} 1' 'parley_queue_wait_seconds_bucket{queue="sales",outcome="answered",le="20.0"} 1' \
+              'parley_sip_requests_received_total{method="INVITE",transport="udp"}' 'parley_agent_offers_total{result="answered"} 1' \
+              'parley_rule_hook_seconds_count{hook="select_agent"} 1' 'parley_agents{queue="sales",state="available"} 1' \
+              'process_resident_memory_bytes' 'parley_build_info{version='; do
+    grep -qF "$want" "$dir/metrics.txt" || { REASON="no '$want' in /metrics (metrics.txt)"; return 1; }
+  done
+  grep -Eq '="(a1|c0[0-9a-z]+|sip:[^"]*)"' "$dir/metrics.txt" && { REASON="an agent id, call reference or address is a label (metrics.txt)"; return 1; }
+  cat >"$dir/prometheus.yml" <<EOF
+global: {scrape_interval: 1s, evaluation_interval: 1s}
+scrape_configs:
+  - job_name: parley
+    authorization: {credentials: $ADMIN_READ}
+    static_configs: [{targets: ["$IP:$((b + 6))"]}]
+EOF
+  (cd "$dir" && exec setsid timeout -k 5 60 prometheus --config.file="$dir/prometheus.yml" --storage.tsdb.path="$dir/tsdb" \
+      --web.listen-address="$IP:$((b + 7))" >"$dir/prometheus.log" 2>&1) &
+  pid=$!; BG_PIDS+=("$pid")
+  for i in $(seq 40); do
+    r=$(curl -s -m 2 "http://$IP:$((b + 7))/api/v1/query?query=parley_calls_total" 2>/dev/null)
+    case "$r" in *'"outcome":"completed"'*'"1"'*) break ;; esac
+    sleep 0.5
+  done
+  echo "$r" >"$dir/query.json"
+  case "$r" in *'"status":"success"'*'"queue":"sales"'*'"1"'*) ;; *) REASON="Prometheus did not answer with parley_calls_total (query.json, prometheus.log)"; return 1 ;; esac
+  stop_pid "$pid"
+}
+
+ADMIN_CASES="admin-metrics-scraped-by-prometheus admin-event-stream admin-reload-reports-errors-and-keeps-the-old-rules admin-paused-agent-never-offered admin-busy-agent-paused-keeps-its-call admin-bad-requests-change-nothing"
