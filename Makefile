@@ -7,7 +7,7 @@ SWIFT ?= swift
 # kamailio-tls-modules for its TLS listener; openssl: test certificates;
 # baresip-core and linphone-cli: the real softphones of Tests/sipp-callpath's softphone-* and
 # linphone-* cases
-APT_PACKAGES := liblua5.4-dev pkg-config sip-tester kamailio kamailio-tls-modules baresip-core linphone-cli openssl curl prometheus
+APT_PACKAGES := liblua5.4-dev pkg-config sip-tester kamailio kamailio-tls-modules baresip-core linphone-cli openssl curl prometheus chromium chromium-driver python3-selenium
 CONFIG ?= examples/parley.yaml
 # Release builds optimize across module boundaries, SwiftNIO's included (about 5-9% less CPU per
 # call on the call path than the default, measured with bench/run-callpath.sh's load).
@@ -21,6 +21,9 @@ examples/tls/parley.crt:
 	mkdir -p examples/tls
 	openssl req -x509 -newkey rsa:2048 -nodes -days 825 -subj /CN=127.0.0.1 \
 	  -addext subjectAltName=IP:127.0.0.1 -keyout examples/tls/parley.key -out examples/tls/parley.crt 2>/dev/null
+
+examples/admin.env:
+	@umask 077 && printf 'PARLEY_ADMIN_TOKEN=%s\nPARLEY_ADMIN_READ_TOKEN=%s\n' "$$(openssl rand -hex 16)" "$$(openssl rand -hex 16)" >$@
 
 # Install the Debian packages that are missing (apt-get update only when something is).
 deps:
@@ -39,9 +42,13 @@ release: deps
 
 # Starts the distributor and buffer server with the shipped example configuration and rules
 # (foreground; Ctrl-C stops it). README.md says how to place a call with SIPp.
-run: release examples/tls/parley.crt
+# The admin API and wallboard listen on 127.0.0.1:8080 with tokens made at set-up
+# (examples/admin.env, never committed); the wallboard's URL is printed first.
+run: release examples/tls/parley.crt examples/admin.env
 	.build/release/parley rules check rules
-	.build/release/parley serve --config $(CONFIG)
+	@. ./examples/admin.env && echo "wallboard: http://127.0.0.1:8080/?token=$$PARLEY_ADMIN_READ_TOKEN" && \
+	  echo "admin API: export PARLEY_ADMIN_TOKEN=$$PARLEY_ADMIN_TOKEN; .build/release/parley agents --admin http://127.0.0.1:8080"
+	. ./examples/admin.env && export PARLEY_ADMIN_TOKEN PARLEY_ADMIN_READ_TOKEN && .build/release/parley serve --config $(CONFIG)
 
 # The whole contact center on loopback with simulated agents and callers and a live summary
 # (docs/demo.md); DEMO_ARGS passes options, e.g. make demo DEMO_ARGS="--agents 8 --rate 2".

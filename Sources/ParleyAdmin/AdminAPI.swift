@@ -159,6 +159,15 @@ public final class AdminAPI: Sendable {
             return Self.json(AdminViews.call(record, log: log, trace: trace))
         }
         router.get("/v1/events") { request, _ in try self.eventStream(request) }
+        router.get("/") { _, _ in
+            // A fresh nonce per page: only its own inline script runs, nothing from elsewhere loads.
+            let nonce = (0..<16).map { _ in String(UInt8.random(in: 0...255), radix: 16) }.joined()
+            return Response(status: .ok, headers: [
+                .contentType: "text/html; charset=utf-8", .cacheControl: "no-store",
+                .contentSecurityPolicy: "default-src 'none'; script-src 'nonce-\(nonce)'; style-src 'unsafe-inline'; connect-src 'self'; base-uri 'none'; frame-ancestors 'none'",
+                .init("Referrer-Policy")!: "no-referrer",
+            ], body: ResponseBody(byteBuffer: ByteBuffer(string: WallboardPage.html(nonce: nonce))))
+        }
         router.get("/metrics") { _, _ in
             let figures = await self.figures?() ?? RoleFigures()
             let queues = (try? await self.onDistributor { $0.queueSnapshots() }) ?? []

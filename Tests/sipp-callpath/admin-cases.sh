@@ -259,4 +259,23 @@ EOF
   stop_pid "$pid"
 }
 
-ADMIN_CASES="admin-metrics-scraped-by-prometheus admin-event-stream admin-reload-reports-errors-and-keeps-the-old-rules admin-paused-agent-never-offered admin-busy-agent-paused-keeps-its-call admin-bad-requests-change-nothing"
+# The wallboard in headless Chromium: queues and agents on the page, an agent put on break
+# through the API changes there within a second; a screenshot is kept (wallboard.png).
+CASE_admin_wallboard_in_a_browser() {
+  local dir=$1 b r
+  [ -x /usr/bin/chromedriver ] && /usr/bin/python3 -c 'import selenium' 2>/dev/null \
+    || { REASON="chromium-driver or python3-selenium missing (apt-get install chromium chromium-driver python3-selenium)"; return 1; }
+  b=$(alloc_block) || { REASON="no free ports"; return 1; }
+  admin_serve "$dir" "$b" 2 || return 1
+  r=$(curl -s -m 5 -D - -o "$dir/page.html" "http://$IP:$((b + 6))/?token=$ADMIN_READ")
+  case "$r" in *"Content-Security-Policy: default-src 'none'; script-src 'nonce-"*) ;; *) REASON="the page has no strict CSP: $r"; return 1 ;; esac
+  grep -Eq '(src|href)="(https?:)?//' "$dir/page.html" && { REASON="the page loads something from elsewhere (page.html)"; return 1; }
+  r=$(curl -s -m 5 -o /dev/null -w '%{http_code}' "http://$IP:$((b + 6))/"); [ "$r" = 401 ] || { REASON="the page without a token: $r"; return 1; }
+  a_call_completes "$dir" "$b" || return 1
+  r=$(HOME="$dir" timeout -k 5 90 /usr/bin/python3 "$HERE/wallboard.py" "http://$IP:$((b + 6))" "$ADMIN_READ" "$ADMIN_TOKEN" a2 sales "$dir/wallboard.png" 2>"$dir/wallboard.err")
+  echo "$r" >"$dir/wallboard.txt"
+  case "$r" in ok*) ;; *) REASON="wallboard: ${r:-$(tail -n 3 "$dir/wallboard.err" | tr '\n' ' ')}"; return 1 ;; esac
+  mkdir -p "$LOGROOT/artifacts" && cp "$dir/wallboard.png" "$LOGROOT/artifacts/wallboard.png"
+}
+
+ADMIN_CASES="admin-wallboard-in-a-browser admin-metrics-scraped-by-prometheus admin-event-stream admin-reload-reports-errors-and-keeps-the-old-rules admin-paused-agent-never-offered admin-busy-agent-paused-keeps-its-call admin-bad-requests-change-nothing"
