@@ -47,7 +47,7 @@ release: deps
 run: release examples/tls/parley.crt examples/admin.env
 	.build/release/parley rules check rules
 	@. ./examples/admin.env && echo "wallboard: http://127.0.0.1:8080/?token=$$PARLEY_ADMIN_READ_TOKEN" && \
-	  echo "admin API: export PARLEY_ADMIN_TOKEN=$$PARLEY_ADMIN_TOKEN; .build/release/parley agents --admin http://127.0.0.1:8080"
+	  echo "admin API: http://127.0.0.1:8080 (its full token is PARLEY_ADMIN_TOKEN in examples/admin.env)"
 	. ./examples/admin.env && export PARLEY_ADMIN_TOKEN PARLEY_ADMIN_READ_TOKEN && .build/release/parley serve --config $(CONFIG)
 
 # The whole contact center on loopback with simulated agents and callers and a live summary
