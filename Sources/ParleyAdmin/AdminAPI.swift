@@ -77,8 +77,9 @@ public final class AdminAPI: Sendable {
     public static let maxBody = 64 * 1024
 
     public init(distributor: Distributor?, records: RecordStore?, rules: RuleStore?, access: AdminAccess,
-                figures: (@Sendable () async -> RoleFigures)? = nil) {
+                figures: (@Sendable () async -> RoleFigures)? = nil, timeZone: TimeZone = TimeZone(identifier: "UTC")!) {
         self.figures = figures
+        self.timeZone = timeZone
         self.distributor = distributor
         self.records = records
         self.rules = rules
@@ -98,14 +99,23 @@ public final class AdminAPI: Sendable {
         }
     }
 
-    /// Queues with their figures since midnight UTC.
+    /// Where "today" starts (the configuration's `timezone`).
+    public let timeZone: TimeZone
+
+    /// Local midnight before `ms`, in ms.
+    func midnight(before ms: Int64) -> Int64 {
+        var cal = Calendar(identifier: .gregorian)
+        cal.timeZone = timeZone
+        return Int64(cal.startOfDay(for: Date(timeIntervalSince1970: Double(ms) / 1000)).timeIntervalSince1970 * 1000)
+    }
+
+    /// Queues with their figures since local midnight.
     func queues(only: String? = nil) async throws -> [JSONValue] {
         let snaps = try await onDistributor { $0.queueSnapshots(only: only) }
         let records = self.records
         let todays: [QueueToday?] = try await Self.blocking {
             snaps.map { q in
-                let midnight = q.nowMs - q.nowMs % 86_400_000
-                return try? records?.queueToday(q.name, sinceMs: midnight, thresholdMs: q.serviceLevelMs)
+                try? records?.queueToday(q.name, sinceMs: self.midnight(before: q.nowMs), thresholdMs: q.serviceLevelMs)
             }
         }
         return zip(snaps, todays).map { AdminViews.queue($0, today: $1) }

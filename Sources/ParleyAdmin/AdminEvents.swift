@@ -86,8 +86,7 @@ extension AdminAPI {
                 let records = self.records, hub = self.events
                 DispatchQueue.global().async {
                     for q in snaps {
-                        let midnight = q.nowMs - q.nowMs % 86_400_000
-                        let today = try? records?.queueToday(q.name, sinceMs: midnight, thresholdMs: q.serviceLevelMs)
+                        let today = try? records?.queueToday(q.name, sinceMs: self.midnight(before: q.nowMs), thresholdMs: q.serviceLevelMs)
                         hub.publish("queue.update", AdminViews.queue(q, today: today))
                     }
                 }

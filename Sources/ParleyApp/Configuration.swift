@@ -92,6 +92,8 @@ public struct ParleyConfiguration: Sendable {
     public var security = SecuritySettings()
     /// The `admin:` section: the admin API's listener and tokens (nil: no admin listener).
     public var admin: AdminSettings?
+    /// Where "today" starts for the admin API's figures (an IANA time zone name).
+    public var timezone = "UTC"
     /// The `tls:` section: SIP over TLS listeners and certificates (nil: no TLS).
     public var tls: TLSSettings?
 
@@ -170,7 +172,7 @@ extension ParleyConfiguration {
         var c = ParleyConfiguration(path: path, rulesDirectory: "rules", roles: Role.allCases, distributorListen: "",
                                     bufferListen: "", tunnelListen: nil, skills: [], agents: [])
         r.allowOnly(top, ["rules", "roles", "listeners", "timers", "skills", "agents", "log_level", "records",
-                          "treatments", "queues", "registration", "security", "tls", "admin"], prefix: "")
+                          "treatments", "queues", "registration", "security", "tls", "admin", "timezone"], prefix: "")
         if let n = top["tls"] { c.tls = r.tls(n, base: base) }
         if let n = top["admin"] { c.admin = r.admin(n, environment: environment) }
         c.security = r.security(top["security"], environment: environment)
@@ -205,6 +207,10 @@ extension ParleyConfiguration {
 
         if let n = top["rules"], let s = r.string(n, key: "rules") {
             c.rulesDirectory = s.hasPrefix("/") || base.isEmpty ? s : (base as NSString).appendingPathComponent(s)
+        }
+        if let n = top["timezone"], let s = r.string(n, key: "timezone") {
+            if TimeZone(identifier: s) != nil { c.timezone = s }
+            else { r.fail(n, "timezone", "'\(s)' is not a time zone name such as UTC, Europe/Paris or America/New_York") }
         }
         if let n = top["log_level"], let s = r.string(n, key: "log_level") {
             if ["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(s) { c.logLevel = s }

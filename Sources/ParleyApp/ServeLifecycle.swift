@@ -1,3 +1,4 @@
+import Foundation
 import Hummingbird
 import HummingbirdCore
 import Logging
@@ -45,7 +46,8 @@ extension ParleyServer {
         }
         let api = AdminAPI(distributor: distributor, records: records, rules: distributor == nil ? nil : store,
                            access: AdminAccess(token: a.token, readToken: a.readToken, metricsOpen: a.metricsOpen),
-                           figures: { [weak self] in await self?.roleFigures() ?? RoleFigures() })
+                           figures: { [weak self] in await self?.roleFigures() ?? RoleFigures() },
+                           timeZone: TimeZone(identifier: configuration.timezone) ?? TimeZone(identifier: "UTC")!)
         var log = logger
         log.logLevel = max(logger.logLevel, .notice)  // no line per request
         let app = Application(

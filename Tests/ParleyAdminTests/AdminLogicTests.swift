@@ -88,6 +88,16 @@ import Testing
         #expect(hub.subscribe(after: nil) != nil)
     }
 
+    @Test func todayStartsAtLocalMidnight() {
+        let paris = AdminAPI(distributor: nil, records: nil, rules: nil, access: AdminAccess(token: nil, readToken: nil, metricsOpen: false),
+                             timeZone: TimeZone(identifier: "Europe/Paris")!)
+        // 2026-12-06 00:30 in Paris is 2026-12-05 23:30 UTC: today began at 2026-12-05 23:00 UTC.
+        let t: Int64 = 1_796_513_400_000  // 2026-12-05T23:30:00Z
+        #expect(paris.midnight(before: t) == t - 30 * 60_000)
+        let utc = AdminAPI(distributor: nil, records: nil, rules: nil, access: AdminAccess(token: nil, readToken: nil, metricsOpen: false))
+        #expect(utc.midnight(before: t) == t - (23 * 60 + 30) * 60_000)
+    }
+
     @Test func callEventsOnTheStream() {
         let names = AdminEvents.call(.abandoned(call: "c1", at: 5)).map(\.0)
         #expect(names == ["call.abandoned", "call.ended"])

@@ -30,6 +30,12 @@ import Testing
         #expect(try parse("").admin == nil)
     }
 
+    @Test func theTimeZoneOfToday() throws {
+        #expect(try parse("").timezone == "UTC")
+        #expect(try parse("timezone: Europe/Paris").timezone == "Europe/Paris")
+        #expect(problems("timezone: Mars/Olympus") == ["timezone: 'Mars/Olympus' is not a time zone name such as UTC, Europe/Paris or America/New_York"])
+    }
+
     @Test func everyKeyIsRead() throws {
         let a = try #require(try parse("""
             admin: {listen: "0.0.0.0:8080", token: "full-token-0123456789", read_token: "read-token-0123456789", metrics_open: true}
