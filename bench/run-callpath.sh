@@ -21,6 +21,7 @@
 #        [--step-seconds S] [--max-rate R] [--hold-ms MS] [--uas N] [--max-minutes M]
 #        [--memory-calls N] [--memory-rate R] [--memory-full-calls N] [--memory-mode "buffer full"]
 #        [--no-memory] [--records on|off] [--rates "R1 R2 ..."] [--agents N] [--in-process on|off]
+#        [--admin N]
 #
 # Defaults: Parley is .build/release/parley (make release; this script does not
 # build), rules/ of this checkout; 5 s of calls per step at 100, 200, ... up to R=5000 calls/s (a server that reaches R is reported as capped, its true rate higher);
@@ -29,6 +30,10 @@
 # path (10,250 agents, set up at 100 calls/s); the whole run stops by itself within M=30 minutes.
 # --rates replaces the list of steps; --agents configures Parley with N agents at every step
 # instead of the count below (what select_agent's candidates cost: one rate, several N).
+# --admin N turns the admin API on (docs/admin.md) with N event-stream clients attached (a
+# wallboard is one) and /metrics scraped every second, as a Prometheus would; after each step it
+# prints how many call.queued events each client got of the calls placed (every one, when none
+# was dropped). The server's CPU includes what the admin surface costs.
 # --in-process off sends agent handoffs through the buffer server's listener (`uri` over UDP,
 # signed by the distributor and checked by the buffer server, as between two hosts).
 # Installs what is missing (sip-tester, kamailio, kamailio-lua-modules) with apt-get when run as root.
@@ -65,6 +70,8 @@ IN_PROCESS=on
 MEMORY_MODES="buffer full"
 RATE_LIST=""
 FIXED_AGENTS=""
+ADMIN=0
+ADMIN_TOKEN=bench-admin-token-0123456789
 while [ $# -gt 0 ]; do
   case "$1" in
     --parley) PARLEY=$2; shift 2 ;;
@@ -84,11 +91,13 @@ while [ $# -gt 0 ]; do
     --in-process) IN_PROCESS=$2; shift 2 ;;
     --rates) RATE_LIST=$2; shift 2 ;;
     --agents) FIXED_AGENTS=$2; shift 2 ;;
+    --admin) ADMIN=$2; shift 2 ;;
     -h|--help) sed -n '2,41p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
 done
 case "$IN_PROCESS" in on|off) ;; *) echo "--in-process on or off" >&2; exit 2 ;; esac
+case "$ADMIN" in *[!0-9]*|"") echo "--admin: a number of event-stream clients, 0 or more" >&2; exit 2 ;; esac
 case "$ONLY" in ""|kamailio|kamailio2|parley|memory) ;; *) echo "--only kamailio, kamailio2, parley or memory" >&2; exit 2 ;; esac
 case "$FIXED_AGENTS" in *[!0-9]*|0) echo "--agents: a number of agents, 1 or more (got '$FIXED_AGENTS')" >&2; exit 2 ;; esac
 for r in $RATE_LIST; do
@@ -175,6 +184,7 @@ write_config() {
     echo "log_level: error"
     if [ "$RECORDS" = off ]; then echo "records: {database: off}"; else echo "records: {database: $(dirname "$file")/records.sqlite}"; fi
     echo "skills: [sales, support, billing]"
+    [ "$ADMIN" -gt 0 ] && echo "admin: {listen: \"$IP:$((b + 8))\", token: $ADMIN_TOKEN}"
     echo "agents:"
     awk -v n="$n" -v k="$UAS_COUNT" -v ip="$IP" -v b="$b" 'BEGIN {
       for (i = 1; i <= n; i++) printf "  - {id: a%d, skills: [sales, support, billing], contact: \"sip:a%d@%s:%d\"}\n", i, i, ip, b + 3 + (i % k) }'
@@ -197,6 +207,32 @@ start_parley() {
   setsid "$PARLEY" serve --config "$dir/parley.yaml" "${role[@]}" --stats-file "$dir/stats.txt" --log-level error >"$dir/parley.log" 2>&1 &
   PARLEY_PID=$!; BG_PIDS+=("$PARLEY_PID")
   wait_listening "$port" udp "$PARLEY_PID" 60
+}
+# start_admin_clients DIR BLOCK: ADMIN event-stream clients and a /metrics scrape every second
+# (bounded in time), each its own session.
+ADMIN_PIDS=()
+start_admin_clients() {
+  local dir=$1 b=$2 i limit=$(( STEP_S + HOLD_S + 60 ))
+  ADMIN_PIDS=()
+  wait_listening $((b + 8)) tcp "$PARLEY_PID" 20 || return 0
+  for i in $(seq "$ADMIN"); do
+    setsid timeout -k 2 "$limit" curl -s -N -H "Authorization: Bearer $ADMIN_TOKEN" "http://$IP:$((b + 8))/v1/events" >"$dir/events-$i.txt" 2>/dev/null &
+    ADMIN_PIDS+=($!); BG_PIDS+=($!)
+  done
+  setsid timeout -k 2 "$limit" bash -c "while :; do curl -s -m 5 -H 'Authorization: Bearer $ADMIN_TOKEN' http://$IP:$((b + 8))/metrics >\"$dir/metrics.txt\" 2>/dev/null; sleep 1; done" &
+  ADMIN_PIDS+=($!); BG_PIDS+=($!)
+  sleep 0.5
+}
+# stop_admin_clients DIR CALLS: stops them and prints what each stream got.
+stop_admin_clients() {
+  local dir=$1 calls=$2 p i got line=""
+  sleep 1
+  for p in "${ADMIN_PIDS[@]}"; do stop_pid "$p"; done
+  for i in $(seq "$ADMIN"); do
+    got=$(grep -c '^event: call.queued' "$dir/events-$i.txt" 2>/dev/null)
+    line="$line ${got:-0}"
+  done
+  printf '%-9s admin: %s event-stream clients got call.queued for%s of %s calls; /metrics scraped every 1 s\n' "" "$ADMIN" "$line" "$calls"
 }
 # start_kamailio DIR BLOCK HOPS -> KAM_PIDS (session leaders, the one the caller sends to first).
 # HOPS 2: a second instance at BLOCK+1 that Record-Routes and relays to the agents, and the first
@@ -266,6 +302,7 @@ run_step() {
     fi
     sid=$PARLEY_PID
     sleep 0.5
+    [ "$ADMIN" -gt 0 ] && start_admin_clients "$sd" "$b"
   else
     sid=$KAM_PIDS
   fi
@@ -288,7 +325,10 @@ run_step() {
   p1=$(session_ticks $sid); e1=$(rcvbuf_errors); m1=$(machine_busy)
   stop_agents "$sd"
   AGENT_TICKS=$(( AGENT_TICKS - a0 ))
-  if [ "$name" = parley ]; then stop_pid "$PARLEY_PID"; fi
+  if [ "$name" = parley ]; then
+    [ "$ADMIN" -gt 0 ] && stop_admin_clients "$sd" "$calls"
+    stop_pid "$PARLEY_PID"
+  fi
   ok=$(num "$(csv "$sd/uac.csv" 'SuccessfulCall(C)')"); failed=$(num "$(csv "$sd/uac.csv" 'FailedCall(C)')")
   unexp=$(( $(num "$(csv "$sd/uac.csv" 'FailedUnexpectedMessage(C)')") + AGENT_UNEXP ))
   retrans=$(( $(num "$(csv "$sd/uac.csv" 'Retransmissions(C)')") + AGENT_RETRANS ))

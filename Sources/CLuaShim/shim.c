@@ -678,9 +678,8 @@ static void wrap_pattern_function(lua_State *L, int string_table, const char *na
 
 // MARK: - log and parley
 
-static int l_log(lua_State *L) {
-    parley_state *S = state_of(L);
-    int level = (int)lua_tointeger(L, lua_upvalueindex(1));
+/// Pushes the function's arguments as one string, joined by spaces (log.*, trace).
+static void push_joined(lua_State *L) {
     int n = lua_gettop(L);
     luaL_Buffer b;
     luaL_buffinit(L, &b);
@@ -690,6 +689,12 @@ static int l_log(lua_State *L) {
         luaL_addvalue(&b);
     }
     luaL_pushresult(&b);
+}
+
+static int l_log(lua_State *L) {
+    parley_state *S = state_of(L);
+    int level = (int)lua_tointeger(L, lua_upvalueindex(1));
+    push_joined(L);
     char where[LUA_IDSIZE + 24];
     where[0] = 0;
     lua_Debug ar;
@@ -706,15 +711,7 @@ static int l_log(lua_State *L) {
 static int l_trace(lua_State *L) {
     parley_state *S = state_of(L);
     if (S->trace_count >= PARLEY_TRACE_MAX) return 0;
-    int n = lua_gettop(L);
-    luaL_Buffer b;
-    luaL_buffinit(L, &b);
-    for (int i = 1; i <= n; i++) {
-        if (i > 1) luaL_addchar(&b, ' ');
-        luaL_tolstring(L, i, NULL);
-        luaL_addvalue(&b);
-    }
-    luaL_pushresult(&b);
+    push_joined(L);
     size_t len;
     const char *msg = lua_tolstring(L, -1, &len);
     if (len > PARLEY_TRACE_LEN) {

@@ -1,3 +1,4 @@
+import ParleyRecords
 import ParleySIP
 
 /// A JSON view of a message's typed fields, for `parley sip parse --json`.
@@ -135,23 +136,8 @@ indirect enum JSON {
     }
 
     static func quote(_ s: String) -> String {
-        var out = "\""
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if u.value < 0x20 {
-                    let hex = String(u.value, radix: 16)
-                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-                } else {
-                    out.unicodeScalars.append(u)
-                }
-            }
-        }
-        return out + "\""
+        var out = ""
+        JSONValue.quote(s, into: &out)
+        return out
     }
 }
