@@ -25,11 +25,15 @@ extension AdminAPI {
                 head += "id: \(hub.lastID)\nevent: resync\ndata: {\"reason\":\"events since \(last ?? 0) are no longer kept; reload the summaries\"}\n\n"
             }
             try await writer.write(ByteBuffer(string: head))
-            for await item in stream {
-                switch item {
-                case .event(let e): try await writer.write(ByteBuffer(string: Self.sse(e)))
-                case .comment(let c): try await writer.write(ByteBuffer(string: ": \(c)\n\n"))
+            for await batch in stream {
+                var text = ""
+                for item in batch {
+                    switch item {
+                    case .event(let e): text += Self.sse(e)
+                    case .comment(let c): text += ": \(c)\n\n"
+                    }
                 }
+                try await writer.write(ByteBuffer(string: text))
             }
             try await writer.finish(nil)
         }
@@ -58,6 +62,7 @@ extension AdminAPI {
             }
         }
         keepAlive.start(every: 15) { hub.comment("keep-alive") }
+        hub.start()
         guard let d = distributor else { return }
         let dirty = DirtyQueues()
         let metrics = self.metrics

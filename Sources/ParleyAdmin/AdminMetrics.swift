@@ -96,8 +96,18 @@ public final class AdminMetrics: @unchecked Sendable {
         for c in 1...6 { _ = counter("parley_sip_responses_sent_total", [("code_class", "\(c)xx")]) }
     }
 
+    // What call events update, found by key without the registry's lookup and label checks
+    // (on the distributor's loop only).
+    private var offerCounters: [String: Counter] = [:]
+    private var endedCounters: [String: Counter] = [:]
+    private var waitHistograms: [String: DurationHistogram] = [:]
+    private var hookHistograms: [String: DurationHistogram] = [:]
+
     private func offers(_ result: String) -> Counter {
-        counter("parley_agent_offers_total", [("result", result)])
+        if let c = offerCounters[result] { return c }
+        let c = counter("parley_agent_offers_total", [("result", result)])
+        offerCounters[result] = c
+        return c
     }
 
     private func reloads(_ result: String) -> Counter {
@@ -105,13 +115,20 @@ public final class AdminMetrics: @unchecked Sendable {
     }
 
     private func ended(_ queue: String, _ outcome: String) {
-        counter("parley_calls_total", [("queue", queue), ("outcome", outcome)]).increment()
+        let key = queue + "\t" + outcome
+        if let c = endedCounters[key] { c.increment(); return }
+        let c = counter("parley_calls_total", [("queue", queue), ("outcome", outcome)])
+        endedCounters[key] = c
+        c.increment()
     }
 
     private func waited(_ queue: String, _ outcome: String, _ ms: Int64) {
-        registry.makeDurationHistogram(name: "parley_queue_wait_seconds", labels: [("queue", queue), ("outcome", outcome)],
-                                       buckets: Self.waitBuckets, help: Self.help["parley_queue_wait_seconds"]!)
-            .record(.milliseconds(max(0, ms)))
+        let key = queue + "\t" + outcome
+        let h = waitHistograms[key] ?? registry.makeDurationHistogram(
+            name: "parley_queue_wait_seconds", labels: [("queue", queue), ("outcome", outcome)], buckets: Self.waitBuckets,
+            help: Self.help["parley_queue_wait_seconds"]!)
+        waitHistograms[key] = h
+        h.record(.milliseconds(max(0, ms)))
     }
 
     /// A call event (on the distributor's loop).
@@ -143,8 +160,11 @@ public final class AdminMetrics: @unchecked Sendable {
             }
         case .trace(_, let entries):
             for t in entries {
-                registry.makeDurationHistogram(name: "parley_rule_hook_seconds", labels: [("hook", t.hook)], buckets: Self.hookBuckets,
-                                               help: Self.help["parley_rule_hook_seconds"]!).record(.microseconds(t.tookUs))
+                let h = hookHistograms[t.hook] ?? registry.makeDurationHistogram(
+                    name: "parley_rule_hook_seconds", labels: [("hook", t.hook)], buckets: Self.hookBuckets,
+                    help: Self.help["parley_rule_hook_seconds"]!)
+                hookHistograms[t.hook] = h
+                h.record(.microseconds(t.tookUs))
             }
         case .offered, .treatment, .transferred, .agent:
             break
@@ -198,8 +218,8 @@ public final class AdminMetrics: @unchecked Sendable {
                 total(counter("parley_rule_hook_failures_total", [("hook", hook.rawValue)]), key: "hookfail " + hook.rawValue,
                       Double(m.failures[hook] ?? 0))
             }
-            total(reloads("published"), key: "reload ok", Double(m.reloads))
-            total(reloads("failed"), key: "reload failed", Double(m.failedReloads))
+            total(counter("parley_rules_reloads_total", [("result", "published")]), key: "reload ok", Double(m.reloads))
+            total(counter("parley_rules_reloads_total", [("result", "failed")]), key: "reload failed", Double(m.failedReloads))
             let version = rules.version ?? "none"
             lock.withLock {
                 if version != rulesVersion {

@@ -4,8 +4,10 @@ import ParleyRecords
 
 /// The admin API's event stream: every event gets an increasing id and is kept in a bounded
 /// buffer (the last `capacity`), so a client that reconnects with `Last-Event-ID` gets what it
-/// missed. Each client has its own bounded queue: a client that does not keep up is dropped,
-/// never waited for, so publishing (on the roles' event loops) costs the same whoever listens.
+/// missed. Publishing (on the roles' event loops) only appends to each client's pending list;
+/// `flush` (every 100 ms, from `start`) hands each client what it has in one batch, so a client
+/// costs one write per flush, not one per event. A client that falls `clientBuffer` events behind
+/// is dropped, never waited for.
 public final class EventHub: @unchecked Sendable {
     public struct Event: Sendable, Equatable {
         public var id: Int64
@@ -20,19 +22,24 @@ public final class EventHub: @unchecked Sendable {
         case comment(String)
     }
 
+    private struct Client {
+        var continuation: AsyncStream<[Item]>.Continuation
+        var pending: [Item] = []
+    }
+
     public let capacity: Int
     /// Events a client may be behind before it is dropped.
     public let clientBuffer: Int
+    /// Streams open at once; more are refused.
+    public let maxClients: Int
     private let lock = NSLock()
     private var ring: [Event] = []
     private var head = 0
     private var nextID: Int64 = 1
-    private var clients: [Int: AsyncStream<Item>.Continuation] = [:]
+    private var clients: [Int: Client] = [:]
     private var nextClient = 0
     private(set) var dropped = 0
-
-    /// Streams open at once; more are refused.
-    public let maxClients: Int
+    private var timer: DispatchSourceTimer?
 
     public init(capacity: Int = 10_000, clientBuffer: Int = 4_096, maxClients: Int = 100) {
         self.capacity = max(1, capacity)
@@ -41,7 +48,16 @@ public final class EventHub: @unchecked Sendable {
         ring.reserveCapacity(self.capacity)
     }
 
-    /// Adds an event and hands it to every client.
+    /// Delivers every `interval` (until `close`).
+    public func start(interval: DispatchTimeInterval = .milliseconds(100)) {
+        let t = DispatchSource.makeTimerSource(queue: DispatchQueue(label: "parley.admin.events"))
+        t.schedule(deadline: .now() + interval, repeating: interval)
+        t.setEventHandler { [weak self] in self?.flush() }
+        t.resume()
+        lock.withLock { timer?.cancel(); timer = t }
+    }
+
+    /// Adds an event; clients get it at the next flush.
     public func publish(_ name: String, _ data: JSONValue) {
         let text = data.text
         lock.lock()
@@ -54,31 +70,55 @@ public final class EventHub: @unchecked Sendable {
             head = (head + 1) % capacity
         }
         var slow: [Int] = []
-        for (id, c) in clients {
-            if case .dropped = c.yield(.event(e)) { slow.append(id) }
+        for id in clients.keys {
+            clients[id]!.pending.append(.event(e))
+            if clients[id]!.pending.count > clientBuffer { slow.append(id) }
         }
         let gone = slow.compactMap { clients.removeValue(forKey: $0) }
         dropped += gone.count
         lock.unlock()
-        for c in gone { c.finish() }
+        for c in gone { c.continuation.finish() }
     }
 
-    /// A comment line to every client (keep-alive).
+    /// A comment line to every client (keep-alive), with the next flush.
     public func comment(_ text: String) {
-        lock.lock()
-        let all = Array(clients.values)
-        lock.unlock()
-        for c in all { c.yield(.comment(text)) }
+        lock.withLock {
+            for id in clients.keys { clients[id]!.pending.append(.comment(text)) }
+        }
+    }
+
+    /// Hands each client what is pending for it, in one batch; a client whose stream holds too
+    /// many undelivered batches (it does not read) is dropped.
+    public func flush() {
+        var batches: [(Int, AsyncStream<[Item]>.Continuation, [Item])] = []
+        lock.withLock {
+            for (id, c) in clients where !c.pending.isEmpty {
+                batches.append((id, c.continuation, c.pending))
+                clients[id]!.pending = []
+            }
+        }
+        var slow: [Int] = []
+        for (id, c, items) in batches {
+            if case .dropped = c.yield(items) { slow.append(id) }
+        }
+        guard !slow.isEmpty else { return }
+        let gone = lock.withLock { () -> [Client] in
+            let g = slow.compactMap { clients.removeValue(forKey: $0) }
+            dropped += g.count
+            return g
+        }
+        for c in gone { c.continuation.finish() }
     }
 
     public var clientCount: Int { lock.withLock { clients.count } }
     public var lastID: Int64 { lock.withLock { nextID - 1 } }
 
     /// A new client: the events after `lastEventID` still kept (nil when some were lost: the
-    /// client must reload its summaries), then every new one.
-    /// nil when `maxClients` streams are open already.
-    public func subscribe(after lastEventID: Int64?) -> (missed: [Event]?, stream: AsyncStream<Item>, id: Int)? {
-        let (stream, continuation) = AsyncStream<Item>.makeStream(bufferingPolicy: .bufferingOldest(clientBuffer))
+    /// client must reload its summaries), then every new one. nil when `maxClients` streams
+    /// are open already.
+    public func subscribe(after lastEventID: Int64?) -> (missed: [Event]?, stream: AsyncStream<[Item]>, id: Int)? {
+        // Undelivered batches a client may hold: with the pending limit, what it can be behind.
+        let (stream, continuation) = AsyncStream<[Item]>.makeStream(bufferingPolicy: .bufferingOldest(16))
         lock.lock()
         defer { lock.unlock() }
         guard clients.count < maxClients else { return nil }
@@ -93,23 +133,25 @@ public final class EventHub: @unchecked Sendable {
         }
         let id = nextClient
         nextClient += 1
-        clients[id] = continuation
+        clients[id] = Client(continuation: continuation)
         return (missed, stream, id)
     }
 
     public func unsubscribe(_ id: Int) {
         let c = lock.withLock { clients.removeValue(forKey: id) }
-        c?.finish()
+        c?.continuation.finish()
     }
 
-    /// Ends every stream (shutdown).
+    /// Ends every stream and the deliveries (shutdown).
     public func close() {
-        let all = lock.withLock { () -> [AsyncStream<Item>.Continuation] in
+        let all = lock.withLock { () -> [Client] in
+            timer?.cancel()
+            timer = nil
             let a = Array(clients.values)
             clients = [:]
             return a
         }
-        for c in all { c.finish() }
+        for c in all { c.continuation.finish() }
     }
 }
 
