@@ -240,7 +240,7 @@ public final class AdminMetrics: @unchecked Sendable {
 }
 
 /// The process's own figures, from /proc (0 where it cannot be read).
-struct ProcessFigures {
+public struct ProcessFigures {
     var residentBytes: Double = 0
     var cpuSeconds: Double = 0
     var openFDs: Double = 0
@@ -248,12 +248,8 @@ struct ProcessFigures {
 
     static func read() -> ProcessFigures {
         var p = ProcessFigures()
-        let page = Double(sysconf(Int32(_SC_PAGESIZE)))
         let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
-        if let statm = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) {
-            let f = statm.split(separator: " ")
-            if f.count > 1, let rss = Double(f[1]) { p.residentBytes = rss * page }
-        }
+        p.residentBytes = residentBytes()
         if let stat = try? String(contentsOfFile: "/proc/self/stat", encoding: .utf8), let close = stat.lastIndex(of: ")") {
             // Fields after the command name: state is field 3; utime 14, stime 15, starttime 22.
             let f = stat[stat.index(after: close)...].split(separator: " ")
@@ -266,5 +262,13 @@ struct ProcessFigures {
         }
         p.openFDs = Double((try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count) ?? 0)
         return p
+    }
+
+    /// Resident memory in bytes (/proc/self/statm; 0 where it cannot be read).
+    public static func residentBytes() -> Double {
+        guard let statm = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return 0 }
+        let f = statm.split(separator: " ")
+        guard f.count > 1, let pages = Double(f[1]) else { return 0 }
+        return pages * Double(sysconf(Int32(_SC_PAGESIZE)))
     }
 }

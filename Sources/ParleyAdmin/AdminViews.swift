@@ -20,23 +20,11 @@ enum AdminViews {
         ])
     }
 
-    /// A call's state as the API names it.
-    static func state(_ o: CallOutcome) -> String {
-        switch o {
-        case .waiting: "waiting"
-        case .answered: "answered"
-        case .completed: "completed"
-        case .abandoned: "abandoned"
-        case .timeout: "timeout"
-        case .failed: "failed"
-        }
-    }
-
     /// One call of `GET /v1/calls`; with `log` and `trace` for `GET /v1/calls/{ref}`.
     static func call(_ c: CallRecord, log: [QueueLogLine]? = nil, trace: JSONValue? = nil) -> JSONValue {
         var f: [JSONValue.Field] = [
             .init("ref", .string(c.reference)), .init("rules_version", .string(c.rulesVersion)),
-            .init("state", .string(state(c.outcome))), .init("queue", .string(c.queue)), .init("agent", .optional(c.agent)),
+            .init("state", .string(c.outcome.rawValue)), .init("queue", .string(c.queue)), .init("agent", .optional(c.agent)),
             .init("caller", .string(c.caller)), .init("priority", .number(c.priority)), .init("arrived_ms", .int(c.arrivedMs)),
             .init("answered_ms", .optional(c.answeredMs)), .init("ended_ms", .optional(c.endedMs)),
             .init("code", c.finalCode.map { .number($0) } ?? .null), .init("offers", .number(c.offers)),

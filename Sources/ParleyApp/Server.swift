@@ -4,6 +4,7 @@ import Foundation
 import Logging
 import NIOCore
 import NIOPosix
+import ParleyAdmin
 import ParleyCallCenter
 import ParleyRecords
 import ParleyRegistration
@@ -413,11 +414,7 @@ public final class ParleyServer: @unchecked Sendable {
         return "memory rss_kib=\(Self.residentKiB()) heap_in_use_kib=\(h.in_use / 1024) heap_free_kib=\(h.free / 1024) heap_releases=\(r.count) heap_released_kib=\(r.kib)"
     }
 
-    static func residentKiB() -> Int {
-        guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
-              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }) else { return 0 }
-        return Int(line.split(separator: " ").dropFirst().first ?? "") ?? 0
-    }
+    static func residentKiB() -> Int { Int(ProcessFigures.residentBytes() / 1024) }
 
     /// Stops every role and closes every listener.
     public func stop() {

@@ -313,8 +313,7 @@ public struct SIPCounts: Sendable, Equatable {
 
     mutating func request(_ m: SIPMethod, _ t: SIPTransportKind) {
         let i = t == .udp ? 0 : t == .tcp ? 1 : 2
-        if requests[m] == nil { requests[m] = [0, 0, 0] }
-        requests[m]![i] += 1
+        requests[m, default: [0, 0, 0]][i] += 1
     }
 
     mutating func response(_ code: Int) {

@@ -6,24 +6,12 @@ import Testing
 /// The `admin:` section: off without it, tokens from the file or the environment (never echoed),
 /// and no admin listener off the loopback without a token.
 @Suite struct AdminConfigurationTests {
-    static let base = """
-        listeners: {distributor: "127.0.0.1:5060", buffer: "127.0.0.1:5070"}
-        agents:
-          - {id: alice, skills: [sales], contact: "sip:alice@127.0.0.1:5081"}
-
-        """
-
     func parse(_ extra: String, environment: [String: String] = [:]) throws -> ParleyConfiguration {
-        try ParleyConfiguration.parse(Self.base + extra, path: "/tmp/parley.yaml", environment: environment)
+        try ConfigurationFixture.parse(extra, environment: environment)
     }
 
     func problems(_ extra: String, environment: [String: String] = [:]) -> [String] {
-        do throws(ConfigurationErrors) {
-            _ = try ParleyConfiguration.parse(Self.base + extra, path: "/tmp/parley.yaml", environment: environment)
-            return []
-        } catch {
-            return error.errors.map { "\($0.key): \($0.message)" }
-        }
+        ConfigurationFixture.problems(extra, environment: environment).map { "\($0.key): \($0.message)" }
     }
 
     @Test func offWithoutTheSection() throws {

@@ -7,24 +7,12 @@ import Testing
 /// The `security:` section: defaults with none, the secret from the file or the environment
 /// (never echoed), and every bad value named by its key.
 @Suite struct SecurityConfigurationTests {
-    static let base = """
-        listeners: {distributor: "127.0.0.1:5060", buffer: "127.0.0.1:5070"}
-        agents:
-          - {id: alice, skills: [sales], contact: "sip:alice@127.0.0.1:5081"}
-
-        """
-
     func parse(_ extra: String, environment: [String: String] = [:]) throws -> ParleyConfiguration {
-        try ParleyConfiguration.parse(Self.base + extra, path: "/tmp/parley.yaml", environment: environment)
+        try ConfigurationFixture.parse(extra, environment: environment)
     }
 
     func problems(_ extra: String, environment: [String: String] = [:]) -> [ConfigurationError] {
-        do throws(ConfigurationErrors) {
-            _ = try ParleyConfiguration.parse(Self.base + extra, path: "/tmp/parley.yaml", environment: environment)
-            return []
-        } catch {
-            return error.errors
-        }
+        ConfigurationFixture.problems(extra, environment: environment)
     }
 
     @Test func protectionsAreOnWithoutTheSection() throws {
