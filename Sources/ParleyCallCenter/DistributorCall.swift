@@ -55,6 +55,7 @@ final class DistributorCall {
     /// The rules' decisions so far, and how many of them the records have.
     var trace: [TraceEntry] = []
     var traceWritten = 0
+    var traceOmitted = 0
     /// Where the call is on its way to an agent: offer, queue, treatments (`CallRouting`).
     var routing: CallRouting
     /// This queue's behaviour.

@@ -7,24 +7,39 @@ import ParleyRules
 extension Distributor {
     /// How many of `select_agent`'s candidates a trace names.
     static let consideredInTrace = 10
+    /// The most hook calls one call's trace keeps: a caller who waits long is routed again each
+    /// time an agent frees up, and its trace must not grow with the wait.
+    static let traceLimit = 32
+
+    /// Adds an entry while the trace has room; counts the rest, and says so in the last note.
+    static func keep(_ trace: inout [TraceEntry], omitted: inout Int, _ entry: @autoclosure () -> TraceEntry) {
+        guard trace.count < traceLimit else {
+            omitted += 1
+            let note = "\(omitted) later hook call\(omitted == 1 ? "" : "s") not traced (at most \(traceLimit) per call)"
+            if omitted == 1 { trace[trace.count - 1].notes.append(note) } else { trace[trace.count - 1].notes[trace[trace.count - 1].notes.count - 1] = note }
+            return
+        }
+        trace.append(entry())
+    }
 
     func traced(_ call: DistributorCall, _ c: Classification) {
-        call.trace.append(TraceEntry(hook: "classify", atMs: clock(), tookUs: c.tookNs / 1000,
+        Self.keep(&call.trace, omitted: &call.traceOmitted, TraceEntry(hook: "classify", atMs: clock(), tookUs: c.tookNs / 1000,
                                      result: .classify(type: c.type, priority: c.priority), notes: c.notes,
                                      failedWhere: Self.position(c.failure), failedMessage: Self.message(c.failure)))
     }
 
     func traced(_ call: DistributorCall, _ s: AgentSelection, candidates: AgentCandidates) {
-        let ids = candidates.slots.prefix(Self.consideredInTrace).compactMap { engine.store.agents.agentID(slot: $0) }
-        call.trace.append(TraceEntry(hook: "select_agent", atMs: clock(), tookUs: s.tookNs / 1000, candidates: candidates.count,
-                                     considered: ids, result: .agent(s.agentID), notes: s.notes,
+        let directory = engine.store.agents
+        let ids = { candidates.slots.prefix(Self.consideredInTrace).compactMap { directory.agentID(slot: $0) } }
+        Self.keep(&call.trace, omitted: &call.traceOmitted, TraceEntry(hook: "select_agent", atMs: clock(), tookUs: s.tookNs / 1000, candidates: candidates.count,
+                                     considered: ids(), result: .agent(s.agentID), notes: s.notes,
                                      failedWhere: Self.position(s.failure), failedMessage: Self.message(s.failure)))
     }
 
     func traced(_ call: DistributorCall, _ d: HandoffDecision, used: HandoffEncoding) {
         var notes = d.notes
         if used != d.encoding { notes.append("no \(d.encoding.rawValue) link to the buffer server: handed off with \(used.rawValue)") }
-        call.trace.append(TraceEntry(hook: "handoff_encoding", atMs: clock(), tookUs: d.tookNs / 1000, result: .encoding(used.rawValue),
+        Self.keep(&call.trace, omitted: &call.traceOmitted, TraceEntry(hook: "handoff_encoding", atMs: clock(), tookUs: d.tookNs / 1000, result: .encoding(used.rawValue),
                                      notes: notes, failedWhere: Self.position(d.failure), failedMessage: Self.message(d.failure)))
     }
 

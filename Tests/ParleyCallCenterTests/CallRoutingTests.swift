@@ -1,5 +1,6 @@
 import Testing
 
+import ParleyRecords
 @testable import ParleyCallCenter
 
 /// Where a distributor call is on its way to an agent (`CallRouting`), with no sockets, on a
@@ -201,5 +202,23 @@ import Testing
         _ = r.handle(.wait(nowMs: 0, waitingOfType: 0, callerOpen: true))
         #expect(r.handle(.offered(attempt: 0)) == [.leaveQueue])
         #expect(r.handle(.treatmentFailed(attempt: 9)) == [] && r.handle(.treatmentAnswered(attempt: 9)) == [])
+    }
+}
+
+/// A call's decision trace keeps at most `traceLimit` hook calls however long it waits, and says
+/// how many it left out.
+@Suite struct TraceLimitTests {
+    @Test func theTraceStopsGrowingAndSaysSo() {
+        var trace: [TraceEntry] = []
+        var omitted = 0
+        var built = 0
+        func entry(_ i: Int) -> TraceEntry {
+            built += 1
+            return TraceEntry(hook: "select_agent", atMs: Int64(i), tookUs: 1, result: .agent(nil))
+        }
+        for i in 0..<(Distributor.traceLimit + 3) { Distributor.keep(&trace, omitted: &omitted, entry(i)) }
+        #expect(trace.count == Distributor.traceLimit && omitted == 3)
+        #expect(built == Distributor.traceLimit)  // entries past the limit are not even built
+        #expect(trace.last?.notes == ["3 later hook calls not traced (at most \(Distributor.traceLimit) per call)"])
     }
 }
