@@ -70,7 +70,7 @@ public final class AdminAPI: Sendable {
     public let events = EventHub()
     let keepAlive = RepeatingTimer()
     /// `/metrics`.
-    public let metrics = AdminMetrics()
+    public let metrics: AdminMetrics
     /// What the roles of this process count, read at each scrape (set by the wiring).
     public let figures: (@Sendable () async -> RoleFigures)?
     /// Largest request body taken.
@@ -80,6 +80,8 @@ public final class AdminAPI: Sendable {
                 figures: (@Sendable () async -> RoleFigures)? = nil, timeZone: TimeZone = TimeZone(identifier: "UTC")!) {
         self.figures = figures
         self.timeZone = timeZone
+        metrics = AdminMetrics(midnight: { Self.midnight(before: $0, in: timeZone) },
+                               threshold: { distributor?.serviceLevelMs($0) ?? 20_000 })
         self.distributor = distributor
         self.records = records
         self.rules = rules
@@ -103,7 +105,9 @@ public final class AdminAPI: Sendable {
     public let timeZone: TimeZone
 
     /// Local midnight before `ms`, in ms.
-    func midnight(before ms: Int64) -> Int64 {
+    func midnight(before ms: Int64) -> Int64 { Self.midnight(before: ms, in: timeZone) }
+
+    static func midnight(before ms: Int64, in timeZone: TimeZone) -> Int64 {
         var cal = Calendar(identifier: .gregorian)
         cal.timeZone = timeZone
         return Int64(cal.startOfDay(for: Date(timeIntervalSince1970: Double(ms) / 1000)).timeIntervalSince1970 * 1000)
@@ -111,14 +115,9 @@ public final class AdminAPI: Sendable {
 
     /// Queues with their figures since local midnight.
     func queues(only: String? = nil) async throws -> [JSONValue] {
-        let snaps = try await onDistributor { $0.queueSnapshots(only: only) }
-        let records = self.records
-        let todays: [QueueToday?] = try await Self.blocking {
-            snaps.map { q in
-                try? records?.queueToday(q.name, sinceMs: self.midnight(before: q.nowMs), thresholdMs: q.serviceLevelMs)
-            }
-        }
-        return zip(snaps, todays).map { AdminViews.queue($0, today: $1) }
+        let metrics = self.metrics
+        let snaps = try await onDistributor { d in d.queueSnapshots(only: only).map { ($0, metrics.today($0.name, now: $0.nowMs)) } }
+        return snaps.map { AdminViews.queue($0.0, today: $0.1) }
     }
 
     static func json(_ value: JSONValue, status: HTTPResponse.Status = .ok) -> Response {

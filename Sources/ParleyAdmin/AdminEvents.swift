@@ -20,28 +20,18 @@ extension AdminAPI {
             defer { hub.unsubscribe(id) }
             var head = "retry: 2000\n\n"
             if let missed {
-                for e in missed { head += Self.sse(e) }
+                for e in missed { head += EventHub.sse(e) }
             } else {
                 head += "id: \(hub.lastID)\nevent: resync\ndata: {\"reason\":\"events since \(last ?? 0) are no longer kept; reload the summaries\"}\n\n"
             }
             try await writer.write(ByteBuffer(string: head))
             for await batch in stream {
-                var text = ""
-                for item in batch {
-                    switch item {
-                    case .event(let e): text += Self.sse(e)
-                    case .comment(let c): text += ": \(c)\n\n"
-                    }
-                }
-                try await writer.write(ByteBuffer(string: text))
+                try await writer.write(batch.text)
+                hub.delivered(id, events: batch.events)
             }
             try await writer.finish(nil)
         }
         return Response(status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-store"], body: body)
-    }
-
-    static func sse(_ e: EventHub.Event) -> String {
-        "id: \(e.id)\nevent: \(e.name)\ndata: \(e.data)\n\n"
     }
 
     /// Feeds the stream from the roles of this process: call and agent events from the
@@ -69,34 +59,43 @@ extension AdminAPI {
         d.stack.loop.execute {
             d.callObserver = { e in
                 metrics.observe(e)
-                for (name, data) in AdminEvents.call(e) { hub.publish(name, data) }
+                AdminEvents.publish(e, to: hub)
                 dirty.all = true
             }
             d.agentObserver = { m in
-                hub.publish("agent.state", AdminViews.agent(d.snapshot(of: m)))
+                hub.publish(.agent(AgentChange(d.snapshot(of: m))))
                 dirty.all = true
             }
+            self.loadTodayBase(d)
             self.scheduleQueueUpdates(d, dirty)
         }
     }
 
-    /// Once a second on the distributor's loop: the queues' summaries when something changed,
-    /// their "today" figures read off the loop.
+    /// Once a second on the distributor's loop: the queues' summaries when something changed.
     private func scheduleQueueUpdates(_ d: Distributor, _ dirty: DirtyQueues) {
         _ = d.stack.schedule(after: .seconds(1)) { [weak self] in
             guard let self else { return }
             if dirty.all {
                 dirty.all = false
-                let snaps = d.queueSnapshots()
-                let records = self.records, hub = self.events
-                DispatchQueue.global().async {
-                    for q in snaps {
-                        let today = try? records?.queueToday(q.name, sinceMs: self.midnight(before: q.nowMs), thresholdMs: q.serviceLevelMs)
-                        hub.publish("queue.update", AdminViews.queue(q, today: today))
-                    }
+                for q in d.queueSnapshots() {
+                    events.publish("queue.update", AdminViews.queue(q, today: metrics.today(q.name, now: q.nowMs)))
                 }
             }
             self.scheduleQueueUpdates(d, dirty)
+        }
+    }
+
+    /// The records' figures for today from before the counting began (read once, off the loop).
+    private func loadTodayBase(_ d: Distributor) {
+        guard let records else { return }
+        let names = d.queueSnapshots().map { ($0.name, $0.serviceLevelMs) }
+        let now = d.clock(), day = midnight(before: now), metrics = self.metrics
+        DispatchQueue.global().async {
+            var base: [String: QueueToday] = [:]
+            for (name, threshold) in names {
+                base[name] = try? records.queueToday(name, sinceMs: day, beforeMs: now, thresholdMs: threshold)
+            }
+            d.stack.loop.execute { metrics.setTodayBase(base, day: day) }
         }
     }
 
@@ -127,5 +126,91 @@ final class RepeatingTimer: @unchecked Sendable {
 
     func stop() {
         lock.withLock { timer?.cancel(); timer = nil }
+    }
+}
+
+/// What the roles' events look like on the stream.
+public enum AdminEvents {
+    /// Publishes a call event from the distributor: `call.queued`, `call.offered`,
+    /// `call.answered`, `call.transferred`, `call.ended` (with `outcome`), `call.abandoned`
+    /// (then `call.ended` too); nothing for events the stream does not carry.
+    public static func publish(_ e: ParleyRecords.CallEvent, to hub: EventHub) {
+        for s in sources(e) { hub.publish(s) }
+    }
+
+    static func sources(_ e: ParleyRecords.CallEvent) -> [EventSource] {
+        switch e {
+        case .arrived, .offered, .connected, .transferred: return [.call(e)]
+        case .completed, .failed, .overflowed: return [.ended(e)]
+        case .abandoned: return [.call(e), .ended(e)]
+        case .notAnswered, .treatment, .agent, .trace: return []
+        }
+    }
+
+    /// An event's name and JSON.
+    static func render(_ source: EventSource) -> (String, String) {
+        var w = JSONWriter()
+        write(source, into: &w)
+        return (name(source), w.text)
+    }
+
+    static func name(_ source: EventSource) -> String {
+        switch source {
+        case .value(let name, _): return name
+        case .agent: return "agent.state"
+        case .ended: return "call.ended"
+        case .call(let e):
+            switch e {
+            case .arrived: return "call.queued"
+            case .offered: return "call.offered"
+            case .connected: return "call.answered"
+            case .transferred: return "call.transferred"
+            case .abandoned: return "call.abandoned"
+            default: return "call"
+            }
+        }
+    }
+
+    /// An event's JSON.
+    static func write(_ source: EventSource, into w: inout JSONWriter) {
+        switch source {
+        case .value(_, let data):
+            w.raw(data.text)
+        case .agent(let a):
+            AdminViews.agent(a.snapshot, into: &w)
+        case .ended(let e):
+            w.beginObject()
+            switch e {
+            case .completed(let c, let agent, let at): ended(&w, c, "completed", agent: agent, code: 200, at: at)
+            case .abandoned(let c, let at): ended(&w, c, "abandoned", agent: nil, code: 487, at: at)
+            case .failed(let c, let code, let timedOut, let at): ended(&w, c, timedOut ? "timeout" : "failed", agent: nil, code: code, at: at)
+            case .overflowed(let c, let full, let treatment, let code, let at):
+                ended(&w, c, full ? "full" : "timeout", agent: nil, code: code, at: at, treatment: treatment)
+            default: break
+            }
+            w.endObject()
+        case .call(let e):
+            w.beginObject()
+            switch e {
+            case .arrived(let c, _, let caller, let queue, let priority, let version, let at):
+                w.field("ref", c); w.field("queue", queue); w.field("priority", priority)
+                w.field("caller", caller); w.field("rules_version", version); w.field("at_ms", at)
+            case .offered(let c, let agent, let at), .connected(let c, let agent, let at):
+                w.field("ref", c); w.field("agent", agent); w.field("at_ms", at)
+            case .transferred(let c, let agent, let target, let at):
+                w.field("ref", c); w.field("agent", agent); w.field("target", target); w.field("at_ms", at)
+            case .abandoned(let c, let at):
+                w.field("ref", c); w.field("at_ms", at)
+            default:
+                break
+            }
+            w.endObject()
+        }
+    }
+
+    private static func ended(_ w: inout JSONWriter, _ c: String, _ outcome: String, agent: String?, code: Int?, at: Int64,
+                              treatment: String? = nil) {
+        w.field("ref", c); w.field("outcome", outcome); w.field("agent", agent)
+        w.key("code"); w.int(code.map(Int64.init)); w.field("treatment", treatment); w.field("at_ms", at)
     }
 }

@@ -35,8 +35,8 @@ public final class AdminMetrics: @unchecked Sendable {
     private let lock = NSLock()
     /// Totals read at the scrape, as last exported (a counter only goes up by the difference).
     private var exported: [String: Double] = [:]
-    /// Calls still set up or talking: their queue and arrival (on the distributor's loop only).
-    private var live: [String: (queue: String, arrivedMs: Int64)] = [:]
+    /// Calls not yet ended, and each queue's figures today (on the distributor's loop only).
+    var tally: QueueTally
     private var rulesInfo: Gauge?
     private var rulesVersion: String?
     private static let waitBuckets: [Duration] = [1, 5, 10, 20, 30, 45, 60, 120, 300].map { .seconds($0) }
@@ -80,7 +80,10 @@ public final class AdminMetrics: @unchecked Sendable {
         registry.makeCounter(name: name, labels: labels, help: Self.help[name] ?? "")
     }
 
-    public init() {
+    /// `midnight`: local midnight at or before a time; `threshold`: a queue's service-level
+    /// threshold (both in ms), for the "today" figures.
+    public init(midnight: @escaping (Int64) -> Int64 = { $0 - $0 % 86_400_000 }, threshold: @escaping (String) -> Int64 = { _ in 20_000 }) {
+        tally = QueueTally(midnight: midnight, threshold: threshold)
         callsActive = registry.makeGauge(name: "parley_calls_active", help: "Calls set up or talking now.")
         transactionsActive = registry.makeGauge(name: "parley_transactions_active", help: "SIP transactions alive now, over every role of this process.")
         registrationsActive = registry.makeGauge(name: "parley_registrations_active", help: "Agents the registration role holds a registration for.")
@@ -99,8 +102,12 @@ public final class AdminMetrics: @unchecked Sendable {
     // What call events update, found by key without the registry's lookup and label checks
     // (on the distributor's loop only).
     private var offerCounters: [String: Counter] = [:]
-    private var endedCounters: [String: Counter] = [:]
-    private var waitHistograms: [String: DurationHistogram] = [:]
+    /// A queue's call counters and wait histograms, by outcome.
+    private final class QueueSeries {
+        var ended: [String: Counter] = [:]
+        var waits: [String: DurationHistogram] = [:]
+    }
+    private var queueSeries: [String: QueueSeries] = [:]
     private var hookHistograms: [String: DurationHistogram] = [:]
 
     private func offers(_ result: String) -> Counter {
@@ -114,47 +121,62 @@ public final class AdminMetrics: @unchecked Sendable {
         counter("parley_rules_reloads_total", [("result", result)])
     }
 
+    private func series(_ queue: String) -> QueueSeries {
+        if let q = queueSeries[queue] { return q }
+        let q = QueueSeries()
+        queueSeries[queue] = q
+        return q
+    }
+
     private func ended(_ queue: String, _ outcome: String) {
-        let key = queue + "\t" + outcome
-        if let c = endedCounters[key] { c.increment(); return }
+        let q = series(queue)
+        if let c = q.ended[outcome] { c.increment(); return }
         let c = counter("parley_calls_total", [("queue", queue), ("outcome", outcome)])
-        endedCounters[key] = c
+        q.ended[outcome] = c
         c.increment()
     }
 
     private func waited(_ queue: String, _ outcome: String, _ ms: Int64) {
-        let key = queue + "\t" + outcome
-        let h = waitHistograms[key] ?? registry.makeDurationHistogram(
+        let q = series(queue), wait = Duration.milliseconds(max(0, ms))
+        if let h = q.waits[outcome] { h.record(wait); return }
+        let h = registry.makeDurationHistogram(
             name: "parley_queue_wait_seconds", labels: [("queue", queue), ("outcome", outcome)], buckets: Self.waitBuckets,
             help: Self.help["parley_queue_wait_seconds"]!)
-        waitHistograms[key] = h
-        h.record(.milliseconds(max(0, ms)))
+        q.waits[outcome] = h
+        h.record(wait)
     }
+
+    /// A queue's figures today (on the distributor's loop).
+    public func today(_ queue: String, now: Int64) -> QueueToday { tally.today(queue, now: now) }
+
+    /// What the records held for the day that began at `day` (on the distributor's loop).
+    public func setTodayBase(_ figures: [String: QueueToday], day: Int64) { tally.setBase(figures, day: day) }
 
     /// A call event (on the distributor's loop).
     public func observe(_ e: ParleyRecords.CallEvent) {
+        let before = tally.observe(e)
         switch e {
-        case .arrived(let c, _, _, let queue, _, _, let at):
-            live[c] = (queue, at)
-        case .connected(let c, _, let at):
+        case .arrived, .offered, .treatment, .transferred, .agent:
+            break
+        case .connected(_, _, let at):
             offers("answered").increment()
-            if let l = live[c] { waited(l.queue, "answered", at - l.arrivedMs) }
+            if let l = before, l.answeredMs == nil { waited(l.queue, "answered", at - l.arrivedMs) }
         case .notAnswered(_, _, let code, _):
             offers(code == nil ? "no_answer" : "refused").increment()
-        case .completed(let c, _, _):
-            if let l = live.removeValue(forKey: c) { ended(l.queue, "completed") }
-        case .abandoned(let c, let at):
-            if let l = live.removeValue(forKey: c) {
+        case .completed:
+            if let l = before { ended(l.queue, "completed") }
+        case .abandoned(_, let at):
+            if let l = before, l.answeredMs == nil {
                 waited(l.queue, "abandoned", at - l.arrivedMs)
                 ended(l.queue, "abandoned")
             }
-        case .failed(let c, _, let timedOut, let at):
-            if let l = live.removeValue(forKey: c) {
+        case .failed(_, _, let timedOut, let at):
+            if let l = before, l.answeredMs == nil {
                 waited(l.queue, timedOut ? "timeout" : "failed", at - l.arrivedMs)
                 ended(l.queue, timedOut ? "timeout" : "failed")
             }
-        case .overflowed(let c, _, _, _, let at):
-            if let l = live.removeValue(forKey: c) {
+        case .overflowed(_, _, _, _, let at):
+            if let l = before, l.answeredMs == nil {
                 waited(l.queue, "timeout", at - l.arrivedMs)
                 ended(l.queue, "overflow")
             }
@@ -166,8 +188,6 @@ public final class AdminMetrics: @unchecked Sendable {
                 hookHistograms[t.hook] = h
                 h.record(.microseconds(t.tookUs))
             }
-        case .offered, .treatment, .transferred, .agent:
-            break
         }
     }
 

@@ -65,38 +65,50 @@ enum AdminViews {
         ])
     }
 
-    /// `GET /v1/agents/{id}`.
+    /// `GET /v1/agents/{id}`, and the data of `agent.state`.
     static func agent(_ s: AgentSnapshot) -> JSONValue {
+        var w = JSONWriter()
+        agent(s, into: &w)
+        return .raw(w.text)
+    }
+
+    static func agent(_ s: AgentSnapshot, into w: inout JSONWriter) {
         let m = s.machine
-        let pending: JSONValue
+        w.beginObject()
+        w.field("id", m.id)
+        w.field("state", m.adminState)
+        w.field("reason", m.reason)
+        w.field("since_ms", m.sinceMs)
+        w.key("pending")
         switch m.pending {
-        case .pause(let reason)?: pending = .object(["state": .string("break"), "reason": .optional(reason)])
-        case .logOff(let reason)?: pending = .object(["state": .string("offline"), "reason": .optional(reason)])
-        case nil: pending = .null
+        case .pause(let reason)?:
+            w.beginObject(); w.field("state", "break"); w.field("reason", reason); w.endObject()
+        case .logOff(let reason)?:
+            w.beginObject(); w.field("state", "offline"); w.field("reason", reason); w.endObject()
+        case nil:
+            w.null()
         }
-        var call = JSONValue.null
+        w.key("skills")
+        w.beginArray()
+        for skill in m.skills { w.string(skill) }
+        w.endArray()
+        w.field("contact", m.contact)
+        w.field("registered", s.registered)
+        w.field("idle_ms", m.info.idleMs(at: s.nowMs))
+        w.field("calls_handled", m.callsHandled)
+        w.field("talk_ms", m.talkMs)
+        w.field("no_answers", m.noAnswers)
+        w.key("call")
         if let ref = m.currentCall {
             var since = m.sinceMs
             switch m.state {
             case .ringing(_, let t), .busy(_, let t): since = t
             default: break
             }
-            call = .object(["ref": .string(ref), "queue": .optional(s.callQueue), "since_ms": .int(since)])
+            w.beginObject(); w.field("ref", ref); w.field("queue", s.callQueue); w.field("since_ms", since); w.endObject()
+        } else {
+            w.null()
         }
-        return .object([
-            "id": .string(m.id),
-            "state": .string(m.adminState),
-            "reason": .optional(m.reason),
-            "since_ms": .int(m.sinceMs),
-            "pending": pending,
-            "skills": .array(m.skills.map { .string($0) }),
-            "contact": .optional(m.contact),
-            "registered": .bool(s.registered),
-            "idle_ms": .int(m.info.idleMs(at: s.nowMs)),
-            "calls_handled": .number(m.callsHandled),
-            "talk_ms": .int(m.talkMs),
-            "no_answers": .number(m.noAnswers),
-            "call": call,
-        ])
+        w.endObject()
     }
 }

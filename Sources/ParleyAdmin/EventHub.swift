@@ -1,13 +1,36 @@
 import Foundation
+import NIOCore
 import ParleyCallCenter
 import ParleyRecords
 
+/// What an event is made of when it happens: the roles hand over values they have already
+/// built, and the event's JSON is written later, off their loops, once for every client, and
+/// only when someone reads it.
+public enum EventSource: Sendable {
+    /// An event whose data is ready (rule reloads, queue updates).
+    case value(String, JSONValue)
+    /// `call.queued`, `call.offered`, `call.answered`, `call.transferred`, `call.abandoned`.
+    case call(ParleyRecords.CallEvent)
+    /// `call.ended`, for the call events that end a call.
+    case ended(ParleyRecords.CallEvent)
+    /// `agent.state`.
+    case agent(AgentChange)
+}
+
+/// An agent as it was at a change, boxed: the event buffer copies it as one reference, not as
+/// the dozen its fields hold.
+public final class AgentChange: Sendable {
+    public let snapshot: AgentSnapshot
+    public init(_ snapshot: AgentSnapshot) { self.snapshot = snapshot }
+}
+
 /// The admin API's event stream: every event gets an increasing id and is kept in a bounded
 /// buffer (the last `capacity`), so a client that reconnects with `Last-Event-ID` gets what it
-/// missed. Publishing (on the roles' event loops) only appends to each client's pending list;
-/// `flush` (every 100 ms, from `start`) hands each client what it has in one batch, so a client
-/// costs one write per flush, not one per event. A client that falls `clientBuffer` events behind
-/// is dropped, never waited for.
+/// missed. Publishing (on the roles' event loops) only takes a lock and stores the event's
+/// source; `flush` (every 100 ms, from `start`, on its own queue) writes the events since the
+/// last flush as SSE text once and hands the same bytes to every client, so a client costs one
+/// write per flush. A client more than `clientBuffer` events behind what it has written is
+/// dropped, never waited for.
 public final class EventHub: @unchecked Sendable {
     public struct Event: Sendable, Equatable {
         public var id: Int64
@@ -16,15 +39,21 @@ public final class EventHub: @unchecked Sendable {
         public var data: String
     }
 
-    /// What a client's stream carries: an event, or a comment line (keep-alive).
-    public enum Item: Sendable, Equatable {
-        case event(Event)
-        case comment(String)
+    /// What one flush hands a client: SSE text, and how many events it holds.
+    public struct Batch: Sendable {
+        public var text: ByteBuffer
+        public var events: Int
+    }
+
+    private struct Entry {
+        var id: Int64
+        var source: EventSource
     }
 
     private struct Client {
-        var continuation: AsyncStream<[Item]>.Continuation
-        var pending: [Item] = []
+        var continuation: AsyncStream<Batch>.Continuation
+        /// Events handed over and not yet written.
+        var behind = 0
     }
 
     public let capacity: Int
@@ -33,9 +62,12 @@ public final class EventHub: @unchecked Sendable {
     /// Streams open at once; more are refused.
     public let maxClients: Int
     private let lock = NSLock()
-    private var ring: [Event] = []
+    private var ring: [Entry] = []
     private var head = 0
     private var nextID: Int64 = 1
+    /// The last event handed to clients.
+    private var flushedID: Int64 = 0
+    private var comments: [String] = []
     private var clients: [Int: Client] = [:]
     private var nextClient = 0
     private(set) var dropped = 0
@@ -58,10 +90,9 @@ public final class EventHub: @unchecked Sendable {
     }
 
     /// Adds an event; clients get it at the next flush.
-    public func publish(_ name: String, _ data: JSONValue) {
-        let text = data.text
+    public func publish(_ source: EventSource) {
         lock.lock()
-        let e = Event(id: nextID, name: name, data: text)
+        let e = Entry(id: nextID, source: source)
         nextID += 1
         if ring.count < capacity {
             ring.append(e)
@@ -69,37 +100,72 @@ public final class EventHub: @unchecked Sendable {
             ring[head] = e
             head = (head + 1) % capacity
         }
-        var slow: [Int] = []
-        for id in clients.keys {
-            clients[id]!.pending.append(.event(e))
-            if clients[id]!.pending.count > clientBuffer { slow.append(id) }
-        }
-        let gone = slow.compactMap { clients.removeValue(forKey: $0) }
-        dropped += gone.count
         lock.unlock()
-        for c in gone { c.continuation.finish() }
     }
+
+    public func publish(_ name: String, _ data: JSONValue) { publish(.value(name, data)) }
 
     /// A comment line to every client (keep-alive), with the next flush.
     public func comment(_ text: String) {
-        lock.withLock {
-            for id in clients.keys { clients[id]!.pending.append(.comment(text)) }
-        }
+        lock.withLock { comments.append(text) }
     }
 
-    /// Hands each client what is pending for it, in one batch; a client whose stream holds too
-    /// many undelivered batches (it does not read) is dropped.
+    /// The kept events after `id`, oldest first, and whether any after it are no longer kept
+    /// (under the lock).
+    private func kept(after id: Int64) -> (entries: [Entry], lost: Bool) {
+        let count = Int(nextID - 1 - id)
+        // Past the last id (ids began again at a restart): nothing kept is known to follow it.
+        guard count > 0 else { return ([], count < 0) }
+        let n = min(count, ring.count)
+        var out: [Entry] = []
+        out.reserveCapacity(n)
+        let oldest = ring.count < capacity ? 0 : head
+        for i in (ring.count - n)..<ring.count { out.append(ring[(oldest + i) % ring.count]) }
+        return (out, n < count)
+    }
+
+    /// Writes what happened since the last flush once and hands it to each client; a client
+    /// too far behind, or whose stream holds too many batches, is dropped.
     public func flush() {
-        var batches: [(Int, AsyncStream<[Item]>.Continuation, [Item])] = []
+        let (entries, lost, notes, targets) = lock.withLock { () -> ([Entry], Bool, [String], [(Int, AsyncStream<Batch>.Continuation)]) in
+            guard !clients.isEmpty else {
+                flushedID = nextID - 1
+                comments = []
+                return ([], false, [], [])
+            }
+            let (e, l) = kept(after: flushedID)
+            flushedID = nextID - 1
+            let c = comments
+            comments = []
+            return (e, l, c, clients.map { ($0.key, $0.value.continuation) })
+        }
+        guard !targets.isEmpty, !entries.isEmpty || !notes.isEmpty || lost else { return }
+        var w = JSONWriter(capacity: entries.count * 256 + 64)
+        if lost, let first = entries.first {
+            // More happened in one flush than the buffer keeps.
+            w.prefix(Self.sse(Event(id: first.id - 1, name: "resync", data: #"{"reason":"more events than are kept came at once; reload the summaries"}"#)))
+        }
+        for e in entries {
+            w.prefix("id: ")
+            w.digits(e.id)
+            w.prefix("\nevent: ")
+            w.prefix(AdminEvents.name(e.source))
+            w.prefix("\ndata: ")
+            AdminEvents.write(e.source, into: &w)
+            w.prefix("\n\n")
+        }
+        for c in notes { w.prefix(": \(c)\n\n") }
+        let batch = Batch(text: ByteBuffer(bytes: w.bytes), events: entries.count)
+        var slow: [Int] = []
         lock.withLock {
-            for (id, c) in clients where !c.pending.isEmpty {
-                batches.append((id, c.continuation, c.pending))
-                clients[id]!.pending = []
+            for (id, _) in targets {
+                guard clients[id] != nil else { continue }
+                clients[id]!.behind += entries.count
+                if clients[id]!.behind > clientBuffer { slow.append(id) }
             }
         }
-        var slow: [Int] = []
-        for (id, c, items) in batches {
-            if case .dropped = c.yield(items) { slow.append(id) }
+        for (id, c) in targets where !slow.contains(id) {
+            if case .dropped = c.yield(batch) { slow.append(id) }
         }
         guard !slow.isEmpty else { return }
         let gone = lock.withLock { () -> [Client] in
@@ -110,31 +176,33 @@ public final class EventHub: @unchecked Sendable {
         for c in gone { c.continuation.finish() }
     }
 
+    /// A client wrote `events` events of what it was handed.
+    public func delivered(_ client: Int, events: Int) {
+        lock.withLock {
+            if clients[client] != nil { clients[client]!.behind -= events }
+        }
+    }
+
     public var clientCount: Int { lock.withLock { clients.count } }
     public var lastID: Int64 { lock.withLock { nextID - 1 } }
 
     /// A new client: the events after `lastEventID` still kept (nil when some were lost: the
     /// client must reload its summaries), then every new one. nil when `maxClients` streams
     /// are open already.
-    public func subscribe(after lastEventID: Int64?) -> (missed: [Event]?, stream: AsyncStream<[Item]>, id: Int)? {
-        // Undelivered batches a client may hold: with the pending limit, what it can be behind.
-        let (stream, continuation) = AsyncStream<[Item]>.makeStream(bufferingPolicy: .bufferingOldest(16))
-        lock.lock()
-        defer { lock.unlock() }
-        guard clients.count < maxClients else { return nil }
-        var missed: [Event]? = []
-        if let last = lastEventID, last < nextID - 1 {
-            let kept = ring.count < capacity ? ring : Array(ring[head...] + ring[..<head])
-            if let first = kept.first, first.id <= last + 1 {
-                missed = kept.filter { $0.id > last }
-            } else {
-                missed = nil
-            }
+    public func subscribe(after lastEventID: Int64?) -> (missed: [Event]?, stream: AsyncStream<Batch>, id: Int)? {
+        // Undelivered batches a client may hold (1.6 s of them); with `clientBuffer`, what it can be behind.
+        let (stream, continuation) = AsyncStream<Batch>.makeStream(bufferingPolicy: .bufferingOldest(16))
+        let (id, missed, lost) = lock.withLock { () -> (Int?, [Entry], Bool) in
+            guard clients.count < maxClients else { return (nil, [], false) }
+            let id = nextClient
+            nextClient += 1
+            clients[id] = Client(continuation: continuation)
+            // What this client gets from the next flush on, it is not handed here.
+            let (e, l) = lastEventID.map { kept(after: $0) } ?? ([], false)
+            return (id, e.filter { $0.id <= flushedID }, l)
         }
-        let id = nextClient
-        nextClient += 1
-        clients[id] = Client(continuation: continuation)
-        return (missed, stream, id)
+        guard let id else { return nil }
+        return (lost ? nil : missed.map(Self.render), stream, id)
     }
 
     public func unsubscribe(_ id: Int) {
@@ -153,39 +221,13 @@ public final class EventHub: @unchecked Sendable {
         }
         for c in all { c.continuation.finish() }
     }
-}
 
-/// What the roles' events look like on the stream.
-public enum AdminEvents {
-    /// A call event from the distributor: `call.queued`, `call.offered`, `call.answered`,
-    /// `call.ended` (with `outcome`), `call.abandoned` (then `call.ended` too); nil for events
-    /// the stream does not carry.
-    public static func call(_ e: ParleyRecords.CallEvent) -> [(String, JSONValue)] {
-        switch e {
-        case .arrived(let c, _, let caller, let queue, let priority, let version, let at):
-            return [("call.queued", .object(["ref": .string(c), "queue": .string(queue), "priority": .number(priority),
-                                              "caller": .string(caller), "rules_version": .string(version), "at_ms": .int(at)]))]
-        case .offered(let c, let agent, let at):
-            return [("call.offered", .object(["ref": .string(c), "agent": .string(agent), "at_ms": .int(at)]))]
-        case .connected(let c, let agent, let at):
-            return [("call.answered", .object(["ref": .string(c), "agent": .string(agent), "at_ms": .int(at)]))]
-        case .completed(let c, let agent, let at):
-            return [ended(c, "completed", agent: agent, code: 200, at: at)]
-        case .abandoned(let c, let at):
-            return [("call.abandoned", .object(["ref": .string(c), "at_ms": .int(at)])), ended(c, "abandoned", agent: nil, code: 487, at: at)]
-        case .failed(let c, let code, let timedOut, let at):
-            return [ended(c, timedOut ? "timeout" : "failed", agent: nil, code: code, at: at)]
-        case .overflowed(let c, let full, let treatment, let code, let at):
-            return [ended(c, full ? "full" : "timeout", agent: nil, code: code, at: at, treatment: treatment)]
-        case .transferred(let c, let agent, let target, let at):
-            return [("call.transferred", .object(["ref": .string(c), "agent": .string(agent), "target": .string(target), "at_ms": .int(at)]))]
-        case .notAnswered, .treatment, .agent, .trace:
-            return []
-        }
+    private static func render(_ e: Entry) -> Event {
+        let (name, data) = AdminEvents.render(e.source)
+        return Event(id: e.id, name: name, data: data)
     }
 
-    static func ended(_ c: String, _ outcome: String, agent: String?, code: Int?, at: Int64, treatment: String? = nil) -> (String, JSONValue) {
-        ("call.ended", .object(["ref": .string(c), "outcome": .string(outcome), "agent": .optional(agent),
-                                "code": code.map { .number($0) } ?? .null, "treatment": .optional(treatment), "at_ms": .int(at)]))
+    static func sse(_ e: Event) -> String {
+        "id: \(e.id)\nevent: \(e.name)\ndata: \(e.data)\n\n"
     }
 }

@@ -115,6 +115,22 @@ public final class AgentBook: @unchecked Sendable {
     public func agent(_ id: String) -> AgentStateMachine? { machines[id] }
     public var all: [AgentStateMachine] { order.compactMap { machines[$0] } }
 
+    /// Agents counted by admin state (the indices of `AgentStateMachine.adminStates`): per
+    /// skill, and over all agents. One pass, nothing copied.
+    func countsByState() -> (bySkill: [String: [Int]], all: [Int]) {
+        var bySkill: [String: [Int]] = [:]
+        var all = [Int](repeating: 0, count: AgentStateMachine.adminStates.count)
+        // By position: each machine is read in place, not copied.
+        for p in machines.indices {
+            let i = machines.values[p].adminStateIndex
+            all[i] += 1
+            for skill in machines.values[p].skills {
+                bySkill[skill, default: [Int](repeating: 0, count: all.count)][i] += 1
+            }
+        }
+        return (bySkill, all)
+    }
+
     /// Applies an event to one agent; publishes the change and schedules its next deadline.
     @discardableResult
     func apply(_ id: String, _ event: (inout AgentStateMachine, Int64) -> Bool) -> Bool {

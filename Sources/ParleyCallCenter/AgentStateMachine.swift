@@ -333,14 +333,19 @@ public struct AgentStateMachine: Sendable, Equatable {
 
     /// The state as the admin API names it: `break` for a break (an operator's, or after
     /// missed calls), `offline` for logged off.
-    public var adminState: String {
+    public var adminState: String { Self.adminStates[adminStateIndex] }
+
+    /// The admin API's states, in the order it lists them.
+    public static let adminStates = ["available", "ringing", "busy", "wrapup", "break", "offline"]
+
+    var adminStateIndex: Int {
         switch state {
-        case .available: "available"
-        case .ringing: "ringing"
-        case .busy: "busy"
-        case .wrapUp: "wrapup"
-        case .offline(.loggedOut): "offline"
-        case .offline(.onBreak), .offline(.paused): "break"
+        case .available: 0
+        case .ringing: 1
+        case .busy: 2
+        case .wrapUp: 3
+        case .offline(.onBreak), .offline(.paused): 4
+        case .offline(.loggedOut): 5
         }
     }
 

@@ -113,6 +113,9 @@ extension Distributor {
         agents.agent(id).map { snapshot($0, now: clock()) }
     }
 
+    /// A queue's service-level threshold in ms (`queues.NAME.service_level`).
+    public func serviceLevelMs(_ queue: String) -> Int64 { configuration.policy(for: queue).serviceLevel.milliseconds }
+
     /// One agent as it is now (on the distributor's loop).
     public func snapshot(of m: AgentStateMachine) -> AgentSnapshot { snapshot(m, now: clock()) }
 
@@ -153,16 +156,17 @@ extension Distributor {
         var names = Set(configuration.skills).union(configuration.queues.keys)
         for call in live.values { names.insert(call.info.type) }
         if let only { names = names.contains(only) ? [only] : [] }
-        let all = agents.all
+        let (bySkill, everyone) = agents.countsByState()
+        let none = [Int](repeating: 0, count: everyone.count)
         return names.sorted().map { name in
             let callers = live.values.filter { $0.info.type == name }
                 .sorted { $0.info.arrivedMs != $1.info.arrivedMs ? $0.info.arrivedMs < $1.info.arrivedMs : $0.reference < $1.reference }
                 .map { QueueSnapshot.Caller(ref: $0.reference, caller: $0.caller, priority: $0.info.priority,
                                             arrivedMs: $0.info.arrivedMs, treatment: $0.routing.onTreatment) }
+            // A skill's agents are those with it; a type that is no skill is served by every agent.
+            let counts = configuration.skills.contains(name) ? bySkill[name] ?? none : everyone
             var byState: [String: Int] = [:]
-            for s in ["available", "ringing", "busy", "wrapup", "break", "offline"] { byState[s] = 0 }
-            let skilled = configuration.skills.contains(name)
-            for m in all where !skilled || m.skills.contains(name) { byState[m.adminState, default: 0] += 1 }
+            for (i, s) in AgentStateMachine.adminStates.enumerated() { byState[s] = counts[i] }
             return QueueSnapshot(name: name, callers: callers, agents: byState,
                                  serviceLevelMs: configuration.policy(for: name).serviceLevel.milliseconds, nowMs: now)
         }

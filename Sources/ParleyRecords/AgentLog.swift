@@ -77,9 +77,11 @@ extension RecordStore {
     }
 }
 
-/// One queue's figures since a time (the admin API's "today").
+/// One queue's figures since a time (the admin API's "today"); two of them add up (what the
+/// records hold from before a start, and what was counted since).
 public struct QueueToday: Sendable, Equatable {
     public var offered = 0
+    /// Answered by an agent (whatever came after: completed, transferred, still talking).
     public var answered = 0
     public var abandoned = 0
     /// Failed, timed out, overflowed.
@@ -88,21 +90,41 @@ public struct QueueToday: Sendable, Equatable {
     public var answeredInTime = 0
     /// Abandoned after the threshold.
     public var abandonedLate = 0
-    public var averageWaitMs: Int64?
-    public var averageHandleMs: Int64?
+    /// The answered calls' waits, summed.
+    public var waitTotalMs: Int64 = 0
+    /// Calls completed, and their talk (answer to end), summed.
+    public var completed = 0
+    public var handleTotalMs: Int64 = 0
 
     public init() {}
+
+    public var averageWaitMs: Int64? { answered == 0 ? nil : Int64((Double(waitTotalMs) / Double(answered)).rounded()) }
+    public var averageHandleMs: Int64? { completed == 0 ? nil : Int64((Double(handleTotalMs) / Double(completed)).rounded()) }
 
     /// Answered within the threshold over answered plus abandoned after it (nil: none of either).
     public var serviceLevel: Double? {
         let d = answered + abandonedLate
         return d == 0 ? nil : Double(answeredInTime) / Double(d)
     }
+
+    public static func + (a: QueueToday, b: QueueToday) -> QueueToday {
+        var t = a
+        t.offered += b.offered
+        t.answered += b.answered
+        t.abandoned += b.abandoned
+        t.failed += b.failed
+        t.answeredInTime += b.answeredInTime
+        t.abandonedLate += b.abandonedLate
+        t.waitTotalMs += b.waitTotalMs
+        t.completed += b.completed
+        t.handleTotalMs += b.handleTotalMs
+        return t
+    }
 }
 
 extension RecordStore {
-    /// A queue's figures for the calls that arrived at or after `sinceMs`.
-    public func queueToday(_ queue: String, sinceMs: Int64, thresholdMs: Int64) throws -> QueueToday {
+    /// A queue's figures for the calls that arrived at or after `sinceMs` (and before `beforeMs`).
+    public func queueToday(_ queue: String, sinceMs: Int64, beforeMs: Int64 = .max, thresholdMs: Int64) throws -> QueueToday {
         try db.read { db in
             guard let r = try Row.fetchOne(db, sql: """
                 SELECT COUNT(*) AS offered,
@@ -111,10 +133,11 @@ extension RecordStore {
                        SUM(outcome IN ('failed', 'timeout')) AS failed,
                        SUM(answered_ms IS NOT NULL AND answered_ms - arrived_ms <= ?1) AS in_time,
                        SUM(outcome = 'abandoned' AND ended_ms - arrived_ms > ?1) AS abandoned_late,
-                       AVG(CASE WHEN answered_ms IS NOT NULL THEN answered_ms - arrived_ms END) AS avg_wait,
-                       AVG(CASE WHEN outcome = 'completed' THEN ended_ms - answered_ms END) AS avg_handle
-                FROM calls WHERE queue = ?2 AND arrived_ms >= ?3
-                """, arguments: [thresholdMs, queue, sinceMs]) else { return QueueToday() }
+                       SUM(CASE WHEN answered_ms IS NOT NULL THEN answered_ms - arrived_ms END) AS wait_total,
+                       SUM(outcome = 'completed') AS completed,
+                       SUM(CASE WHEN outcome = 'completed' THEN ended_ms - answered_ms END) AS handle_total
+                FROM calls WHERE queue = ?2 AND arrived_ms >= ?3 AND arrived_ms < ?4
+                """, arguments: [thresholdMs, queue, sinceMs, beforeMs]) else { return QueueToday() }
             var t = QueueToday()
             t.offered = r["offered"] ?? 0
             t.answered = r["answered"] ?? 0
@@ -122,8 +145,9 @@ extension RecordStore {
             t.failed = r["failed"] ?? 0
             t.answeredInTime = r["in_time"] ?? 0
             t.abandonedLate = r["abandoned_late"] ?? 0
-            t.averageWaitMs = (r["avg_wait"] as Double?).map { Int64($0.rounded()) }
-            t.averageHandleMs = (r["avg_handle"] as Double?).map { Int64($0.rounded()) }
+            t.waitTotalMs = r["wait_total"] ?? 0
+            t.completed = r["completed"] ?? 0
+            t.handleTotalMs = r["handle_total"] ?? 0
             return t
         }
     }

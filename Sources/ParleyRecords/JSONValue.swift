@@ -71,6 +71,12 @@ public indirect enum JSONValue: Sendable, Equatable {
 
     public static func quote(_ s: String, into out: inout String) {
         out += "\""
+        // Most strings need no escape: copied whole.
+        if !s.utf8.contains(where: { $0 < 0x20 || $0 == 0x22 || $0 == 0x5C || $0 == 0x7F || $0 == 0xE2 }) {
+            out += s
+            out += "\""
+            return
+        }
         for u in s.unicodeScalars {
             switch u {
             case "\"": out += "\\\""
@@ -98,4 +104,97 @@ public indirect enum JSONValue: Sendable, Equatable {
         guard let any = try? JSONSerialization.jsonObject(with: Data(bytes), options: []) else { return nil }
         return any as? [String: Any]
     }
+}
+
+/// JSON text written straight into bytes, for what is written often (the event stream): the
+/// same text `JSONValue` writes, without building the value first. Members and elements are
+/// separated by themselves; text outside JSON (an SSE frame's head) goes in with `prefix`.
+public struct JSONWriter {
+    public private(set) var bytes: [UInt8] = []
+    /// Where the value being written began (no comma before its first member).
+    private var mark = 0
+
+    public init(capacity: Int = 256) {
+        bytes.reserveCapacity(capacity)
+    }
+
+    public var text: String { String(decoding: bytes, as: UTF8.self) }
+
+    /// Text that is not JSON, written as it is; the next value starts afresh.
+    public mutating func prefix(_ s: String) {
+        bytes.append(contentsOf: s.utf8)
+        mark = bytes.count
+    }
+
+    /// A comma, unless this opens an object or array, follows a key or begins the value.
+    private mutating func separate() {
+        guard bytes.count > mark else { return }
+        switch bytes[bytes.count - 1] {
+        case UInt8(ascii: "{"), UInt8(ascii: "["), UInt8(ascii: ":"): break
+        default: bytes.append(UInt8(ascii: ","))
+        }
+    }
+
+    public mutating func beginObject() { separate(); bytes.append(UInt8(ascii: "{")) }
+    public mutating func endObject() { bytes.append(UInt8(ascii: "}")) }
+    public mutating func beginArray() { separate(); bytes.append(UInt8(ascii: "[")) }
+    public mutating func endArray() { bytes.append(UInt8(ascii: "]")) }
+
+    public mutating func key(_ k: StaticString) {
+        separate()
+        bytes.append(UInt8(ascii: "\""))
+        k.withUTF8Buffer { bytes.append(contentsOf: $0) }
+        bytes.append(UInt8(ascii: "\""))
+        bytes.append(UInt8(ascii: ":"))
+    }
+
+    public mutating func string(_ v: String) {
+        separate()
+        if v.utf8.contains(where: { $0 < 0x20 || $0 == 0x22 || $0 == 0x5C || $0 == 0x7F || $0 == 0xE2 }) {
+            var quoted = ""
+            JSONValue.quote(v, into: &quoted)
+            bytes.append(contentsOf: quoted.utf8)
+        } else {
+            bytes.append(UInt8(ascii: "\""))
+            bytes.append(contentsOf: v.utf8)
+            bytes.append(UInt8(ascii: "\""))
+        }
+    }
+
+    public mutating func string(_ v: String?) { if let v { string(v) } else { null() } }
+
+    public mutating func int(_ v: Int64) {
+        separate()
+        digits(v)
+    }
+
+    /// A whole number in decimal, without building a string.
+    public mutating func digits(_ v: Int64) {
+        if v < 0 { bytes.append(UInt8(ascii: "-")) }
+        var m = v.magnitude
+        var tmp: (UInt64, UInt64, UInt64) = (0, 0, 0)  // 24 bytes: enough for 20 digits
+        withUnsafeMutableBytes(of: &tmp) { buf in
+            var i = buf.count
+            repeat {
+                i -= 1
+                buf[i] = UInt8(ascii: "0") + UInt8(m % 10)
+                m /= 10
+            } while m > 0
+            bytes.append(contentsOf: buf[i...])
+        }
+    }
+
+    public mutating func int(_ v: Int) { int(Int64(v)) }
+    public mutating func int(_ v: Int64?) { if let v { int(v) } else { null() } }
+    public mutating func bool(_ v: Bool) { separate(); bytes.append(contentsOf: (v ? "true" : "false").utf8) }
+    public mutating func null() { separate(); bytes.append(contentsOf: "null".utf8) }
+    /// JSON text as it is.
+    public mutating func raw(_ json: String) { separate(); bytes.append(contentsOf: json.utf8) }
+
+    public mutating func field(_ k: StaticString, _ v: String) { key(k); string(v) }
+    public mutating func field(_ k: StaticString, _ v: String?) { key(k); string(v) }
+    public mutating func field(_ k: StaticString, _ v: Int64) { key(k); int(v) }
+    public mutating func field(_ k: StaticString, _ v: Int) { key(k); int(v) }
+    public mutating func field(_ k: StaticString, _ v: Int64?) { key(k); int(v) }
+    public mutating func field(_ k: StaticString, _ v: Bool) { key(k); bool(v) }
 }
