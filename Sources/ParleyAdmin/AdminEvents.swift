@@ -95,7 +95,8 @@ extension AdminAPI {
             for (name, threshold) in names {
                 base[name] = try? records.queueToday(name, sinceMs: day, beforeMs: now, thresholdMs: threshold)
             }
-            d.stack.loop.execute { metrics.setTodayBase(base, day: day) }
+            let read = base
+            d.stack.loop.execute { metrics.setTodayBase(read, day: day) }
         }
     }
 
@@ -135,15 +136,13 @@ public enum AdminEvents {
     /// `call.answered`, `call.transferred`, `call.ended` (with `outcome`), `call.abandoned`
     /// (then `call.ended` too); nothing for events the stream does not carry.
     public static func publish(_ e: ParleyRecords.CallEvent, to hub: EventHub) {
-        for s in sources(e) { hub.publish(s) }
-    }
-
-    static func sources(_ e: ParleyRecords.CallEvent) -> [EventSource] {
         switch e {
-        case .arrived, .offered, .connected, .transferred: return [.call(e)]
-        case .completed, .failed, .overflowed: return [.ended(e)]
-        case .abandoned: return [.call(e), .ended(e)]
-        case .notAnswered, .treatment, .agent, .trace: return []
+        case .arrived, .offered, .connected, .transferred: hub.publish(.call(e))
+        case .completed, .failed, .overflowed: hub.publish(.ended(e))
+        case .abandoned:
+            hub.publish(.call(e))
+            hub.publish(.ended(e))
+        case .notAnswered, .treatment, .agent, .trace: break
         }
     }
 

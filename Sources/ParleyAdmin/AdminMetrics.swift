@@ -72,27 +72,32 @@ public final class AdminMetrics: @unchecked Sendable {
         "parley_build_info": "Parley's version; always 1.",
     ]
 
+    /// A metric's full name as the library wants it described, with its help text.
+    static func named(_ name: String, help: String? = nil) -> MetricNameDescriptor {
+        MetricNameDescriptor(metricName: name, unitName: "", helpText: help ?? Self.help[name] ?? "")
+    }
+
     func gauge(_ name: String, _ labels: [(String, String)]) -> Gauge {
-        registry.makeGauge(name: name, labels: labels, help: Self.help[name] ?? "")
+        registry.makeGauge(descriptor: Self.named(name), labels: labels)
     }
 
     func counter(_ name: String, _ labels: [(String, String)]) -> Counter {
-        registry.makeCounter(name: name, labels: labels, help: Self.help[name] ?? "")
+        registry.makeCounter(descriptor: Self.named(name), labels: labels)
     }
 
     /// `midnight`: local midnight at or before a time; `threshold`: a queue's service-level
     /// threshold (both in ms), for the "today" figures.
     public init(midnight: @escaping (Int64) -> Int64 = { $0 - $0 % 86_400_000 }, threshold: @escaping (String) -> Int64 = { _ in 20_000 }) {
         tally = QueueTally(midnight: midnight, threshold: threshold)
-        callsActive = registry.makeGauge(name: "parley_calls_active", help: "Calls set up or talking now.")
-        transactionsActive = registry.makeGauge(name: "parley_transactions_active", help: "SIP transactions alive now, over every role of this process.")
-        registrationsActive = registry.makeGauge(name: "parley_registrations_active", help: "Agents the registration role holds a registration for.")
-        retransmissions = registry.makeCounter(name: "parley_sip_retransmissions_total", help: "SIP requests and responses sent again by a transaction.")
-        parseErrors = registry.makeCounter(name: "parley_sip_parse_errors_total", help: "SIP messages that did not parse (answered 400 or dropped).")
-        resident = registry.makeGauge(name: "process_resident_memory_bytes", help: "Resident memory size in bytes.")
-        openFDs = registry.makeGauge(name: "process_open_fds", help: "Number of open file descriptors.")
-        startTime = registry.makeGauge(name: "process_start_time_seconds", help: "Start time of the process since the Unix epoch in seconds.")
-        cpu = registry.makeCounter(name: "process_cpu_seconds_total", help: "Total user and system CPU time spent in seconds.")
+        callsActive = registry.makeGauge(descriptor: Self.named("parley_calls_active", help: "Calls set up or talking now."))
+        transactionsActive = registry.makeGauge(descriptor: Self.named("parley_transactions_active", help: "SIP transactions alive now, over every role of this process."))
+        registrationsActive = registry.makeGauge(descriptor: Self.named("parley_registrations_active", help: "Agents the registration role holds a registration for."))
+        retransmissions = registry.makeCounter(descriptor: Self.named("parley_sip_retransmissions_total", help: "SIP requests and responses sent again by a transaction."))
+        parseErrors = registry.makeCounter(descriptor: Self.named("parley_sip_parse_errors_total", help: "SIP messages that did not parse (answered 400 or dropped)."))
+        resident = registry.makeGauge(descriptor: Self.named("process_resident_memory_bytes", help: "Resident memory size in bytes."))
+        openFDs = registry.makeGauge(descriptor: Self.named("process_open_fds", help: "Number of open file descriptors."))
+        startTime = registry.makeGauge(descriptor: Self.named("process_start_time_seconds", help: "Start time of the process since the Unix epoch in seconds."))
+        cpu = registry.makeCounter(descriptor: Self.named("process_cpu_seconds_total", help: "Total user and system CPU time spent in seconds."))
         gauge("parley_build_info", [("version", Self.version)]).set(to: 1)
         for r in ["answered", "no_answer", "refused"] { _ = offers(r) }
         for r in ["published", "failed"] { _ = reloads(r) }
@@ -139,9 +144,8 @@ public final class AdminMetrics: @unchecked Sendable {
     private func waited(_ queue: String, _ outcome: String, _ ms: Int64) {
         let q = series(queue), wait = Duration.milliseconds(max(0, ms))
         if let h = q.waits[outcome] { h.record(wait); return }
-        let h = registry.makeDurationHistogram(
-            name: "parley_queue_wait_seconds", labels: [("queue", queue), ("outcome", outcome)], buckets: Self.waitBuckets,
-            help: Self.help["parley_queue_wait_seconds"]!)
+        let h = registry.makeDurationHistogram(descriptor: Self.named("parley_queue_wait_seconds"),
+                                               labels: [("queue", queue), ("outcome", outcome)], buckets: Self.waitBuckets)
         q.waits[outcome] = h
         h.record(wait)
     }
@@ -183,8 +187,7 @@ public final class AdminMetrics: @unchecked Sendable {
         case .trace(_, let entries):
             for t in entries {
                 let h = hookHistograms[t.hook] ?? registry.makeDurationHistogram(
-                    name: "parley_rule_hook_seconds", labels: [("hook", t.hook)], buckets: Self.hookBuckets,
-                    help: Self.help["parley_rule_hook_seconds"]!)
+                    descriptor: Self.named("parley_rule_hook_seconds"), labels: [("hook", t.hook)], buckets: Self.hookBuckets)
                 hookHistograms[t.hook] = h
                 h.record(.microseconds(t.tookUs))
             }

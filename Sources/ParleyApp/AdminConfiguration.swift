@@ -11,6 +11,7 @@ import Yams
 ///   token: "at least 16 characters"        # may do everything; or PARLEY_ADMIN_TOKEN
 ///   read_token: "at least 16 characters"   # GET only (a wallboard on a TV); or PARLEY_ADMIN_READ_TOKEN
 ///   metrics_open: false        # true: /metrics needs no token (a Prometheus on a trusted network)
+///   idle_timeout: 30s          # a connection with no request in progress is closed after this
 /// ```
 public struct AdminSettings: Sendable, Equatable {
     public var listen: String
@@ -18,6 +19,9 @@ public struct AdminSettings: Sendable, Equatable {
     public var token: [UInt8]?
     public var readToken: [UInt8]?
     public var metricsOpen = false
+    /// A connection with no request in progress (nothing sent, half a request head, nothing
+    /// after its last response) is closed after this; event streams are requests in progress.
+    public var idleTimeout: Duration = .seconds(30)
 
     public init(listen: String) {
         self.listen = listen
@@ -31,7 +35,7 @@ public struct AdminSettings: Sendable, Equatable {
 extension AdminSettings: CustomStringConvertible {
     /// Without the tokens.
     public var description: String {
-        "AdminSettings(listen: \(listen), token: \(token == nil ? "none" : "set"), readToken: \(readToken == nil ? "none" : "set"), metricsOpen: \(metricsOpen))"
+        "AdminSettings(listen: \(listen), token: \(token == nil ? "none" : "set"), readToken: \(readToken == nil ? "none" : "set"), metricsOpen: \(metricsOpen), idleTimeout: \(idleTimeout))"
     }
 }
 
@@ -41,7 +45,7 @@ extension Reader {
     mutating func admin(_ node: Node, environment: [String: String]) -> AdminSettings? {
         guard let m = mapping(node, key: "admin") else { return nil }
         let p = "admin."
-        allowOnly(m, ["listen", "token", "read_token", "metrics_open"], prefix: p)
+        allowOnly(m, ["listen", "token", "read_token", "metrics_open", "idle_timeout"], prefix: p)
         guard let listen = address(m["listen"], key: p + "listen", required: true) else { return nil }
         var s = AdminSettings(listen: listen)
         s.token = adminToken(m["token"], key: p + "token", variable: AdminSettings.tokenVariable, environment: environment)
@@ -49,6 +53,7 @@ extension Reader {
         if let n = m["metrics_open"] {
             if let b = n.bool { s.metricsOpen = b } else { fail(n, p + "metrics_open", "expected true or false, got '\(n.string ?? "?")'") }
         }
+        if let d = duration(m["idle_timeout"], key: p + "idle_timeout", positive: true) { s.idleTimeout = d }
         if let t = s.token, let r = s.readToken, t == r {
             fail(m["read_token"] ?? node, p + "read_token", "must differ from admin.token (the read token is the one shown on wallboards)")
         }

@@ -52,6 +52,9 @@ extension ParleyServer {
         log.logLevel = max(logger.logLevel, .notice)  // no line per request
         let app = Application(
             router: api.router(),
+            // A connection with no request in progress (one that sent nothing, half a head, or
+            // nothing after its last response) is closed; event streams are requests in progress.
+            server: .http1(configuration: .init(idleTimeout: .milliseconds(a.idleTimeout.milliseconds))),
             configuration: ApplicationConfiguration(address: .hostname(ip, port: port), serverName: "parley",
                                                     availableConnectionsDelegate: MaximumAvailableConnections(Self.adminConnections, logger: log)),
             onServerRunning: { channel in
@@ -67,10 +70,7 @@ extension ParleyServer {
     /// What each role of this process counts, taken on its loop.
     func roleFigures() async -> RoleFigures {
         var f = RoleFigures()
-        func stack(_ s: SIPStack) -> RoleFigures.Stack {
-            let t = s.transport.counters
-            return RoleFigures.Stack(counts: s.sipCounts, transactions: s.transactionCount, parseErrors: t.malformedRequests + t.malformedResponses)
-        }
+        let stack = Self.figures
         if let d = distributor, let s = try? await d.stack.loop.submit({ (stack(d.stack), d.tableSizes.answered) }).get() {
             f.stacks.append(s.0)
             f.activeCalls = s.1
@@ -84,6 +84,12 @@ extension ParleyServer {
             f.registrations = s.1
         }
         return f
+    }
+
+    /// One role's stack's figures (on its loop).
+    @Sendable static func figures(_ s: SIPStack) -> RoleFigures.Stack {
+        let t = s.transport.counters
+        return RoleFigures.Stack(counts: s.sipCounts, transactions: s.transactionCount, parseErrors: t.malformedRequests + t.malformedResponses)
     }
 }
 

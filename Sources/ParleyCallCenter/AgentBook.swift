@@ -21,6 +21,9 @@ public final class AgentBook: @unchecked Sendable {
     private var availableAll = IdleOrder()
     private var onlineBySkill: [String: Int] = [:]
     private var onlineAll = 0
+    /// Agents by admin state, per skill and overall (what the admin API's queues show).
+    private var stateCountsBySkill: [String: StateCountsBox] = [:]
+    private var stateCountsAll = [Int](repeating: 0, count: AgentStateMachine.adminStates.count)
     private let directory: AgentDirectory
     private let now: () -> Int64
     private var wakeups: [String: TimerToken] = [:]
@@ -40,6 +43,7 @@ public final class AgentBook: @unchecked Sendable {
             order.append(a.id)
             slots.append(directory.update(a.info))
             index(a, position: order.count - 1, add: true)
+            count(a, add: true)
         }
     }
 
@@ -116,19 +120,24 @@ public final class AgentBook: @unchecked Sendable {
     public var all: [AgentStateMachine] { order.compactMap { machines[$0] } }
 
     /// Agents counted by admin state (the indices of `AgentStateMachine.adminStates`): per
-    /// skill, and over all agents. One pass, nothing copied.
+    /// skill, and over all agents. Kept as states change, so this costs what the skills do.
     func countsByState() -> (bySkill: [String: [Int]], all: [Int]) {
-        var bySkill: [String: [Int]] = [:]
-        var all = [Int](repeating: 0, count: AgentStateMachine.adminStates.count)
-        // By position: each machine is read in place, not copied.
-        for p in machines.indices {
-            let i = machines.values[p].adminStateIndex
-            all[i] += 1
-            for skill in machines.values[p].skills {
-                bySkill[skill, default: [Int](repeating: 0, count: all.count)][i] += 1
+        (stateCountsBySkill.mapValues(\.counts), stateCountsAll)
+    }
+
+    /// Adds an agent to (or takes it from) the counts by admin state.
+    private func count(_ m: AgentStateMachine, add: Bool) {
+        let i = m.adminStateIndex, d = add ? 1 : -1
+        stateCountsAll[i] += d
+        for s in Self.distinctSkills(m) {
+            if let box = stateCountsBySkill[s] {
+                box.counts[i] += d
+            } else {
+                let box = StateCountsBox()
+                box.counts[i] += d
+                stateCountsBySkill[s] = box
             }
         }
-        return (bySkill, all)
     }
 
     /// Applies an event to one agent; publishes the change and schedules its next deadline.
@@ -143,6 +152,10 @@ public final class AgentBook: @unchecked Sendable {
             || (m.isAvailable && before.idleSinceMs != m.idleSinceMs) {
             index(before, position: p, add: false)
             index(m, position: p, add: true)
+        }
+        if before.adminStateIndex != m.adminStateIndex || before.skills != m.skills {
+            count(before, add: false)
+            count(m, add: true)
         }
         if m != before { directory.update(m.info) }
         if let onChange, m.state != before.state || m.reason != before.reason || m.pending != before.pending {
@@ -195,6 +208,10 @@ public final class AgentBook: @unchecked Sendable {
 /// An `IdleOrder` kept by reference in `AgentBook.availableBySkill`, so it is changed in place.
 final class IdleOrderBox {
     var order = IdleOrder()
+}
+
+final class StateCountsBox {
+    var counts = [Int](repeating: 0, count: AgentStateMachine.adminStates.count)
 }
 
 /// Available agents in the order `select_agent` sees them: the earliest idle-since first (the

@@ -69,10 +69,38 @@ public indirect enum JSONValue: Sendable, Equatable {
         }
     }
 
+    /// The same value indented for people (two spaces a level, `"key": value`), as
+    /// `parley sip parse --json` prints it.
+    public func pretty(indent: String = "") -> String {
+        switch self {
+        case .array(let items):
+            if items.isEmpty { return "[]" }
+            let inner = indent + "  "
+            return "[\n" + items.map { inner + $0.pretty(indent: inner) }.joined(separator: ",\n") + "\n" + indent + "]"
+        case .object(let fields):
+            if fields.isEmpty { return "{}" }
+            let inner = indent + "  "
+            return "{\n" + fields.map { f in
+                var key = ""
+                Self.quote(f.key, into: &key)
+                return inner + key + ": " + f.value.pretty(indent: inner)
+            }.joined(separator: ",\n") + "\n" + indent + "}"
+        default:
+            return text
+        }
+    }
+
+    /// Whether UTF-8 text holds a byte JSON text must escape (or that may begin U+2028/U+2029).
+    static func needsEscape(_ buf: UnsafeBufferPointer<UInt8>) -> Bool {
+        for b in buf where b < 0x20 || b == 0x22 || b == 0x5C || b == 0x7F || b == 0xE2 { return true }
+        return false
+    }
+
     public static func quote(_ s: String, into out: inout String) {
         out += "\""
         // Most strings need no escape: copied whole.
-        if !s.utf8.contains(where: { $0 < 0x20 || $0 == 0x22 || $0 == 0x5C || $0 == 0x7F || $0 == 0xE2 }) {
+        var s = s
+        if !s.withUTF8(needsEscape) {
             out += s
             out += "\""
             return
@@ -150,14 +178,19 @@ public struct JSONWriter {
 
     public mutating func string(_ v: String) {
         separate()
-        if v.utf8.contains(where: { $0 < 0x20 || $0 == 0x22 || $0 == 0x5C || $0 == 0x7F || $0 == 0xE2 }) {
+        var v = v
+        // Most strings need no escape: their bytes are copied whole.
+        let copied = v.withUTF8 { buf -> Bool in
+            guard !JSONValue.needsEscape(buf) else { return false }
+            bytes.append(UInt8(ascii: "\""))
+            bytes.append(contentsOf: buf)
+            bytes.append(UInt8(ascii: "\""))
+            return true
+        }
+        if !copied {
             var quoted = ""
             JSONValue.quote(v, into: &quoted)
             bytes.append(contentsOf: quoted.utf8)
-        } else {
-            bytes.append(UInt8(ascii: "\""))
-            bytes.append(contentsOf: v.utf8)
-            bytes.append(UInt8(ascii: "\""))
         }
     }
 

@@ -3,141 +3,85 @@ import ParleySIP
 
 /// A JSON view of a message's typed fields, for `parley sip parse --json`.
 enum MessageJSON {
+    typealias Field = JSONValue.Field
+
     static func render(_ m: SIPMessage) -> String {
-        var o = JSONObject()
+        var o: [Field] = []
         switch m.startLine {
         case .request(let method, let uri, let version):
-            o["kind"] = .string("request")
-            o["method"] = .string(method.rawValue)
-            o["uri"] = uriJSON(uri)
-            o["version"] = .string(version)
+            o += [Field("kind", .string("request")), Field("method", .string(method.rawValue)), Field("uri", uriJSON(uri)),
+                  Field("version", .string(version))]
         case .response(let version, let code, let reason):
-            o["kind"] = .string("response")
-            o["version"] = .string(version)
-            o["status"] = .number(Double(code))
-            o["reason"] = .string(reason)
+            o += [Field("kind", .string("response")), Field("version", .string(version)), Field("status", .number(code)),
+                  Field("reason", .string(reason))]
         }
-        o["call_id"] = m.callID.map(JSON.string) ?? .null
+        o.append(Field("call_id", .optional(m.callID)))
         if let c = try? m.cseq() {
-            o["cseq"] = .object(JSONObject([("seq", .number(Double(c.sequence))), ("method", .string(c.method.rawValue))]))
+            o.append(Field("cseq", .object([Field("seq", .int(Int64(c.sequence))), Field("method", .string(c.method.rawValue))])))
         }
-        if let f = try? m.from() { o["from"] = addressJSON(f) }
-        if let t = try? m.to() { o["to"] = addressJSON(t) }
+        if let f = try? m.from() { o.append(Field("from", addressJSON(f))) }
+        if let t = try? m.to() { o.append(Field("to", addressJSON(t))) }
         if let vias = try? m.vias() {
-            o["via"] = .array(vias.map { v in
-                var vo = JSONObject()
-                vo["transport"] = .string(v.transport)
-                vo["host"] = .string(v.host.address)
-                vo["port"] = v.port.map { .number(Double($0)) } ?? .null
-                vo["branch"] = v.branch.map(JSON.string) ?? .null
-                vo["received"] = v.received.map(JSON.string) ?? .null
-                vo["rport"] = v.rport.map { $0.map { .number(Double($0)) } ?? .bool(true) } ?? .null
-                vo["maddr"] = v.maddr.map(JSON.string) ?? .null
-                vo["params"] = paramsJSON(v.parameters)
-                return .object(vo)
-            })
+            o.append(Field("via", .array(vias.map { v in
+                .object([
+                    Field("transport", .string(v.transport)), Field("host", .string(v.host.address)),
+                    Field("port", v.port.map { .number(Int($0)) } ?? .null), Field("branch", .optional(v.branch)),
+                    Field("received", .optional(v.received)),
+                    Field("rport", v.rport.map { $0.map { .number(Int($0)) } ?? .bool(true) } ?? .null),
+                    Field("maddr", .optional(v.maddr)), Field("params", paramsJSON(v.parameters)),
+                ])
+            })))
         }
-        if let mf = try? m.maxForwards() { o["max_forwards"] = .number(Double(mf)) }
+        if let mf = try? m.maxForwards() { o.append(Field("max_forwards", .number(Int(mf)))) }
         if let contacts = try? m.contacts(), !contacts.isEmpty {
-            o["contact"] = .array(contacts.map { c in
+            o.append(Field("contact", .array(contacts.map { c in
                 switch c {
                 case .wildcard: return .string("*")
                 case .address(let a):
-                    var co = addressObject(a)
-                    co["q"] = c.q.map { .number($0) } ?? .null
-                    co["expires"] = c.expires.map { .number(Double($0)) } ?? .null
-                    return .object(co)
+                    return .object(addressFields(a) + [Field("q", c.q.map { .double($0) } ?? .null),
+                                                       Field("expires", c.expires.map { .int(Int64($0)) } ?? .null)])
                 }
-            })
+            })))
         }
         for (key, list) in [("route", try? m.routes()), ("record_route", try? m.recordRoutes()), ("path", try? m.paths())] {
-            if let list, !list.isEmpty { o[key] = .array(list.map(addressJSON)) }
+            if let list, !list.isEmpty { o.append(Field(key, .array(list.map(addressJSON)))) }
         }
-        if let ct = try? m.contentType() { o["content_type"] = .string(ct.description) }
-        if let e = try? m.expires() { o["expires"] = .number(Double(e)) }
+        if let ct = try? m.contentType() { o.append(Field("content_type", .string(ct.description))) }
+        if let e = try? m.expires() { o.append(Field("expires", .int(Int64(e)))) }
         for (key, known) in [("require", KnownHeader.require), ("supported", .supported), ("proxy_require", .proxyRequire)] {
             let tags = m.optionTags(known)
-            if !tags.isEmpty { o[key] = .array(tags.map(JSON.string)) }
+            if !tags.isEmpty { o.append(Field(key, .array(tags.map { .string($0) }))) }
         }
-        o["headers"] = .array(m.headers.map { h in .object(JSONObject([("name", .string(h.name)), ("value", .string(h.value))])) })
-        o["body_length"] = .number(Double(m.body.count))
-        o["body"] = .string(m.bodyText)
-        return JSON.object(o).render()
+        o.append(Field("headers", .array(m.headers.map { h in .object([Field("name", .string(h.name)), Field("value", .string(h.value))]) })))
+        o.append(Field("body_length", .number(m.body.count)))
+        o.append(Field("body", .string(m.bodyText)))
+        return JSONValue.object(o).pretty()
     }
 
-    static func uriJSON(_ uri: URI) -> JSON {
-        var o = JSONObject()
-        o["text"] = .string(uri.description)
-        o["scheme"] = .string(uri.scheme)
+    static func uriJSON(_ uri: URI) -> JSONValue {
+        var o = [Field("text", .string(uri.description)), Field("scheme", .string(uri.scheme))]
         switch uri {
         case .sip(let u):
-            o["user"] = u.user.map(JSON.string) ?? .null
-            o["password"] = u.password.map(JSON.string) ?? .null
-            o["host"] = .string(u.host.address)
-            o["port"] = u.port.map { .number(Double($0)) } ?? .null
-            o["params"] = paramsJSON(u.parameters)
-            o["headers"] = paramsJSON(u.headers)
+            o += [Field("user", .optional(u.user)), Field("password", .optional(u.password)), Field("host", .string(u.host.address)),
+                  Field("port", u.port.map { .number(Int($0)) } ?? .null), Field("params", paramsJSON(u.parameters)),
+                  Field("headers", paramsJSON(u.headers))]
         case .tel(let t):
-            o["number"] = .string(t.number)
-            o["params"] = paramsJSON(t.parameters)
+            o += [Field("number", .string(t.number)), Field("params", paramsJSON(t.parameters))]
         case .other:
             break
         }
         return .object(o)
     }
 
-    static func addressObject(_ a: NameAddress) -> JSONObject {
-        var o = JSONObject()
-        o["display_name"] = a.displayName.map(JSON.string) ?? .null
-        o["uri"] = uriJSON(a.uri)
-        o["tag"] = a.tag.map(JSON.string) ?? .null
-        o["params"] = paramsJSON(a.parameters)
-        return o
+    static func addressFields(_ a: NameAddress) -> [Field] {
+        [Field("display_name", .optional(a.displayName)), Field("uri", uriJSON(a.uri)), Field("tag", .optional(a.tag)),
+         Field("params", paramsJSON(a.parameters))]
     }
 
-    static func addressJSON(_ a: NameAddress) -> JSON { .object(addressObject(a)) }
+    static func addressJSON(_ a: NameAddress) -> JSONValue { .object(addressFields(a)) }
 
-    static func paramsJSON(_ ps: [SIPParameter]) -> JSON {
-        .object(JSONObject(ps.map { ($0.name, $0.value.map(JSON.string) ?? .bool(true)) }))
-    }
-}
-
-/// An ordered JSON object.
-struct JSONObject {
-    var pairs: [(String, JSON)] = []
-    init(_ pairs: [(String, JSON)] = []) { self.pairs = pairs }
-    subscript(key: String) -> JSON? {
-        get { pairs.first { $0.0 == key }?.1 }
-        set {
-            pairs.removeAll { $0.0 == key }
-            if let newValue { pairs.append((key, newValue)) }
-        }
-    }
-}
-
-indirect enum JSON {
-    case string(String), number(Double), bool(Bool), null, array([JSON]), object(JSONObject)
-
-    func render(indent: String = "") -> String {
-        switch self {
-        case .string(let s): return JSON.quote(s)
-        case .number(let n): return n == n.rounded() && abs(n) < 1e15 ? String(Int64(n)) : String(n)
-        case .bool(let b): return b ? "true" : "false"
-        case .null: return "null"
-        case .array(let a):
-            if a.isEmpty { return "[]" }
-            let inner = indent + "  "
-            return "[\n" + a.map { inner + $0.render(indent: inner) }.joined(separator: ",\n") + "\n" + indent + "]"
-        case .object(let o):
-            if o.pairs.isEmpty { return "{}" }
-            let inner = indent + "  "
-            return "{\n" + o.pairs.map { inner + JSON.quote($0.0) + ": " + $0.1.render(indent: inner) }.joined(separator: ",\n") + "\n" + indent + "}"
-        }
-    }
-
-    static func quote(_ s: String) -> String {
-        var out = ""
-        JSONValue.quote(s, into: &out)
-        return out
+    /// Parameters in order, as written (a name given twice is there twice).
+    static func paramsJSON(_ ps: [SIPParameter]) -> JSONValue {
+        .object(ps.map { Field($0.name, $0.value.map { .string($0) } ?? .bool(true)) })
     }
 }

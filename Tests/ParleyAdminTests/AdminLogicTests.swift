@@ -46,7 +46,7 @@ import Testing
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("parley-rulefile-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: dir + "/lib", withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        FileManager.default.createFile(atPath: dir + "/lib/select.lua", contents: Data())
+        #expect(FileManager.default.createFile(atPath: dir + "/lib/select.lua", contents: Data()))
         #expect(AdminAPI.ruleFile(dir + "/lib/select.lua", directory: dir) == "lib/select.lua")
         #expect(AdminAPI.ruleFile("...ib/select.lua", directory: dir) == "lib/select.lua")
         #expect(AdminAPI.ruleFile("other.lua", directory: dir) == "other.lua")
@@ -125,17 +125,29 @@ import Testing
         #expect(utc.midnight(before: t) == t - (23 * 60 + 30) * 60_000)
     }
 
-    @Test func callEventsOnTheStream() {
-        func rendered(_ e: ParleyRecords.CallEvent) -> [String] {
-            AdminEvents.sources(e).map { let (n, d) = AdminEvents.render($0); return n + " " + d }
+    @Test func callEventsOnTheStream() async {
+        /// What a client reads for one call event: each event's name and data.
+        func rendered(_ e: ParleyRecords.CallEvent) async -> [String] {
+            let hub = EventHub()
+            guard let client = hub.subscribe(after: nil) else { return ["refused"] }
+            AdminEvents.publish(e, to: hub)
+            hub.comment("end")
+            hub.flush()
+            var it = client.stream.makeAsyncIterator()
+            let text = await it.next().map { String(buffer: $0.text) } ?? ""
+            return text.components(separatedBy: "\n\n").compactMap { frame in
+                let lines = frame.split(separator: "\n")
+                guard lines.count == 3 else { return nil }
+                return lines[1].dropFirst("event: ".count) + " " + lines[2].dropFirst("data: ".count)
+            }
         }
-        #expect(rendered(.abandoned(call: "c1", at: 5)) == [#"call.abandoned {"ref":"c1","at_ms":5}"#,
-                                                            #"call.ended {"ref":"c1","outcome":"abandoned","agent":null,"code":487,"treatment":null,"at_ms":5}"#])
-        #expect(rendered(.arrived(call: "c1", sipCallID: "x", caller: "sip:a\"@b", queue: "sales", priority: 2, rulesVersion: "v", at: 1))
+        #expect(await rendered(.abandoned(call: "c1", at: 5)) == [#"call.abandoned {"ref":"c1","at_ms":5}"#,
+                                                                  #"call.ended {"ref":"c1","outcome":"abandoned","agent":null,"code":487,"treatment":null,"at_ms":5}"#])
+        #expect(await rendered(.arrived(call: "c1", sipCallID: "x", caller: "sip:a\"@b", queue: "sales", priority: 2, rulesVersion: "v", at: 1))
                 == [#"call.queued {"ref":"c1","queue":"sales","priority":2,"caller":"sip:a\"@b","rules_version":"v","at_ms":1}"#])
-        #expect(rendered(.overflowed(call: "c1", full: true, treatment: "vm", code: nil, at: 3))
+        #expect(await rendered(.overflowed(call: "c1", full: true, treatment: "vm", code: nil, at: 3))
                 == [#"call.ended {"ref":"c1","outcome":"full","agent":null,"code":null,"treatment":"vm","at_ms":3}"#])
-        #expect(rendered(.notAnswered(call: "c1", agent: "a", code: nil, at: 1)).isEmpty)
+        #expect(await rendered(.notAnswered(call: "c1", agent: "a", code: nil, at: 1)).isEmpty)
     }
 
     /// The writer writes what JSONValue writes, separators and escapes included.

@@ -46,12 +46,15 @@ import Testing
         #expect(p.count == 1 && p[0].hasPrefix("admin.token: missing"))
     }
 
-    @Test func badValuesAreNamedAndTokensNeverRepeated() {
+    @Test func badValuesAreNamedAndTokensNeverRepeated() throws {
         let p = problems("admin: {listen: \"127.0.0.1:8080\", token: short, read_token: short, metrics_open: maybe, colour: red}")
         #expect(p.contains { $0.hasPrefix("admin.colour: unknown key") })
         #expect(p.contains { $0.hasPrefix("admin.token: must be at least 16 bytes") })
         #expect(p.contains { $0.hasPrefix("admin.read_token: must be at least 16 bytes") })
         #expect(p.contains { $0.hasPrefix("admin.metrics_open:") })
+        #expect(problems("admin: {listen: \"127.0.0.1:8080\", idle_timeout: 0}").first?.hasPrefix("admin.idle_timeout:") == true)
+        #expect(try parse("admin: {listen: \"127.0.0.1:8080\", idle_timeout: 2s}").admin?.idleTimeout == .seconds(2))
+        #expect(try parse("admin: {listen: \"127.0.0.1:8080\"}").admin?.idleTimeout == .seconds(30))
         #expect(!p.joined().contains("short"))
         let same = problems("admin: {listen: \"127.0.0.1:8080\", token: \"same-token-0123456789\", read_token: \"same-token-0123456789\"}")
         #expect(same == ["admin.read_token: must differ from admin.token (the read token is the one shown on wallboards)"])

@@ -87,7 +87,7 @@ import Testing
             now += Int64(rng.next(120))
             let id = "a\(rng.next(40))"
             let call = "c\(step)"
-            switch rng.next(8) {
+            switch rng.next(9) {
             case 0, 1: if book.offer(id, call: call) { calls[call] = id }
             case 2:
                 if let (c, a) = calls.randomElement(using: &rng) { book.answered(a, call: c) }
@@ -99,6 +99,17 @@ import Testing
                 if let (c, a) = calls.randomElement(using: &rng) { book.callEnded(a, call: c); calls[c] = nil }
             case 6:
                 book.apply(id) { m, t in m.tick(now: t) }
+            case 7 where rng.next(2) == 0:
+                // An operator's break or log-off (pending on a ringing or busy agent), or back.
+                let pick = rng.next(3)
+                book.apply(id) { m, t in
+                    switch pick {
+                    case 0: _ = m.pause(reason: "lunch", now: t)
+                    case 1: _ = m.logOff(reason: nil, now: t)
+                    default: _ = m.makeAvailable(now: t)
+                    }
+                    return true
+                }
             default:
                 book.apply(id) { m, t in
                     if case .offline = m.state { m.setAvailable(now: t) } else if m.isAvailable { m.setOffline(now: t) }
@@ -117,6 +128,13 @@ import Testing
                         == scanLoggedIn(book, type: type, excluding: excluding), "step \(step) type \(type)")
             }
             #expect(book.anyAvailable == book.all.contains(where: \.isAvailable))
+            // Agents by admin state, per skill and overall, against a count of every agent.
+            let (bySkill, everyone) = book.countsByState()
+            for type in names + [nil] {
+                let scan = book.all.filter { type == nil || $0.skills.contains(type!) }
+                let want = AgentStateMachine.adminStates.map { s in scan.filter { $0.adminState == s }.count }
+                #expect((type.map { bySkill[$0] ?? [] } ?? everyone) == want, "step \(step) type \(type ?? "all")")
+            }
         }
     }
 }

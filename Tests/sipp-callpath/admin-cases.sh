@@ -5,12 +5,13 @@
 ADMIN_TOKEN=admin-suite-full-token-0123
 ADMIN_READ=admin-suite-read-token-0123
 
-# admin_serve DIR BLOCK AGENTS [EXTRA_YAML]: AGENTS agents (a1 rank 1 ...), the admin listener on b+6.
+# admin_serve DIR BLOCK AGENTS [EXTRA_YAML]: AGENTS agents (a1 rank 1 ...), the admin listener on b+6
+# (with ADMIN_EXTRA's keys added to its section, e.g. ", idle_timeout: 2s").
 admin_serve() {
   local dir=$1 b=$2
   write_config "$dir" "$b" "" "$3"
   [ -n "${4:-}" ] && printf '%s\n' "$4" >>"$dir/parley.yaml"
-  printf 'admin: {listen: "%s:%s", token: %s, read_token: %s}\n' "$IP" $((b + 6)) "$ADMIN_TOKEN" "$ADMIN_READ" >>"$dir/parley.yaml"
+  printf 'admin: {listen: "%s:%s", token: %s, read_token: %s%s}\n' "$IP" $((b + 6)) "$ADMIN_TOKEN" "$ADMIN_READ" "${ADMIN_EXTRA:-}" >>"$dir/parley.yaml"
   start_serve "$dir" "$b" || return 1
   wait_listening $((b + 6)) tcp "$SERVE_PID" 10 || { REASON="admin listener not up (serve.log)"; return 1; }
 }
@@ -122,10 +123,34 @@ CASE_admin_busy_agent_paused_keeps_its_call() {
 }
 
 # Bad requests: each gets its JSON error and changes nothing; a call still completes.
+# Connections that send nothing or half a request are closed after admin.idle_timeout (2 s
+# here); an event stream is not.
 CASE_admin_bad_requests_change_nothing() {
-  local dir=$1 b r big
+  local dir=$1 b r big rc
   b=$(alloc_block) || { REASON="no free ports"; return 1; }
-  admin_serve "$dir" "$b" 1 || return 1
+  ADMIN_EXTRA=", idle_timeout: 2s" admin_serve "$dir" "$b" 1 || return 1
+  r=$(timeout 20 python3 - "$IP" $((b + 6)) <<'PY'
+import socket, sys, time
+host, port = sys.argv[1], int(sys.argv[2])
+def closed_after(first):
+    s = socket.create_connection((host, port), timeout=15)
+    s.sendall(first)
+    t = time.monotonic()
+    try:
+        while s.recv(4096):
+            pass
+    except OSError:
+        return -1
+    return time.monotonic() - t
+silent = closed_after(b"")
+half = closed_after(b"GET /v1/agents HTTP/1.1\r\nHost: parley\r\n")
+print("ok" if 1.5 <= silent <= 6 and 1.5 <= half <= 6 else "bad", round(silent, 1), round(half, 1))
+PY
+)
+  echo "idle connections: $r" >>"$dir/api.log"
+  case "$r" in ok*) ;; *) REASON="idle admin connections not closed after 2 s (silent, half a head: $r)"; return 1 ;; esac
+  curl -s -N -m 4 -o "$dir/stream.txt" -H "Authorization: Bearer $ADMIN_READ" "http://$IP:$((b + 6))/v1/events"; rc=$?
+  [ "$rc" = 28 ] || { REASON="an event stream idle for 4 s ended (curl exit $rc, not its own time-out 28)"; return 1; }
   r=$(api "$dir" "$b" GET /v1/agents none); expect_api 401 '"code":"unauthorized"' "$r" || return 1
   r=$(api "$dir" "$b" GET /v1/agents wrong-token-0123456789); expect_api 401 '"code":"unauthorized"' "$r" || return 1
   r=$(api "$dir" "$b" PUT /v1/agents/a1/state "$ADMIN_READ" '{"state": "break"}'); expect_api 403 '"code":"forbidden"' "$r" || return 1
@@ -150,7 +175,7 @@ CASE_admin_reload_reports_errors_and_keeps_the_old_rules() {
   cp -r "$RULES" "$dir/rules"
   write_config "$dir" "$b" "" 1
   sed -i "s|^rules: .*|rules: $dir/rules|" "$dir/parley.yaml"
-  printf 'admin: {listen: "%s:%s", token: %s, read_token: %s}\n' "$IP" $((b + 6)) "$ADMIN_TOKEN" "$ADMIN_READ" >>"$dir/parley.yaml"
+  printf 'admin: {listen: "%s:%s", token: %s, read_token: %s%s}\n' "$IP" $((b + 6)) "$ADMIN_TOKEN" "$ADMIN_READ" "${ADMIN_EXTRA:-}" >>"$dir/parley.yaml"
   start_serve "$dir" "$b" || return 1
   wait_listening $((b + 6)) tcp "$SERVE_PID" 10 || { REASON="admin listener not up (serve.log)"; return 1; }
   r=$(api "$dir" "$b" GET /v1/rules "$ADMIN_READ")
