@@ -94,7 +94,7 @@ enum AdminViews {
         w.endArray()
         w.field("contact", m.contact)
         w.field("registered", s.registered)
-        w.field("idle_ms", m.info.idleMs(at: s.nowMs))
+        w.field("idle_ms", m.idleMs(at: s.nowMs))
         w.field("calls_handled", m.callsHandled)
         w.field("talk_ms", m.talkMs)
         w.field("no_answers", m.noAnswers)

@@ -133,6 +133,12 @@ public struct AgentStateMachine: Sendable, Equatable {
 
     public var isAvailable: Bool { state == .available }
 
+    /// How long an available agent has been idle at `nowMs` (0 for any other), as `info` says.
+    public func idleMs(at nowMs: Int64) -> Int64 {
+        guard isAvailable, let idleSinceMs else { return 0 }
+        return max(0, nowMs - idleSinceMs)
+    }
+
     /// The agent as the rule engine keeps it resident.
     public var info: AgentInfo {
         AgentInfo(id: id, skills: skills, state: ruleState, idleSinceMs: isAvailable ? idleSinceMs : nil,

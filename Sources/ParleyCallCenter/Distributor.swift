@@ -111,9 +111,11 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
         public var waiting = 0
         public var onTreatment = 0
         public var answered = 0
-        public var total: Int { calls + attempts + linkAttempts + waiting + onTreatment }
+        /// Calls still looking for an agent.
+        public var open = 0
+        public var total: Int { calls + attempts + linkAttempts + waiting + onTreatment + open }
         public var description: String {
-            "calls=\(calls) attempts=\(attempts) link_attempts=\(linkAttempts) waiting=\(waiting) on_treatment=\(onTreatment) answered_calls=\(answered)"
+            "calls=\(calls) attempts=\(attempts) link_attempts=\(linkAttempts) waiting=\(waiting) on_treatment=\(onTreatment) answered_calls=\(answered) open=\(open)"
         }
     }
 
@@ -147,6 +149,9 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
     public let clock: () -> Int64
 
     var calls: [TransactionKey: DistributorCall] = [:]
+    /// Calls still looking for an agent (their routing open), by reference: what the admin API
+    /// lists as waiting, without walking every call whose INVITE transaction is still kept.
+    var openCalls: [String: DistributorCall] = [:]
     var attemptsByKey: [TransactionKey: Attempt] = [:]
     var attemptsByBranch: [String: Attempt] = [:]
     var waiting: [DistributorCall] = []
@@ -192,7 +197,7 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
 
     public var tableSizes: TableSizes {
         TableSizes(calls: calls.count, attempts: attemptsByKey.count, linkAttempts: attemptsByBranch.count,
-                   waiting: waiting.count, onTreatment: onTreatment.count, answered: answeredCalls.count)
+                   waiting: waiting.count, onTreatment: onTreatment.count, answered: answeredCalls.count, open: openCalls.count)
     }
 
     // MARK: Requests
@@ -243,6 +248,7 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
         let call = DistributorCall(serverKey: key, invite: invite, reference: reference, info: info, rules: rules, policy: policy,
                                    treatmentConfigured: policy.treatment.map(configuration.treatments.contains) ?? false)
         calls[key] = call
+        openCalls[reference] = call
         traced(call, classification)
         record(.arrived(call: reference, sipCallID: invite.callID ?? "", caller: view[.from] ?? "",
                                  queue: classification.type, priority: classification.priority, rulesVersion: rules.version, at: info.arrivedMs))

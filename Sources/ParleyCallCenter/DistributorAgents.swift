@@ -151,7 +151,7 @@ extension Distributor {
     public func queueSnapshots(only: String? = nil) -> [QueueSnapshot] {
         let now = clock()
         var live: [String: DistributorCall] = [:]
-        for call in calls.values where call.routing.isOpen && call.transferFrom == nil { live[call.reference] = call }
+        for call in openCalls.values where call.routing.isOpen && call.transferFrom == nil { live[call.reference] = call }
         for call in onTreatment.values where call.routing.isOpen && call.transferFrom == nil { live[call.reference] = call }
         var names = Set(configuration.skills).union(configuration.queues.keys)
         for call in live.values { names.insert(call.info.type) }

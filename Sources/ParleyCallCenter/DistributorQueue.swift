@@ -104,6 +104,7 @@ extension Distributor {
     /// Feeds an event to where the call is on its way to an agent (`CallRouting`) and does what
     /// it says. `why`: what failed, when the call is given up.
     func route(_ call: DistributorCall, _ event: CallRouting.Event, why: String = "") {
+        defer { if !call.routing.isOpen { openCalls[call.reference] = nil } }
         for action in call.routing.handle(event) {
             switch action {
             case .choose:

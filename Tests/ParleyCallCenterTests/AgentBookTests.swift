@@ -128,6 +128,7 @@ import Testing
                         == scanLoggedIn(book, type: type, excluding: excluding), "step \(step) type \(type)")
             }
             #expect(book.anyAvailable == book.all.contains(where: \.isAvailable))
+            #expect(book.all.allSatisfy { $0.idleMs(at: now) == $0.info.idleMs(at: now) })
             // Agents by admin state, per skill and overall, against a count of every agent.
             let (bySkill, everyone) = book.countsByState()
             for type in names + [nil] {

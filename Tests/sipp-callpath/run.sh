@@ -110,17 +110,19 @@ stats() { cat "$1"/stats*.txt 2>/dev/null; }
 # stat DIR LINE_PREFIX KEY -> value
 stat() { stats "$1" | awk -v p="$2" -v k="$3" '$1 == p { for (i = 2; i <= NF; i++) { split($i, kv, "="); if (kv[1] == k) print kv[2] } }' | head -n 1; }
 
-# wait_drained DIR SECONDS: the buffer server's routing table empty, no agent ringing or busy.
+# wait_drained DIR SECONDS: the buffer server's routing table empty, no agent ringing or busy,
+# no call still looking for an agent in the distributor (where one runs).
 wait_drained() {
-  local dir=$1 tries=$(( $2 * 5 )) calls dialogs ringing busy
+  local dir=$1 tries=$(( $2 * 5 )) calls dialogs ringing busy open
   while [ $tries -gt 0 ]; do
     calls=$(stat "$dir" buffer_table calls); dialogs=$(stat "$dir" buffer_table dialogs)
     ringing=$(stat "$dir" agents ringing); busy=$(stat "$dir" agents busy)
-    if [ "$calls" = 0 ] && [ "$dialogs" = 0 ] && [ "$ringing" = 0 ] && [ "$busy" = 0 ]; then return 0; fi
+    open=$(stat "$dir" distributor_table open)
+    if [ "$calls" = 0 ] && [ "$dialogs" = 0 ] && [ "$ringing" = 0 ] && [ "$busy" = 0 ] && [ "${open:-0}" = 0 ]; then return 0; fi
     sleep 0.2
     tries=$((tries - 1))
   done
-  REASON="not drained after $2 s: buffer calls=$calls dialogs=$dialogs, agents ringing=$ringing busy=$busy (stats*.txt)"
+  REASON="not drained after $2 s: buffer calls=$calls dialogs=$dialogs, agents ringing=$ringing busy=$busy, distributor open=${open:-none} (stats*.txt)"
   return 1
 }
 
