@@ -20,7 +20,7 @@ extension AdminAPI {
             defer { hub.unsubscribe(id) }
             var head = "retry: 2000\n\n"
             if let missed {
-                for e in missed { head += EventHub.sse(e) }
+                head += missed
             } else {
                 head += "id: \(hub.lastID)\nevent: resync\ndata: {\"reason\":\"events since \(last ?? 0) are no longer kept; reload the summaries\"}\n\n"
             }

@@ -24,21 +24,15 @@ public final class AgentChange: Sendable {
     public init(_ snapshot: AgentSnapshot) { self.snapshot = snapshot }
 }
 
-/// The admin API's event stream: every event gets an increasing id and is kept in a bounded
-/// buffer (the last `capacity`), so a client that reconnects with `Last-Event-ID` gets what it
-/// missed. Publishing (on the roles' event loops) only takes a lock and stores the event's
-/// source; `flush` (every 100 ms, from `start`, on its own queue) writes the events since the
-/// last flush as SSE text once and hands the same bytes to every client, so a client costs one
-/// write per flush. A client more than `clientBuffer` events behind what it has written is
+/// The admin API's event stream: every event gets an increasing id and the last `capacity` are
+/// kept, so a client that reconnects with `Last-Event-ID` gets what it missed. Publishing (on the
+/// roles' event loops) takes a lock and appends what happened. `flush` (every 100 ms, from
+/// `start`, on its own queue) takes what was published since the last flush as it is (no copy),
+/// writes it as SSE text once, hands the same bytes to every client (one write per client per
+/// flush) and keeps that text for resumes; with no client attached nothing is written until a
+/// client resumes. A client more than `clientBuffer` events behind what it has written is
 /// dropped, never waited for.
 public final class EventHub: @unchecked Sendable {
-    public struct Event: Sendable, Equatable {
-        public var id: Int64
-        public var name: String
-        /// The event's JSON (one line).
-        public var data: String
-    }
-
     /// What one flush hands a client: SSE text, and how many events it holds.
     public struct Batch: Sendable {
         public var text: ByteBuffer
@@ -48,6 +42,30 @@ public final class EventHub: @unchecked Sendable {
     private struct Entry {
         var id: Int64
         var source: EventSource
+    }
+
+    /// Events of one flush, kept for resumes: as SSE text with where each event begins (and the
+    /// text's end), or as published when no client was there to read them.
+    private struct Kept {
+        var firstID: Int64
+        var count: Int
+        var text: ByteBuffer?
+        var offsets: [Int] = []
+        var sources: [Entry] = []
+
+        /// Drops the first `n` events.
+        mutating func dropFirst(_ n: Int) {
+            firstID += Int64(n)
+            count -= n
+            if var t = text {
+                let base = offsets[n]
+                t.moveReaderIndex(forwardBy: base - offsets[0])
+                text = t
+                offsets = Array(offsets[n...])
+            } else {
+                sources.removeFirst(n)
+            }
+        }
     }
 
     private struct Client {
@@ -62,11 +80,13 @@ public final class EventHub: @unchecked Sendable {
     /// Streams open at once; more are refused.
     public let maxClients: Int
     private let lock = NSLock()
-    private var ring: [Entry] = []
-    private var head = 0
+    /// Published since the last flush.
+    private var fresh: [Entry] = []
+    /// What is kept for resumes, oldest first from `keptHead`; `keptEvents` events in all.
+    private var kept: [Kept] = []
+    private var keptHead = 0
+    private var keptEvents = 0
     private var nextID: Int64 = 1
-    /// The last event handed to clients.
-    private var flushedID: Int64 = 0
     private var comments: [String] = []
     private var clients: [Int: Client] = [:]
     private var nextClient = 0
@@ -77,7 +97,6 @@ public final class EventHub: @unchecked Sendable {
         self.capacity = max(1, capacity)
         self.clientBuffer = max(1, clientBuffer)
         self.maxClients = max(1, maxClients)
-        ring.reserveCapacity(self.capacity)
     }
 
     /// Delivers every `interval` (until `close`).
@@ -92,14 +111,8 @@ public final class EventHub: @unchecked Sendable {
     /// Adds an event; clients get it at the next flush.
     public func publish(_ source: EventSource) {
         lock.lock()
-        let e = Entry(id: nextID, source: source)
+        fresh.append(Entry(id: nextID, source: source))
         nextID += 1
-        if ring.count < capacity {
-            ring.append(e)
-        } else {
-            ring[head] = e
-            head = (head + 1) % capacity
-        }
         lock.unlock()
     }
 
@@ -110,54 +123,72 @@ public final class EventHub: @unchecked Sendable {
         lock.withLock { comments.append(text) }
     }
 
-    /// The kept events after `id`, oldest first, and whether any after it are no longer kept
-    /// (under the lock).
-    private func kept(after id: Int64) -> (entries: [Entry], lost: Bool) {
-        let count = Int(nextID - 1 - id)
-        // Past the last id (ids began again at a restart): nothing kept is known to follow it.
-        guard count > 0 else { return ([], count < 0) }
-        let n = min(count, ring.count)
-        var out: [Entry] = []
-        out.reserveCapacity(n)
-        let oldest = ring.count < capacity ? 0 : head
-        for i in (ring.count - n)..<ring.count { out.append(ring[(oldest + i) % ring.count]) }
-        return (out, n < count)
+    /// Keeps a flush's events, dropping the oldest past `capacity` (under the lock).
+    private func keep(_ k: Kept) {
+        kept.append(k)
+        keptEvents += k.count
+        while keptEvents > capacity, keptHead < kept.count {
+            let over = keptEvents - capacity
+            if kept[keptHead].count <= over {
+                keptEvents -= kept[keptHead].count
+                kept[keptHead] = Kept(firstID: 0, count: 0)
+                keptHead += 1
+            } else {
+                kept[keptHead].dropFirst(over)
+                keptEvents -= over
+            }
+        }
+        if keptHead > 64, keptHead * 2 > kept.count {
+            kept.removeFirst(keptHead)
+            keptHead = 0
+        }
     }
 
-    /// Writes what happened since the last flush once and hands it to each client; a client
-    /// too far behind, or whose stream holds too many batches, is dropped.
+    /// Writes what was published since the last flush once and hands it to each client; a
+    /// client too far behind, or whose stream holds too many batches, is dropped.
     public func flush() {
-        let (entries, lost, notes, targets) = lock.withLock { () -> ([Entry], Bool, [String], [(Int, AsyncStream<Batch>.Continuation)]) in
-            guard !clients.isEmpty else {
-                flushedID = nextID - 1
-                comments = []
-                return ([], false, [], [])
-            }
-            let (e, l) = kept(after: flushedID)
-            flushedID = nextID - 1
+        let (entries, notes, targets) = lock.withLock { () -> ([Entry], [String], [(Int, AsyncStream<Batch>.Continuation)]) in
+            let e = fresh
+            fresh = []
+            // Kept as published at once: a client that subscribes before the text is written
+            // finds these events among the kept ones (it is not among this flush's targets).
+            if let first = e.first { keep(Kept(firstID: first.id, count: e.count, sources: e)) }
             let c = comments
             comments = []
-            return (e, l, c, clients.map { ($0.key, $0.value.continuation) })
+            return (e, c, clients.map { ($0.key, $0.value.continuation) })
         }
-        guard !targets.isEmpty, !entries.isEmpty || !notes.isEmpty || lost else { return }
+        guard !targets.isEmpty, !entries.isEmpty || !notes.isEmpty else { return }
         var w = JSONWriter(capacity: entries.count * 256 + 64)
-        if lost, let first = entries.first {
-            // More happened in one flush than the buffer keeps.
-            w.prefix(Self.sse(Event(id: first.id - 1, name: "resync", data: #"{"reason":"more events than are kept came at once; reload the summaries"}"#)))
-        }
+        var offsets: [Int] = []
+        offsets.reserveCapacity(entries.count + 1)
         for e in entries {
-            w.prefix("id: ")
-            w.digits(e.id)
-            w.prefix("\nevent: ")
-            w.prefix(AdminEvents.name(e.source))
-            w.prefix("\ndata: ")
-            AdminEvents.write(e.source, into: &w)
-            w.prefix("\n\n")
+            offsets.append(w.bytes.count)
+            Self.write(e, into: &w)
         }
+        offsets.append(w.bytes.count)
+        let eventsText = ByteBuffer(bytes: w.bytes)
         for c in notes { w.prefix(": \(c)\n\n") }
-        let batch = Batch(text: ByteBuffer(bytes: w.bytes), events: entries.count)
+        let batch = Batch(text: notes.isEmpty ? eventsText : ByteBuffer(bytes: w.bytes), events: entries.count)
         var slow: [Int] = []
         lock.withLock {
+            // The written text replaces the events kept as published, if they are still kept
+            // (the batch that ends with this flush's last event; its first ones may be gone).
+            if let first = entries.first {
+                let lastID = first.id + Int64(entries.count) - 1
+                var i = kept.count - 1
+                while i >= keptHead {
+                    if kept[i].count > 0, kept[i].firstID + Int64(kept[i].count) - 1 == lastID {
+                        let skip = Int(kept[i].firstID - first.id)
+                        var t = eventsText
+                        t.moveReaderIndex(forwardBy: offsets[skip])
+                        kept[i].text = t
+                        kept[i].offsets = Array(offsets[skip...])
+                        kept[i].sources = []
+                        break
+                    }
+                    i -= 1
+                }
+            }
             for (id, _) in targets {
                 guard clients[id] != nil else { continue }
                 clients[id]!.behind += entries.count
@@ -186,23 +217,48 @@ public final class EventHub: @unchecked Sendable {
     public var clientCount: Int { lock.withLock { clients.count } }
     public var lastID: Int64 { lock.withLock { nextID - 1 } }
 
-    /// A new client: the events after `lastEventID` still kept (nil when some were lost: the
-    /// client must reload its summaries), then every new one. nil when `maxClients` streams
-    /// are open already.
-    public func subscribe(after lastEventID: Int64?) -> (missed: [Event]?, stream: AsyncStream<Batch>, id: Int)? {
+    /// A new client: the SSE text of the kept events after `lastEventID` (nil when some of them
+    /// are no longer kept: the client must reload its summaries), then every new one from the
+    /// next flush. nil when `maxClients` streams are open already.
+    public func subscribe(after lastEventID: Int64?) -> (missed: String?, stream: AsyncStream<Batch>, id: Int)? {
         // Undelivered batches a client may hold (1.6 s of them); with `clientBuffer`, what it can be behind.
         let (stream, continuation) = AsyncStream<Batch>.makeStream(bufferingPolicy: .bufferingOldest(16))
-        let (id, missed, lost) = lock.withLock { () -> (Int?, [Entry], Bool) in
-            guard clients.count < maxClients else { return (nil, [], false) }
+        // What was missed: text written already, or events as published (written here, off the lock).
+        enum Segment { case text(ByteBuffer), entries(ArraySlice<Entry>) }
+        let found = lock.withLock { () -> (id: Int, segments: [Segment], lost: Bool)? in
+            guard clients.count < maxClients else { return nil }
             let id = nextClient
             nextClient += 1
             clients[id] = Client(continuation: continuation)
-            // What this client gets from the next flush on, it is not handed here.
-            let (e, l) = lastEventID.map { kept(after: $0) } ?? ([], false)
-            return (id, e.filter { $0.id <= flushedID }, l)
+            guard let last = lastEventID else { return (id, [], false) }
+            // Published but not flushed: this client gets those from the next flush.
+            let flushed = nextID - 1 - Int64(fresh.count)
+            if last > nextID - 1 { return (id, [], true) }  // ids began again at a restart
+            guard last < flushed else { return (id, [], false) }
+            let oldest = keptHead < kept.count ? kept[keptHead].firstID : flushed + 1
+            guard last + 1 >= oldest else { return (id, [], true) }
+            var segments: [Segment] = []
+            for k in kept[keptHead...] where k.count > 0 && k.firstID + Int64(k.count) - 1 > last {
+                let skip = max(0, Int(last + 1 - k.firstID))
+                if var t = k.text {
+                    t.moveReaderIndex(forwardBy: k.offsets[skip] - k.offsets[0])
+                    segments.append(.text(t))
+                } else {
+                    segments.append(.entries(k.sources[skip...]))
+                }
+            }
+            return (id, segments, false)
         }
-        guard let id else { return nil }
-        return (lost ? nil : missed.map(Self.render), stream, id)
+        guard let found else { return nil }
+        if found.lost { return (nil, stream, found.id) }
+        var missed = ""
+        for segment in found.segments {
+            switch segment {
+            case .text(let t): missed += String(buffer: t)
+            case .entries(let e): missed += String(buffer: Self.text(e))
+            }
+        }
+        return (missed, stream, found.id)
     }
 
     public func unsubscribe(_ id: Int) {
@@ -222,12 +278,20 @@ public final class EventHub: @unchecked Sendable {
         for c in all { c.continuation.finish() }
     }
 
-    private static func render(_ e: Entry) -> Event {
-        let (name, data) = AdminEvents.render(e.source)
-        return Event(id: e.id, name: name, data: data)
+    /// One event's SSE frame.
+    private static func write(_ e: Entry, into w: inout JSONWriter) {
+        w.prefix("id: ")
+        w.digits(e.id)
+        w.prefix("\nevent: ")
+        w.prefix(AdminEvents.name(e.source))
+        w.prefix("\ndata: ")
+        AdminEvents.write(e.source, into: &w)
+        w.prefix("\n\n")
     }
 
-    static func sse(_ e: Event) -> String {
-        "id: \(e.id)\nevent: \(e.name)\ndata: \(e.data)\n\n"
+    private static func text(_ entries: ArraySlice<Entry>) -> ByteBuffer {
+        var w = JSONWriter(capacity: entries.count * 256)
+        for e in entries { write(e, into: &w) }
+        return ByteBuffer(bytes: w.bytes)
     }
 }

@@ -52,16 +52,32 @@ import Testing
         #expect(AdminAPI.ruleFile("other.lua", directory: dir) == "other.lua")
     }
 
+    /// The ids in SSE text (nil stays nil: a resync).
+    func ids(_ text: String?) -> [Int64]? {
+        text.map { $0.split(separator: "\n").compactMap { $0.hasPrefix("id: ") ? Int64($0.dropFirst(4)) : nil } }
+    }
+
+    /// Kept events, written or not yet (no client was there), resume from any id still kept;
+    /// the oldest go first, in part of a flush's events too.
     @Test func theEventBufferResumesOrSaysResync() {
         let hub = EventHub(capacity: 3, clientBuffer: 8)
         for i in 1...5 { hub.publish("e", .number(i)) }
         hub.flush()
         #expect(hub.lastID == 5)
-        #expect(hub.subscribe(after: 3)?.missed?.map(\.id) == [4, 5])
-        #expect(hub.subscribe(after: 2)?.missed?.map(\.id) == [3, 4, 5])
+        #expect(ids(hub.subscribe(after: 3)?.missed) == [4, 5])
+        #expect(hub.subscribe(after: 2)?.missed == "id: 3\nevent: e\ndata: 3\n\nid: 4\nevent: e\ndata: 4\n\nid: 5\nevent: e\ndata: 5\n\n")
         #expect(hub.subscribe(after: 1).map { $0.missed == nil } == true)  // 2 is no longer kept: resync
         #expect(hub.subscribe(after: 5)?.missed?.isEmpty == true)
         #expect(hub.subscribe(after: nil)?.missed?.isEmpty == true)
+        // Now with clients: the next flushes are written, and the buffer goes on dropping the oldest.
+        hub.publish("e", .number(6))
+        hub.flush()
+        #expect(ids(hub.subscribe(after: 3)?.missed) == [4, 5, 6])
+        for i in 7...8 { hub.publish("e", .number(i)) }
+        hub.flush()
+        #expect(ids(hub.subscribe(after: 5)?.missed) == [6, 7, 8])
+        #expect(hub.subscribe(after: 4).map { $0.missed == nil } == true)
+        #expect(ids(hub.subscribe(after: 6)?.missed) == [7, 8])
     }
 
     /// Events reach every client in one batch per flush, written once; a client that falls too
@@ -98,7 +114,7 @@ import Testing
         hub.flush()
         hub.publish("e", .number(4))
         guard let late = hub.subscribe(after: 1) else { return }
-        #expect(late.missed?.map(\.id) == [2, 3])
+        #expect(ids(late.missed) == [2, 3])
         hub.flush()
         var it = late.stream.makeAsyncIterator()
         #expect(await it.next().map { String(buffer: $0.text) } == "id: 4\nevent: e\ndata: 4\n\n")
