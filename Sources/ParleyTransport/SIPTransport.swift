@@ -44,6 +44,11 @@ public final class SIPTransport: @unchecked Sendable {
         public var streamErrors = 0
     }
     public private(set) var counters = Counters()
+    /// Datagrams read per system call.
+    static let vectorRead = 8
+    /// UDP listeners written to since their last flush: flushed once, after the loop's turn, so
+    /// that what one turn sends goes out in one system call (sendmmsg).
+    private var unflushed: [Channel] = []
 
     /// A bound listener.
     public struct Listener: Sendable {
@@ -89,9 +94,11 @@ public final class SIPTransport: @unchecked Sendable {
                 .channelOption(.socketOption(.so_reuseaddr), value: 1)
                 .channelOption(.socketOption(.so_rcvbuf), value: 4 << 20)
                 .channelOption(.maxMessagesPerRead, value: 16)
-                // A datagram may hold up to 65,535 bytes (a registrar's 200 lists every binding);
-                // NIO's default reads only 2,048 and would cut larger messages short.
-                .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 65_536))
+                // Up to `vectorRead` datagrams per system call (recvmmsg). NIO splits the read
+                // buffer evenly between them, and a datagram may hold up to 65,535 bytes (a
+                // registrar's 200 lists every binding): 64 KiB each.
+                .channelOption(.datagramVectorReadMessageCount, value: Self.vectorRead)
+                .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: Self.vectorRead * 65_536))
                 .channelInitializer { [self] channel in
                     channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(UDPHandler(transport: self)) }
                 }
@@ -210,7 +217,16 @@ public final class SIPTransport: @unchecked Sendable {
                 // Over the amplification bound: dropped as a lost datagram would be.
                 return loop.makeSucceededFuture(())
             }
-            result = listener.channel.writeAndFlush(AddressedEnvelope(remoteAddress: destination.address, data: buffer))
+            let envelope = AddressedEnvelope(remoteAddress: destination.address, data: buffer)
+            if buffer.readableBytes > Self.largestDatagram {
+                // Too large for a datagram: the write fails, and the transaction hears of it.
+                result = listener.channel.writeAndFlush(envelope)
+            } else {
+                // Nothing waits on a datagram's write: no promise; flushed after this turn.
+                listener.channel.write(envelope, promise: nil)
+                flushAfterTurn(listener.channel)
+                return loop.makeSucceededVoidFuture()
+            }
         case .tcp, .tls:
             if let c = destination.connection, c.isActive {
                 result = c.writeAndFlush(payload.buffer(c.allocator))
@@ -225,6 +241,20 @@ public final class SIPTransport: @unchecked Sendable {
             logger.debug("send to \(destination) failed: \(error)")
         }
         return result
+    }
+
+    /// The largest UDP payload over IPv4 (65,535 less the IP and UDP headers).
+    static let largestDatagram = 65_507
+
+    private func flushAfterTurn(_ channel: Channel) {
+        if unflushed.isEmpty {
+            loop.execute { [self] in
+                let channels = unflushed
+                unflushed = []
+                for c in channels { c.flush() }
+            }
+        }
+        if !unflushed.contains(where: { $0 === channel }) { unflushed.append(channel) }
     }
 
     /// The open connection to `address` (TCP, or TLS), or a new one.
