@@ -11,6 +11,7 @@ import urllib.request
 
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 
 base, read, full, agent, queue, shot = sys.argv[1:7]
@@ -38,7 +39,13 @@ try:
         time.sleep(0.1)
     else:
         fail(f"the page never showed queue {queue} and agent {agent} (status: {driver.find_element(By.ID, 'status').text})")
-    before = driver.find_element(By.CSS_SELECTOR, f'[data-agent="{agent}"]').get_attribute("class")
+    before = None
+    for _ in range(50):
+        try:
+            before = driver.find_element(By.CSS_SELECTOR, f'[data-agent="{agent}"]').get_attribute("class")
+            break
+        except StaleElementReferenceException:
+            time.sleep(0.02)
     req = urllib.request.Request(f"{base}/v1/agents/{agent}/state", method="PUT",
                                  data=json.dumps({"state": "break", "reason": "wallboard test"}).encode(),
                                  headers={"Authorization": "Bearer " + full, "Content-Type": "application/json"})
@@ -46,10 +53,15 @@ try:
     urllib.request.urlopen(req, timeout=5).read()
     changed = None
     while time.time() - t0 < 3:
-        card = driver.find_element(By.CSS_SELECTOR, f'[data-agent="{agent}"]')
-        if "break" in card.get_attribute("class").split() and "wallboard test" in card.text.lower():
-            changed = time.time() - t0
-            break
+        # The page draws an agent's card again on each of its events: a card found may be
+        # replaced before it is read, and is then looked up again.
+        try:
+            card = driver.find_element(By.CSS_SELECTOR, f'[data-agent="{agent}"]')
+            if "break" in card.get_attribute("class").split() and "wallboard test" in card.text.lower():
+                changed = time.time() - t0
+                break
+        except StaleElementReferenceException:
+            pass
         time.sleep(0.02)
     driver.save_screenshot(shot)
     if changed is None:
