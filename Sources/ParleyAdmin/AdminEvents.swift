@@ -146,13 +146,6 @@ public enum AdminEvents {
         }
     }
 
-    /// An event's name and JSON.
-    static func render(_ source: EventSource) -> (String, String) {
-        var w = JSONWriter()
-        write(source, into: &w)
-        return (name(source), w.text)
-    }
-
     static func name(_ source: EventSource) -> String {
         switch source {
         case .value(let name, _): return name

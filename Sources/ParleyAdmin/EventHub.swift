@@ -90,7 +90,6 @@ public final class EventHub: @unchecked Sendable {
     private var comments: [String] = []
     private var clients: [Int: Client] = [:]
     private var nextClient = 0
-    private(set) var dropped = 0
     private var timer: DispatchSourceTimer?
 
     public init(capacity: Int = 10_000, clientBuffer: Int = 4_096, maxClients: Int = 100) {
@@ -199,11 +198,7 @@ public final class EventHub: @unchecked Sendable {
             if case .dropped = c.yield(batch) { slow.append(id) }
         }
         guard !slow.isEmpty else { return }
-        let gone = lock.withLock { () -> [Client] in
-            let g = slow.compactMap { clients.removeValue(forKey: $0) }
-            dropped += g.count
-            return g
-        }
+        let gone = lock.withLock { slow.compactMap { clients.removeValue(forKey: $0) } }
         for c in gone { c.continuation.finish() }
     }
 
