@@ -64,6 +64,8 @@ test: deps
 	bash Tests/cli/sip-parse.sh
 	bash Tests/cli/demo.sh
 	$(SWIFT) build -c release $(RELEASE_FLAGS) --product parley
+	$(SWIFT) build -c release $(RELEASE_FLAGS) --product parley-alloc-counts
+	.build/release/parley-alloc-counts
 	bash Tests/sipp/run.sh --parley $(CURDIR)/.build/release/parley
 	bash Tests/sipp-callpath/run.sh --quick --parley $(CURDIR)/.build/release/parley
 	bash Tests/sipp-registration/run.sh --parley $(CURDIR)/.build/release/parley

@@ -133,6 +133,14 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // Allocation counts of the message core (issue 20): CAllocCounter replaces malloc in
+        // this executable only.
+        .target(name: "CAllocCounter"),
+        .executableTarget(
+            name: "parley-alloc-counts",
+            dependencies: ["ParleySIP", "CAllocCounter"],
+            path: "Tests/alloc-counts"
+        ),
         .executableTarget(
             name: "parley-bench",
             dependencies: ["ParleySIP"],

@@ -316,8 +316,8 @@ public final class BufferServer: SIPTransactionUser, @unchecked Sendable {
     /// distributor's own, which tops every handoff INVITE whatever the encoding (18.2.1: a Via
     /// names the transport its sender used). Nil when there is no such Via.
     static func callerIngressTransport(_ invite: SIPMessage) -> SIPTransportKind? {
-        guard let vias = try? invite.vias(), vias.count >= 2 else { return nil }
-        return SIPTransportKind(token: vias[1].transport)
+        guard let via = (try? invite.via(at: 1)) ?? nil else { return nil }
+        return SIPTransportKind(token: via.transport)
     }
 
     /// A user part with nothing that could smuggle an address.

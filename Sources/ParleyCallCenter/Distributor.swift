@@ -345,8 +345,10 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
     }
 
     /// The INVITE as the buffer server gets it: Request-URI the buffer server's with the agent id
-    /// appended, Max-Forwards one less, our call reference.
-    func handoffInvite(_ call: DistributorCall, agent: String, encoding: HandoffEncoding, kind: AttemptKind) -> SIPMessage {
+    /// appended, Max-Forwards one less, our call reference; signed unless `signed` is false (the
+    /// in-process link: nothing crosses a network, and the buffer server checks no signature on it).
+    func handoffInvite(_ call: DistributorCall, agent: String, encoding: HandoffEncoding, kind: AttemptKind,
+                       signed: Bool = true) -> SIPMessage {
         var invite = call.invite
         invite.requestURI = kind.isTreatment ? HandoffWire.target(buffer: configuration.bufferURI, treatment: agent)
             : HandoffWire.target(buffer: configuration.bufferURI, agent: agent)
@@ -358,7 +360,7 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
         invite.headers.append(HandoffWire.callHeader, call.reference)
         invite.headers.append(HandoffWire.encodingHeader, encoding.rawValue)
         if kind.isMove { invite.headers.append(HandoffWire.moveHeader, "1") }
-        auth.sign(&invite, nowMs: clock())
+        if signed { auth.sign(&invite, nowMs: clock()) }
         return invite
     }
 
@@ -373,9 +375,9 @@ public final class Distributor: SIPTransactionUser, @unchecked Sendable {
             _ = call.answer.handle(.offerOut)
             record(.offered(call: call.reference, agent: agent, at: clock()))
         }
-        var invite = handoffInvite(call, agent: agent, encoding: encoding, kind: kind)
-        logger.debug("call \(call.reference): offering to \(agent) by \(encoding)")
         let link = encoding == .uri ? (kind == .agent ? inProcessBuffer : nil) : links[encoding]
+        var invite = handoffInvite(call, agent: agent, encoding: encoding, kind: kind, signed: link == nil || link !== inProcessBuffer)
+        logger.debug("call \(call.reference): offering to \(agent) by \(encoding)")
         if link == nil {
             guard let key = stack.sendRequest(invite, to: configuration.bufferDestination) else {
                 attemptFailed(attempt, code: 503)

@@ -61,9 +61,9 @@ public struct InviteView: Sendable, Equatable {
         for line in message.headers {
             let name = InviteView.normalizedName(line)
             if line.known?.isList ?? false {
-                for element in line.elements {
+                line.forEachElement { element in
                     p.put(name)
-                    p.put(element)
+                    p.put(bytes: element)
                     count += 1
                 }
             } else {

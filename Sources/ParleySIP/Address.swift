@@ -26,6 +26,9 @@ func parseHeaderParameters(_ cur: inout ByteCursor) throws(SIPSyntaxError) -> [S
                 throw SIPSyntaxError("parameter '\(cur.string(name))' has '=' but no value")
             }
         }
+        // Room for four at the first: a Via has branch, rport and received, and growing one
+        // by one would allocate three times.
+        if params.isEmpty { params.reserveCapacity(4) }
         params.append(SIPParameter(cur.string(name), value))
     }
     return params

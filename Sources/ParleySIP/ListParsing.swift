@@ -29,6 +29,20 @@ extension Via {
     public static func parseList(bytes: UnsafeBufferPointer<UInt8>) throws(SIPSyntaxError) -> [Via] {
         try ListParser.parse(bytes, what: "Via value") { cur throws(SIPSyntaxError) in try Via.parse(&cur) }
     }
+
+    /// The first Via value of a header line, the elements after it not read (the top Via of a
+    /// message validation has not parsed: no array is made, nothing after it is parsed).
+    public static func parseFirst(bytes: UnsafeBufferPointer<UInt8>) throws(SIPSyntaxError) -> Via {
+        do {
+            var cur = ByteCursor(bytes)
+            cur.skipWS()
+            if cur.atEnd { throw SIPSyntaxError("empty value") }
+            let via = try Via.parse(&cur)
+            cur.skipWS()
+            guard cur.atEnd || cur.peek == ASCII.comma else { throw SIPSyntaxError("unexpected text after Via value") }
+            return via
+        }
+    }
 }
 
 extension NameAddress {

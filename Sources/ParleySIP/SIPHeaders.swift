@@ -122,6 +122,17 @@ public struct SIPHeader: Sendable, Equatable {
         return isList ? splitList(value) : [value]
     }
 
+    /// Calls `body` with the bytes of each element `elements` holds, in order, making no string.
+    public func forEachElement(_ body: (UnsafeBufferPointer<UInt8>) -> Void) {
+        withValueBytes { buf in
+            guard known?.isList ?? false else { return body(buf) }
+            forEachListElement(buf) { element, _ in
+                body(UnsafeBufferPointer(rebasing: buf[element]))
+                return true
+            }
+        }
+    }
+
     public static func == (a: SIPHeader, b: SIPHeader) -> Bool {
         a.name == b.name && a.bytes == b.bytes
     }

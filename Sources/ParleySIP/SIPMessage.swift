@@ -317,7 +317,34 @@ extension SIPMessage {
     /// The top Via.
     public func topVia() throws(SIPParseError) -> Via? {
         if let p = parsed { return p.vias.first }
-        return try typed(.via) { b throws(SIPSyntaxError) in try Via.parseList(bytes: b).first }.flatMap { $0 }
+        return try typed(.via) { b throws(SIPSyntaxError) in try Via.parseFirst(bytes: b) }
+    }
+
+    /// The Via at position `n` (0 is the top), the Via lines read only as far as it.
+    public func via(at n: Int) throws(SIPParseError) -> Via? {
+        if let p = parsed { return n < p.vias.count ? p.vias[n] : nil }
+        var seen = 0
+        for i in 0..<headers.count where headers[i].known == .via {
+            let found: Via?
+            do {
+                found = try headers[i].withValueBytes { buf throws(SIPSyntaxError) -> Via? in
+                    var cur = ByteCursor(buf)
+                    cur.skipWS()
+                    while !cur.atEnd {
+                        let via = try Via.parse(&cur)
+                        if seen == n { return via }
+                        seen += 1
+                        cur.skipWS()
+                        if cur.atEnd { break }
+                        guard cur.consume(ASCII.comma) else { throw SIPSyntaxError("unexpected text after Via value") }
+                        cur.skipWS()
+                    }
+                    return nil
+                }
+            } catch { throw SIPParseError(error.message, header: KnownHeader.via.canonicalName) }
+            if let found { return found }
+        }
+        return nil
     }
 
     public func from() throws(SIPParseError) -> NameAddress? {

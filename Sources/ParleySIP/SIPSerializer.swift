@@ -8,10 +8,11 @@ extension SIPMessage {
         return out
     }
 
-    /// At least what `serialized()` writes, for a request unless its Request-URI is over 100
-    /// bytes (cheaper than `serializedCount`, which writes the Request-URI out to count it).
+    /// At least what `serialized()` writes, unless a Request-URI written anew is over 230 bytes
+    /// (cheaper than `serializedCount`, which writes the Request-URI out to count it). A buffer
+    /// sized by it is not grown while the message is written into it.
     public var estimatedSerializedCount: Int {
-        128 + body.count + headerLinesCount + (rawStartLine?.count ?? 0)
+        256 + body.count + headerLinesCount + (rawStartLine?.count ?? 0)
     }
 
     /// Hands the bytes of `serialized()` to `sink` piece by piece, in order (for writing them

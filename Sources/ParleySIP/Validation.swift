@@ -60,7 +60,7 @@ extension SIPMessage {
             }
             try checkAll(.via, index, lines) { v throws(SIPSyntaxError) in
                 let list = try Via.parseList(bytes: v)
-                cache.vias += list
+                if cache.vias.isEmpty { cache.vias = list } else { cache.vias += list }
                 for via in list where !asciiCaseInsensitiveEquals(via.protocolName, "SIP") || via.protocolVersion != "2.0" {
                     throw SIPSyntaxError("unsupported protocol \(via.protocolName)/\(via.protocolVersion)")
                 }
@@ -81,7 +81,7 @@ extension SIPMessage {
             var contactCount = 0
             try checkAll(.contact, index, lines) { v throws(SIPSyntaxError) in
                 let list = try ContactValue.parseList(bytes: v)
-                cache.contacts += list
+                if cache.contacts.isEmpty { cache.contacts = list } else { cache.contacts += list }
                 for c in list {
                     contactCount += 1
                     guard let a = c.address else { wildcard = true; continue }
@@ -96,8 +96,8 @@ extension SIPMessage {
                 try checkAll(k, index, lines) { v throws(SIPSyntaxError) in
                     let list = try NameAddress.parseList(bytes: v)
                     switch k {
-                    case .route: cache.routes += list
-                    case .recordRoute: cache.recordRoutes += list
+                    case .route: if cache.routes.isEmpty { cache.routes = list } else { cache.routes += list }
+                    case .recordRoute: if cache.recordRoutes.isEmpty { cache.recordRoutes = list } else { cache.recordRoutes += list }
                     default: break
                     }
                 }
@@ -159,9 +159,12 @@ final class ParsedHeaders: @unchecked Sendable {
 }
 
 /// Where the known headers stand in a message: the first line of each and how many lines.
+/// Kept inline (no allocation): every received message is indexed once.
 struct HeaderIndex {
-    private var firsts = [Int16](repeating: -1, count: KnownHeader.allCases.count)
-    private var counts = [UInt16](repeating: 0, count: KnownHeader.allCases.count)
+    /// Room for every KnownHeader (ParleySIPTests checks that they fit).
+    static let capacity = 64
+    private var firsts = InlineArray<64, Int16>(repeating: -1)
+    private var counts = InlineArray<64, UInt16>(repeating: 0)
 
     mutating func note(_ k: KnownHeader, at i: Int) {
         let r = Int(k.rawValue)

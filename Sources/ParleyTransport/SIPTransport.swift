@@ -247,14 +247,17 @@ public final class SIPTransport: @unchecked Sendable {
     static let largestDatagram = 65_507
 
     private func flushAfterTurn(_ channel: Channel) {
-        if unflushed.isEmpty {
-            loop.execute { [self] in
-                let channels = unflushed
-                unflushed = []
-                for c in channels { c.flush() }
-            }
-        }
+        if unflushed.isEmpty { loop.execute { [self] in flushUnflushed() } }
         if !unflushed.contains(where: { $0 === channel }) { unflushed.append(channel) }
+    }
+
+    /// Flushes the channels written this turn. The array keeps its room from turn to turn; a
+    /// channel added while flushing (a write's failure could) gets a turn of its own.
+    private func flushUnflushed() {
+        let n = unflushed.count
+        for i in 0..<n { unflushed[i].flush() }
+        unflushed.removeFirst(n)
+        if !unflushed.isEmpty { loop.execute { [self] in flushUnflushed() } }
     }
 
     /// The open connection to `address` (TCP, or TLS), or a new one.
