@@ -49,9 +49,35 @@ public struct SDPSession: Sendable, Equatable {
         var out: [UInt8] = []
         out.reserveCapacity(body.count + 32)
         out.append(contentsOf: body[..<line.lowerBound])
-        out.append(contentsOf: Array(originLine.utf8))
+        writeOrigin(into: &out)
         out.append(contentsOf: body[line.upperBound...])
         return out
+    }
+
+    /// Appends `originLine`'s bytes to `out` without making the string (once per SDP relayed).
+    func writeOrigin(into out: inout [UInt8]) {
+        func number(_ v: UInt64) {
+            var tmp: (UInt64, UInt64, UInt64) = (0, 0, 0)  // 24 bytes: enough for 20 digits
+            withUnsafeMutableBytes(of: &tmp) { buf in
+                var i = buf.count
+                var m = v
+                repeat {
+                    i -= 1
+                    buf[i] = UInt8(ascii: "0") + UInt8(m % 10)
+                    m /= 10
+                } while m > 0
+                out.append(contentsOf: buf[i...])
+            }
+        }
+        out.append(UInt8(ascii: "o"))
+        out.append(UInt8(ascii: "="))
+        out.append(contentsOf: Self.username.utf8)
+        out.append(UInt8(ascii: " "))
+        number(sessionID)
+        out.append(UInt8(ascii: " "))
+        number(version)
+        out.append(UInt8(ascii: " "))
+        out.append(contentsOf: address.utf8)
     }
 
     /// The bytes of the `o=` line (up to, not including, its CR or LF), if the body has one at

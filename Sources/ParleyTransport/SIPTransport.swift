@@ -432,15 +432,22 @@ public final class SIPTransport: @unchecked Sendable {
 
     /// A response built from a request per RFC 3261 section 8.2.6 (Via, From, To, Call-ID, CSeq
     /// copied; a To tag added for a final response when the request had none).
+    /// The headers after the Vias that a response copies from its request, in order (8.2.6.2).
+    private static let copiedIntoResponses: [KnownHeader] = [.from, .to, .callID, .cseq]
+
     public static func makeResponse(to request: SIPMessage, code: Int, reason: String? = nil, toTag: String? = nil) -> SIPMessage {
         var headers = SIPHeaders()
         headers.reserveCapacity(request.headers.count(where: { $0.known == .via }) + 6)
         for h in request.headers where h.known == .via { headers.append(h) }
-        for k in [KnownHeader.from, .to, .callID, .cseq] {
+        for k in Self.copiedIntoResponses {
             guard let i = request.headers.firstIndex(k) else { continue }
             var h = request.headers[i]
             if k == .to, code > 100, let toTag, (try? request.to())??.tag == nil {
-                h.value += ";tag=" + toTag
+                var v = h.value
+                v.reserveCapacity(v.utf8.count + 5 + toTag.utf8.count)
+                v += ";tag="
+                v += toTag
+                h.value = v
             }
             headers.append(h)
         }

@@ -15,6 +15,18 @@ import Testing
         return line.dropFirst(2).split(separator: " ").map(String.init)
     }
 
+    /// The origin written into a body is `originLine`, whatever the numbers' sizes.
+    @Test(arguments: [UInt64(1), 9, 10, 4242, 1 << 62, UInt64.max])
+    func theWrittenOriginIsTheOriginLine(sessionID: UInt64) {
+        for host in ["192.0.2.1", "2001:db8::7"] {
+            var s = SDPSession(host: host, sessionID: sessionID)
+            let out = String(decoding: s.own(Self.sdp(origin: "o=x 1 1 IN IP4 198.51.100.3", port: 6000)), as: UTF8.self)
+            let line = out.split(separator: "\r\n").first { $0.hasPrefix("o=") }.map(String.init)
+            #expect(line == s.originLine)
+            #expect(s.originLine == "o=parley \(sessionID) \(s.version) \(host.contains(":") ? "IN IP6" : "IN IP4") \(host)")
+        }
+    }
+
     @Test func theFarEndsOriginNeverReachesTheLeg() {
         var s = SDPSession(host: "192.0.2.1", sessionID: 4242)
         let out = s.own(Self.sdp(origin: "o=moh 99 7 IN IP4 198.51.100.3", port: 6000))
