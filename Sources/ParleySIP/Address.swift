@@ -1,7 +1,10 @@
 /// Parses header parameters: `*( SEMI generic-param )` where generic-param is
 /// `token [ EQUAL gen-value ]` and gen-value is a token, a host (IPv6 included) or a quoted string.
 /// Values are kept as written (quoted strings keep their quotes).
-func parseHeaderParameters(_ cur: inout ByteCursor) throws(SIPSyntaxError) -> [SIPParameter] {
+/// `room`: how many parameters to make room for at the first (a Via's branch, rport and
+/// received would grow the list three times); 0 leaves the list exactly as long as it is, for
+/// the addresses a dialog keeps for its whole life.
+func parseHeaderParameters(_ cur: inout ByteCursor, room: Int = 0) throws(SIPSyntaxError) -> [SIPParameter] {
     var params: [SIPParameter] = []
     while true {
         let save = cur.pos
@@ -26,9 +29,7 @@ func parseHeaderParameters(_ cur: inout ByteCursor) throws(SIPSyntaxError) -> [S
                 throw SIPSyntaxError("parameter '\(cur.string(name))' has '=' but no value")
             }
         }
-        // Room for four at the first: a Via has branch, rport and received, and growing one
-        // by one would allocate three times.
-        if params.isEmpty { params.reserveCapacity(4) }
+        if params.isEmpty, room > 0 { params.reserveCapacity(room) }
         params.append(SIPParameter(cur.string(name), value))
     }
     return params

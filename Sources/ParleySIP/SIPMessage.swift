@@ -46,19 +46,93 @@ public enum SIPStartLine: Sendable, Equatable {
 }
 
 /// A SIP request or response: start line, headers in order, and body bytes.
+///
+/// A small copy-on-write value: the message is one reference to storage that copies share, so
+/// handing a message through transactions, actions and loops copies one pointer. The first
+/// change to a copy that shares its storage copies the storage (its fields, not their bytes:
+/// header values stay views of the same buffers).
 public struct SIPMessage: Sendable, Equatable {
-    public var startLine: SIPStartLine { didSet { rawStartLine = nil } }
-    public var headers: SIPHeaders { didSet { parsed = nil } }
-    public var body: [UInt8]
+    /// What a message holds. Changed only through a message that holds the one reference to it.
+    ///
+    /// Its fields skip the runtime's exclusivity checks: the static checks on the message that
+    /// owns it already rule out overlapping access, since a field is changed only through
+    /// `owned()`, by the one message that holds the storage.
+    final class Storage: @unchecked Sendable {
+        @exclusivity(unchecked) var startLine: SIPStartLine
+        @exclusivity(unchecked) var headers: SIPHeaders
+        @exclusivity(unchecked) var body: [UInt8]
+        /// The start line as received, written back as it was until the start line changes.
+        @exclusivity(unchecked) var rawStartLine: ValueBytes?
+        /// Typed headers parsed by validation; dropped when the headers change.
+        @exclusivity(unchecked) var parsed: ParsedHeaders?
+
+        init(startLine: SIPStartLine, headers: SIPHeaders, body: [UInt8], rawStartLine: ValueBytes? = nil, parsed: ParsedHeaders? = nil) {
+            self.startLine = startLine
+            self.headers = headers
+            self.body = body
+            self.rawStartLine = rawStartLine
+            self.parsed = parsed
+        }
+
+        func copy() -> Storage {
+            Storage(startLine: startLine, headers: headers, body: body, rawStartLine: rawStartLine, parsed: parsed)
+        }
+    }
+
+    private var storage: Storage
+
+    /// The storage, made this message's own first if a copy shares it.
+    private mutating func owned() -> Storage {
+        if !isKnownUniquelyReferenced(&storage) { storage = storage.copy() }
+        return storage
+    }
+
+    public var startLine: SIPStartLine {
+        _read { yield storage.startLine }
+        set {
+            let s = owned()
+            s.startLine = newValue
+            s.rawStartLine = nil
+        }
+    }
+
+    public var headers: SIPHeaders {
+        _read { yield storage.headers }
+        _modify {
+            let s = owned()
+            yield &s.headers
+            s.parsed = nil
+        }
+        set {
+            let s = owned()
+            s.headers = newValue
+            s.parsed = nil
+        }
+    }
+
+    public var body: [UInt8] {
+        _read { yield storage.body }
+        _modify {
+            let s = owned()
+            yield &s.body
+        }
+        set { owned().body = newValue }
+    }
+
     /// The start line as received, written back as it was until the start line changes.
-    var rawStartLine: ValueBytes?
+    var rawStartLine: ValueBytes? {
+        get { storage.rawStartLine }
+        set { owned().rawStartLine = newValue }
+    }
+
     /// Typed headers parsed by validation; dropped when the headers change.
-    var parsed: ParsedHeaders?
+    var parsed: ParsedHeaders? {
+        get { storage.parsed }
+        set { owned().parsed = newValue }
+    }
 
     public init(startLine: SIPStartLine, headers: SIPHeaders = SIPHeaders(), body: [UInt8] = []) {
-        self.startLine = startLine
-        self.headers = headers
-        self.body = body
+        storage = Storage(startLine: startLine, headers: headers, body: body)
     }
 
     public static func == (a: SIPMessage, b: SIPMessage) -> Bool {

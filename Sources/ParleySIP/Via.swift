@@ -81,7 +81,7 @@ public struct Via: Sendable, Hashable, CustomStringConvertible {
             while let c = cur.peek, ASCII.isDigit(c) { cur.pos += 1 }
             port = try parsePort(cur.buf, ps..<cur.pos)
         }
-        let params = try parseHeaderParameters(&cur)
+        let params = try parseHeaderParameters(&cur, room: 4)
         if let b = params.value("branch"), b.isEmpty { throw SIPSyntaxError("empty branch") }
         var v = Via(transport: cur.string(transport), host: host, port: port, parameters: params)
         v.protocolName = cur.string(name)
