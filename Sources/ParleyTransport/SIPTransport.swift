@@ -430,11 +430,11 @@ public final class SIPTransport: @unchecked Sendable {
         request.replaceTopVia(via)
     }
 
-    /// A response built from a request per RFC 3261 section 8.2.6 (Via, From, To, Call-ID, CSeq
-    /// copied; a To tag added for a final response when the request had none).
     /// The headers after the Vias that a response copies from its request, in order (8.2.6.2).
     private static let copiedIntoResponses: [KnownHeader] = [.from, .to, .callID, .cseq]
 
+    /// A response built from a request per RFC 3261 section 8.2.6 (Via, From, To, Call-ID, CSeq
+    /// copied; a To tag added for a final response when the request had none).
     public static func makeResponse(to request: SIPMessage, code: Int, reason: String? = nil, toTag: String? = nil) -> SIPMessage {
         var headers = SIPHeaders()
         headers.reserveCapacity(request.headers.count(where: { $0.known == .via }) + 6)
