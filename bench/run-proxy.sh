@@ -6,13 +6,15 @@
 # each process (proxy, uac, uas), then Parley's best rate as a ratio of Kamailio's.
 #
 #   bash bench/run-proxy.sh [--parley PATH] [--only kamailio|parley] [--step-seconds S]
-#                           [--max-rate R] [--max-minutes M] [--hold-ms MS]
+#                           [--max-rate R] [--max-minutes M] [--hold-ms MS] [--loops N]
 #
 # Defaults: Parley is .build/release/parley (build it with `swift build -c release`; this script
-# does not build); each step makes S=5 seconds of calls; rates 200, 400, ... up to 4,000 calls/s;
+# does not build); each step makes S=5 seconds of calls; rates 200, 400, ... 3,000, then by 250 to
+# 4,000, then by 500 to 6,000 and by 1,000 to 10,000, up to R=4,000 calls/s unless raised;
 # the whole script stops by itself within M=10 minutes (half of it per proxy). Calls hold
 # MS=1000 ms between ACK and BYE. Kamailio runs bench/kamailio/proxy.cfg with 2 UDP workers
-# (the box has 2 cores, shared with both SIPp processes). Nothing is asserted: figures only.
+# (the box has 2 cores, shared with both SIPp processes); Parley runs with its default event loops
+# (one per core) unless --loops N says. Nothing is asserted: figures only.
 set -u
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -24,6 +26,7 @@ STEP_S=5
 MAX_RATE=4000
 MAX_MIN=10
 HOLD_MS=1000
+LOOPS=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --parley) PARLEY=$2; shift 2 ;;
@@ -32,7 +35,8 @@ while [ $# -gt 0 ]; do
     --max-rate) MAX_RATE=$2; shift 2 ;;
     --max-minutes) MAX_MIN=$2; shift 2 ;;
     --hold-ms) HOLD_MS=$2; shift 2 ;;
-    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --loops) LOOPS=$2; shift 2 ;;
+    -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
 done
@@ -41,7 +45,7 @@ for tool in sipp kamailio ss timeout setsid; do
 done
 
 RATES=""
-for r in 200 400 600 800 1000 1200 1400 1600 1800 2000 2200 2400 2600 2800 3000 3250 3500 3750 4000; do
+for r in 200 400 600 800 1000 1200 1400 1600 1800 2000 2200 2400 2600 2800 3000 3250 3500 3750 4000 4500 5000 5500 6000 7000 8000 9000 10000; do
   [ "$r" -le "$MAX_RATE" ] && RATES="$RATES $r"
 done
 IP=127.0.0.1
@@ -121,6 +125,7 @@ bench_proxy() {
     local extra=()
     "$PARLEY" proxy --help 2>/dev/null | grep -q -- '--log-level' && extra=(--log-level error)
     "$PARLEY" proxy --help 2>/dev/null | grep -q -- '--trusted' && extra+=(--trusted "$IP")   # the load's one address
+    [ -n "$LOOPS" ] && extra+=(--loops "$LOOPS")
     setsid "$PARLEY" proxy --listen "$IP:$b" --to "$IP:$((b + 1))" --transport udp "${extra[@]}" \
       >"$dir/proxy.log" 2>&1 &
   fi
@@ -213,7 +218,7 @@ if [ "$ONLY" != kamailio ]; then
   elif ! "$PARLEY" proxy --help >/dev/null 2>&1; then
     echo "parley: NOT RUN: '$PARLEY proxy --help' fails (no proxy command in this build?)"
   else
-    echo "# parley: $PARLEY proxy --listen $IP:PORT --to $IP:PORT --transport udp"
+    echo "# parley: $PARLEY proxy --listen $IP:PORT --to $IP:PORT --transport udp${LOOPS:+ --loops $LOOPS}"
     bench_proxy parley && PARLEY_RAN=1
   fi
 fi

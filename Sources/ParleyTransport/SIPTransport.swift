@@ -42,13 +42,23 @@ public final class SIPTransport: @unchecked Sendable {
         public var badRequestsAnswered = 0
         public var sendFailures = 0
         public var streamErrors = 0
+        /// Messages read here for a call another loop owns, and handed to it.
+        public var handedOff = 0
+        /// Messages another loop read for a call this one owns.
+        public var handedIn = 0
     }
-    public private(set) var counters = Counters()
+    public internal(set) var counters = Counters()
     /// Datagrams read per system call.
     static let vectorRead = 8
     /// UDP listeners written to since their last flush: flushed once, after the loop's turn, so
     /// that what one turn sends goes out in one system call (sendmmsg).
     private var unflushed: [Channel] = []
+    /// The shards this transport is one of (nil: alone), its place among them, and what this
+    /// read queued for each of the others.
+    public internal(set) weak var shards: SIPShards?
+    public internal(set) var shardIndex = 0
+    var pendingHandoffs: [[Handoff]] = []
+    var handoffsQueued = 0
 
     /// A bound listener.
     public struct Listener: Sendable {
@@ -86,12 +96,15 @@ public final class SIPTransport: @unchecked Sendable {
     // MARK: Listening
 
     /// Binds a listener. Port 0 picks a free port (see `listeners` for the one bound).
-    public func listen(_ kind: SIPTransportKind, on address: SocketAddress) -> EventLoopFuture<Listener> {
+    /// `reusePort`: SO_REUSEPORT, for shards that share the address (`SIPShards.listen`).
+    public func listen(_ kind: SIPTransportKind, on address: SocketAddress, reusePort: Bool = false) -> EventLoopFuture<Listener> {
+        let reuse = reusePort ? 1 : 0
         let future: EventLoopFuture<Channel>
         switch kind {
         case .udp:
             future = DatagramBootstrap(group: loop)
                 .channelOption(.socketOption(.so_reuseaddr), value: 1)
+                .channelOption(.socketOption(Self.soReusePort), value: reuse)
                 .channelOption(.socketOption(.so_rcvbuf), value: 4 << 20)
                 .channelOption(.maxMessagesPerRead, value: 16)
                 // Up to `vectorRead` datagrams per system call (recvmmsg). NIO splits the read
@@ -109,6 +122,7 @@ public final class SIPTransport: @unchecked Sendable {
             }
             future = ServerBootstrap(group: loop)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .serverChannelOption(.socketOption(Self.soReusePort), value: reuse)
                 .serverChannelOption(.backlog, value: 1024)
                 .serverChannelInitializer { [self] channel in
                     addAcceptBackoff(channel).flatMapThrowing {
@@ -339,7 +353,7 @@ public final class SIPTransport: @unchecked Sendable {
     func received(_ bytes: [UInt8], from source: SIPSource, framing: SIPFraming) {
         do {
             let message = try SIPParser.parse(bytes, framing: framing, limits: limits)
-            deliver(message, from: source)
+            route(message, from: source, bytes: bytes.count)
         } catch {
             refuse(bytes, error: error, from: source)
         }
@@ -460,11 +474,14 @@ public enum TransportError: Error, Sendable, CustomStringConvertible {
     case noListener(SIPTransportKind)
     case noRoute
     case noTLS
+    /// Another socket holds the address (several loops share a port only among themselves).
+    case addressInUse(String)
     public var description: String {
         switch self {
         case .noListener(let k): "no \(k) listener for that address family"
         case .noRoute: "no route for the response (no usable Via)"
         case .noTLS: "TLS is not configured (tls.certificate and tls.key for a listener)"
+        case .addressInUse(let a): "\(a) is in use by another socket"
         }
     }
 }
@@ -482,147 +499,4 @@ func sameIP(_ a: String, _ b: String) -> Bool {
         return a.lowercased() == b.lowercased()
     }
     return x.ipAddress == y.ipAddress
-}
-
-/// Reads datagrams: one message each.
-final class UDPHandler: ChannelInboundHandler {
-    typealias InboundIn = AddressedEnvelope<ByteBuffer>
-    let transport: SIPTransport
-
-    init(transport: SIPTransport) { self.transport = transport }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        var envelope = unwrapInboundIn(data)
-        let bytes = envelope.data.readBytes(length: envelope.data.readableBytes) ?? []
-        // RFC 5626 keep-alives (CRLF) carry no message.
-        if bytes.allSatisfy({ $0 == 13 || $0 == 10 }) { return }
-        guard transport.admit(envelope.remoteAddress, isRequest: !bytes.starts(with: SIPTransport.statusLinePrefix), bytes: bytes.count) else { return }
-        let source = SIPSource(transport: .udp, remote: envelope.remoteAddress, local: context.channel.localAddress)
-        transport.received(bytes, from: source, framing: .datagram)
-    }
-
-    func errorCaught(context: ChannelHandlerContext, error: Error) {
-        // ICMP port unreachable and the like surface here on UDP; the transaction timers cover it.
-        transport.logger.debug("UDP error: \(error)")
-    }
-}
-
-/// Frames a TCP byte stream into messages.
-///
-/// A message must arrive whole within `messageTimeout` of its first byte (a new connection's
-/// first message, of the connect), whatever trickles in meanwhile; the bytes a partial message
-/// holds are charged to the process's `partialBudget`, and a read that would overspend it closes
-/// the connection.
-final class StreamHandler: ChannelInboundHandler {
-    typealias InboundIn = ByteBuffer
-    let transport: SIPTransport
-    var framer: SIPStreamFramer
-    /// TCP or TLS: what `SIPSource` says.
-    let kind: SIPTransportKind
-    /// Bytes charged to the budget now (what the framer holds).
-    private var charged = 0
-    private var deadline: Scheduled<Void>?
-    /// Whether a message has arrived on this connection yet.
-    private var spoken = false
-
-    init(transport: SIPTransport, limits: SIPParserLimits, kind: SIPTransportKind = .tcp) {
-        self.transport = transport
-        self.framer = SIPStreamFramer(limits: limits, validate: true)
-        self.kind = kind
-    }
-
-    func channelActive(context: ChannelHandlerContext) {
-        transport.connectionActive(context.channel, kind: kind)
-        armDeadline(context)  // the first message's, from the connect
-        context.fireChannelActive()
-    }
-
-    func channelInactive(context: ChannelHandlerContext) {
-        transport.connectionInactive(context.channel, kind: kind)
-        release()
-        context.fireChannelInactive()
-    }
-
-    func handlerRemoved(context: ChannelHandlerContext) {
-        release()
-    }
-
-    private func release() {
-        deadline?.cancel()
-        deadline = nil
-        transport.partialBudget.give(charged)
-        charged = 0
-    }
-
-    private func armDeadline(_ context: ChannelHandlerContext) {
-        guard deadline == nil else { return }
-        let channel = context.channel
-        let transport = self.transport
-        deadline = context.eventLoop.assumeIsolated().scheduleTask(in: transport.connectionLimits.messageTimeout) { [weak self] in
-            self?.deadline = nil
-            transport.connectionCounters.messageTimeouts += 1
-            transport.logger.debug("closing TCP connection from \(channel.remoteAddress.map(hostPort) ?? "?"): no whole message within \(transport.connectionLimits.messageTimeout)")
-            channel.close(promise: nil)
-        }
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let buffer = unwrapInboundIn(data)
-        guard transport.partialBudget.take(buffer.readableBytes) else {
-            transport.connectionCounters.overBudget += 1
-            transport.logger.debug("closing TCP connection from \(context.channel.remoteAddress.map(hostPort) ?? "?"): the partial-message budget is spent")
-            context.close(promise: nil)
-            return
-        }
-        charged += buffer.readableBytes
-        buffer.withUnsafeReadableBytes { framer.append($0) }
-        guard let remote = context.channel.remoteAddress else { return }
-        let source = SIPSource(transport: kind, remote: remote, local: context.channel.localAddress, connection: context.channel)
-        do {
-            loop: while true {
-                switch try framer.next() {
-                case .message(let m):
-                    messageDone(context)
-                    // TCP: the rate applies; the connection itself proves the address.
-                    guard transport.admit(remote, isRequest: m.isRequest, bytes: 0) else { continue }
-                    transport.deliver(m, from: source)
-                case .invalid(let error, let bytes):
-                    messageDone(context)
-                    transport.refuse(bytes, error: error, from: source)
-                case .needMoreData:
-                    break loop
-                }
-            }
-        } catch {
-            transport.streamError(error, on: context.channel)
-            return
-        }
-        // What is left is a message begun (its deadline runs), or nothing (keep-alive CRLFs).
-        let held = framer.bufferedByteCount
-        if held < charged {
-            transport.partialBudget.give(charged - held)
-            charged = held
-        }
-        if held > 0 { armDeadline(context) } else if spoken { deadline?.cancel(); deadline = nil }
-    }
-
-    /// A whole message came: the next one's deadline starts with its own first byte.
-    private func messageDone(_ context: ChannelHandlerContext) {
-        spoken = true
-        deadline?.cancel()
-        deadline = nil
-    }
-
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if event is IdleStateHandler.IdleStateEvent {
-            context.close(promise: nil)
-        } else {
-            context.fireUserInboundEventTriggered(event)
-        }
-    }
-
-    func errorCaught(context: ChannelHandlerContext, error: Error) {
-        transport.logger.debug("TCP error from \(context.channel.remoteAddress.map(hostPort) ?? "?"): \(error)")
-        context.close(promise: nil)
-    }
 }

@@ -81,6 +81,16 @@ public struct SourceGuard: Sendable {
         return true
     }
 
+    /// Bytes `source` sent that another loop read and rated (shards): counted toward what the
+    /// address may be sent from here, with no rate applied.
+    public mutating func credit(_ source: SourceKey, bytes: Int, now: Int64) {
+        if settings.trusted.contains(source) { return }
+        guard var e = entry(source, now: now) else { return }
+        e.received += bytes
+        e.seen = now
+        entries[source] = e
+    }
+
     /// Whether a response of `bytes` may go to `destination` over UDP (and counts it if so).
     public mutating func mayRespond(to destination: SourceKey, bytes: Int, now: Int64) -> Bool {
         if settings.trusted.contains(destination) { return true }

@@ -38,6 +38,9 @@ struct ProxyCommand: ParsableCommand {
     @Flag(name: .customLong("no-record-route"), help: "Do not insert Record-Route.")
     var noRecordRoute = false
 
+    @Option(help: "Event loops, each reading its own socket on --listen; a call's messages are all handled on the loop its Call-ID hashes to. Default: one per core.")
+    var loops: Int?
+
     @OptionGroup var sources: SourceOptions
 
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
@@ -53,6 +56,7 @@ struct ProxyCommand: ParsableCommand {
         }
         guard !to.isEmpty else { throw ValidationError("give at least one --to target") }
         guard branchTimeout > 0 else { throw ValidationError("--branch-timeout must be positive") }
+        if let loops, !(1...64).contains(loops) { throw ValidationError("--loops must be 1 to 64, not \(loops)") }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("--log-level '\(logLevel)' is not a log level") }
     }
 
@@ -72,44 +76,53 @@ struct ProxyCommand: ParsableCommand {
             throw ValidationError("\(error)")
         }
 
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let loop = group.next()
+        let count = loops ?? System.coreCount
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: count)
         var configuration = ProxyConfiguration()
         configuration.recordRoute = !noRecordRoute
         configuration.branchTimeout = .milliseconds(Int64(branchTimeout * 1000))
         configuration.defaultTransport = kind
 
         let proxyConfiguration = configuration
-        let setup = loop.flatSubmit { () -> EventLoopFuture<SIPProxy> in
-            let transport = SIPTransport(loop: loop)
-            sources.apply(to: transport)
-            let stack = SIPStack(transport: transport)
-            let proxy = SIPProxy(stack: stack, configuration: proxyConfiguration) { _, _ in
-                targets.map { ProxyTarget(destination: $0) }
-            }
-            return transport.listen(.udp, on: listenAddress)
-                .flatMap { _ in transport.listen(.tcp, on: listenAddress) }
-                .map { _ in proxy }
-        }
-        let proxy: SIPProxy
+        let proxies: [SIPProxy]
+        let shards: SIPShards
         do {
-            proxy = try setup.wait()
+            // One proxy per loop, each with its own transport and transaction stack.
+            proxies = try group.makeIterator().map { loop in
+                try loop.submit { () -> SIPProxy in
+                    let transport = SIPTransport(loop: loop)
+                    sources.apply(to: transport)
+                    let stack = SIPStack(transport: transport)
+                    return SIPProxy(stack: stack, configuration: proxyConfiguration) { _, _ in
+                        targets.map { ProxyTarget(destination: $0) }
+                    }
+                }.wait()
+            }
+            shards = SIPShards(proxies.map(\.stack.transport))
+            _ = try shards.listen(.udp, on: listenAddress).wait()
+            _ = try shards.listen(.tcp, on: listenAddress).wait()
         } catch {
             try? group.syncShutdownGracefully()
             throw ValidationError("cannot listen on \(listen): \(error)")
         }
 
         waitForTerminationSignal()
-        let summary = try? loop.submit { () -> String in
-            let c = proxy.counters
-            let t = proxy.stack.transport.counters
-            return "requests=\(c.requests) forwarded=\(c.forwarded) refused=\(c.refused) branch_timeouts=\(c.branchTimeouts) acks=\(c.acksForwarded) active_calls=\(proxy.activeCalls) transactions=\(proxy.stack.transactionCount) malformed_requests=\(t.malformedRequests) malformed_responses=\(t.malformedResponses) send_failures=\(t.sendFailures)\n"
-        }.wait()
-        if let summary {
+        let parts = proxies.compactMap { proxy in
+            try? proxy.stack.loop.submit { () -> [Int] in
+                let c = proxy.counters
+                let t = proxy.stack.transport.counters
+                return [c.requests, c.forwarded, c.refused, c.branchTimeouts, c.acksForwarded, proxy.activeCalls,
+                        proxy.stack.transactionCount, t.malformedRequests, t.malformedResponses, t.sendFailures, t.handedOff]
+            }.wait()
+        }
+        if parts.count == proxies.count {
+            let n = parts.reduce(into: Array(repeating: 0, count: 11)) { sum, p in for i in sum.indices { sum[i] += p[i] } }
+            let summary = "requests=\(n[0]) forwarded=\(n[1]) refused=\(n[2]) branch_timeouts=\(n[3]) acks=\(n[4]) active_calls=\(n[5]) transactions=\(n[6]) malformed_requests=\(n[7]) malformed_responses=\(n[8]) send_failures=\(n[9]) loops=\(count) handed_off=\(n[10])\n"
             FileHandle.standardError.write(Data(summary.utf8))
             if let statsFile { try? summary.write(toFile: statsFile, atomically: true, encoding: .utf8) }
         }
-        _ = try? loop.flatSubmit { proxy.stack.stop(); return proxy.stack.transport.close() }.wait()
+        for proxy in proxies { try? proxy.stack.loop.submit { proxy.stack.stop() }.wait() }
+        _ = try? shards.close().wait()
         try? group.syncShutdownGracefully()
     }
 }
