@@ -36,7 +36,7 @@ while [ $# -gt 0 ]; do
     --max-minutes) MAX_MIN=$2; shift 2 ;;
     --hold-ms) HOLD_MS=$2; shift 2 ;;
     --loops) LOOPS=$2; shift 2 ;;
-    -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
 done
