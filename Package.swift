@@ -54,8 +54,9 @@ let package = Package(
             name: "ParleyRules",
             dependencies: ["ParleySIP", "CLuaShim", .product(name: "Logging", package: "swift-log")]
         ),
-        // Call records and the queue log (issue 6), in SQLite through GRDB; depends on nothing of ours.
-        .target(name: "ParleyRecords", dependencies: [.product(name: "GRDB", package: "GRDB.swift"), .product(name: "GRDBSQLite", package: "GRDB.swift")]),
+        // Call records and the queue log (issue 6), in SQLite through GRDB; of ours, only the
+        // message core's byte helpers.
+        .target(name: "ParleyRecords", dependencies: ["ParleySIP", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "GRDBSQLite", package: "GRDB.swift")]),
         .testTarget(name: "ParleyRecordsTests", dependencies: ["ParleyRecords"]),
         // The dialog layer (RFC 3261 12, RFC 3264 8): dialogs per leg, what crosses a B2BUA, the
         // SDP session Parley owns toward each leg. Below the call center, above transactions.

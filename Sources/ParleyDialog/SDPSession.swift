@@ -56,26 +56,13 @@ public struct SDPSession: Sendable, Equatable {
 
     /// Appends `originLine`'s bytes to `out` without making the string (once per SDP relayed).
     func writeOrigin(into out: inout [UInt8]) {
-        func number(_ v: UInt64) {
-            var tmp: (UInt64, UInt64, UInt64) = (0, 0, 0)  // 24 bytes: enough for 20 digits
-            withUnsafeMutableBytes(of: &tmp) { buf in
-                var i = buf.count
-                var m = v
-                repeat {
-                    i -= 1
-                    buf[i] = UInt8(ascii: "0") + UInt8(m % 10)
-                    m /= 10
-                } while m > 0
-                out.append(contentsOf: buf[i...])
-            }
-        }
         out.append(UInt8(ascii: "o"))
         out.append(UInt8(ascii: "="))
         out.append(contentsOf: Self.username.utf8)
         out.append(UInt8(ascii: " "))
-        number(sessionID)
+        out.appendDecimal(sessionID)
         out.append(UInt8(ascii: " "))
-        number(version)
+        out.appendDecimal(version)
         out.append(UInt8(ascii: " "))
         out.append(contentsOf: address.utf8)
     }

@@ -1,4 +1,5 @@
 import Foundation
+import ParleySIP
 
 /// A JSON value written the way the admin API shows it: keys in the order given, `null` written
 /// out (never a missing key), strings escaped per RFC 8259 (control characters as \u00XX, so
@@ -204,17 +205,7 @@ public struct JSONWriter {
     /// A whole number in decimal, without building a string.
     public mutating func digits(_ v: Int64) {
         if v < 0 { bytes.append(UInt8(ascii: "-")) }
-        var m = v.magnitude
-        var tmp: (UInt64, UInt64, UInt64) = (0, 0, 0)  // 24 bytes: enough for 20 digits
-        withUnsafeMutableBytes(of: &tmp) { buf in
-            var i = buf.count
-            repeat {
-                i -= 1
-                buf[i] = UInt8(ascii: "0") + UInt8(m % 10)
-                m /= 10
-            } while m > 0
-            bytes.append(contentsOf: buf[i...])
-        }
+        bytes.appendDecimal(v.magnitude)
     }
 
     public mutating func int(_ v: Int) { int(Int64(v)) }

@@ -9,6 +9,22 @@ import Darwin
 // Byte-level helpers shared by the parsers. Everything in the message core works on UTF-8 bytes;
 // Strings are made only for the pieces a caller keeps.
 
+extension Array where Element == UInt8 {
+    /// Appends `v` in decimal, making no string (SDP origin numbers, JSON numbers).
+    public mutating func appendDecimal(_ v: UInt64) {
+        var tmp: (UInt64, UInt64, UInt64) = (0, 0, 0)  // 24 bytes: enough for 20 digits
+        Swift.withUnsafeMutableBytes(of: &tmp) { buf in
+            var i = buf.count
+            var m = v
+            repeat {
+                i -= 1
+                buf[i] = ASCII.zero + UInt8(m % 10)
+                m /= 10
+            } while m > 0
+            append(contentsOf: buf[i...])
+        }
+    }
+}
 
 enum ASCII {
     static let cr: UInt8 = 0x0D

@@ -1,22 +1,33 @@
 /// Parsers for headers whose grammar is a comma-separated list (`1#element`). They walk the value
 /// once with a cursor, so no intermediate strings are made for the elements.
 enum ListParser {
+    /// Walks a comma-separated list: each element is parsed by `element` and handed to `body`,
+    /// which returns false to stop there (the rest is not read). After each element read, only
+    /// white space and then a comma or the end may follow; an empty value or an empty element
+    /// is an error.
+    static func walk<T>(_ buf: UnsafeBufferPointer<UInt8>, what: String,
+                        element: (inout ByteCursor) throws(SIPSyntaxError) -> T,
+                        _ body: (T) -> Bool) throws(SIPSyntaxError) {
+        var cur = ByteCursor(buf)
+        cur.skipWS()
+        if cur.atEnd { throw SIPSyntaxError("empty value") }
+        while true {
+            let e = try element(&cur)
+            cur.skipWS()
+            guard cur.atEnd || cur.peek == ASCII.comma else { throw SIPSyntaxError("unexpected text after \(what)") }
+            if !body(e) || cur.atEnd { return }
+            _ = cur.consume(ASCII.comma)
+            cur.skipWS()
+            if cur.atEnd || cur.peek == ASCII.comma { throw SIPSyntaxError("empty element in list") }
+        }
+    }
+
+    /// Every element of the list.
     static func parse<T>(_ buf: UnsafeBufferPointer<UInt8>, what: String,
                          element: (inout ByteCursor) throws(SIPSyntaxError) -> T) throws(SIPSyntaxError) -> [T] {
-        do {
-            var cur = ByteCursor(buf)
-            var out: [T] = []
-            cur.skipWS()
-            if cur.atEnd { throw SIPSyntaxError("empty value") }
-            while true {
-                out.append(try element(&cur))
-                cur.skipWS()
-                if cur.atEnd { return out }
-                guard cur.consume(ASCII.comma) else { throw SIPSyntaxError("unexpected text after \(what)") }
-                cur.skipWS()
-                if cur.atEnd || cur.peek == ASCII.comma { throw SIPSyntaxError("empty element in list") }
-            }
-        }
+        var out: [T] = []
+        try walk(buf, what: what, element: element) { out.append($0); return true }
+        return out
     }
 }
 
@@ -33,15 +44,14 @@ extension Via {
     /// The first Via value of a header line, the elements after it not read (the top Via of a
     /// message validation has not parsed: no array is made, nothing after it is parsed).
     public static func parseFirst(bytes: UnsafeBufferPointer<UInt8>) throws(SIPSyntaxError) -> Via {
-        do {
-            var cur = ByteCursor(bytes)
-            cur.skipWS()
-            if cur.atEnd { throw SIPSyntaxError("empty value") }
-            let via = try Via.parse(&cur)
-            cur.skipWS()
-            guard cur.atEnd || cur.peek == ASCII.comma else { throw SIPSyntaxError("unexpected text after Via value") }
-            return via
+        var first: Via?
+        try ListParser.walk(bytes, what: "Via value", element: { cur throws(SIPSyntaxError) in try Via.parse(&cur) }) {
+            first = $0
+            return false
         }
+        // walk hands over at least one element or throws.
+        guard let first else { throw SIPSyntaxError("empty value") }
+        return first
     }
 }
 

@@ -402,18 +402,13 @@ extension SIPMessage {
             let found: Via?
             do {
                 found = try headers[i].withValueBytes { buf throws(SIPSyntaxError) -> Via? in
-                    var cur = ByteCursor(buf)
-                    cur.skipWS()
-                    while !cur.atEnd {
-                        let via = try Via.parse(&cur)
-                        if seen == n { return via }
+                    var hit: Via?
+                    try ListParser.walk(buf, what: "Via value", element: { cur throws(SIPSyntaxError) in try Via.parse(&cur) }) { via in
+                        if seen == n { hit = via; return false }
                         seen += 1
-                        cur.skipWS()
-                        if cur.atEnd { break }
-                        guard cur.consume(ASCII.comma) else { throw SIPSyntaxError("unexpected text after Via value") }
-                        cur.skipWS()
+                        return true
                     }
-                    return nil
+                    return hit
                 }
             } catch { throw SIPParseError(error.message, header: KnownHeader.via.canonicalName) }
             if let found { return found }
