@@ -5,6 +5,7 @@ enum ListParser {
     /// which returns false to stop there (the rest is not read). After each element read, only
     /// white space and then a comma or the end may follow; an empty value or an empty element
     /// is an error.
+    @inline(__always)
     static func walk<T>(_ buf: UnsafeBufferPointer<UInt8>, what: String,
                         element: (inout ByteCursor) throws(SIPSyntaxError) -> T,
                         _ body: (T) -> Bool) throws(SIPSyntaxError) {
@@ -23,6 +24,7 @@ enum ListParser {
     }
 
     /// Every element of the list.
+    @inline(__always)
     static func parse<T>(_ buf: UnsafeBufferPointer<UInt8>, what: String,
                          element: (inout ByteCursor) throws(SIPSyntaxError) -> T) throws(SIPSyntaxError) -> [T] {
         var out: [T] = []
