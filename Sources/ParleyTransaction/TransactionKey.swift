@@ -60,18 +60,51 @@ public struct TransactionKey: Sendable, Hashable, CustomStringConvertible {
         return false
     }
 
-    /// The branch, for keys computed by the RFC 3261 rules.
+    /// The branch, in lower case, for keys computed by the RFC 3261 rules.
     public var branch: String? {
         switch storage {
-        case .client(let b, _), .server(let b, _, _): b
+        case .client(let b, _), .server(let b, _, _): Self.branch(fromKey: b)
         case .legacyServer: nil
         }
     }
 
+    /// A branch as a key holds it: compared case-insensitively (7.3.1), so in lower case, and
+    /// its magic cookie left out: what follows it is usually short enough for a String to keep
+    /// inline, so making a key allocates nothing. A branch without the cookie is kept whole,
+    /// behind a NUL (which no branch contains), so it never equals a cookie branch's rest.
+    static func branchKey(_ branch: String) -> String {
+        var branch = branch
+        return branch.withUTF8 { u -> String in
+            let cookie = Self.cookieBytes
+            var start = 0
+            if u.count >= cookie.count, (0..<cookie.count).allSatisfy({ lower(u[$0]) == cookie[$0] }) { start = cookie.count }
+            let rest = UnsafeBufferPointer(rebasing: u[start...])
+            let folded = rest.contains(where: { $0 &- 0x41 < 26 })
+            var key = start == 0 ? "\u{0}" : ""
+            if folded {
+                key += String(decoding: rest.map(lower), as: UTF8.self)
+            } else if start == 0 {
+                key += String(decoding: rest, as: UTF8.self)
+            } else {
+                key = String(decoding: rest, as: UTF8.self)
+            }
+            return key
+        }
+    }
+
+    /// The branch a key holds, the cookie put back (in lower case).
+    static func branch(fromKey key: String) -> String {
+        key.hasPrefix("\u{0}") ? String(key.dropFirst()) : Self.lowerCookie + key
+    }
+
+    private static let lowerCookie = Via.magicCookie.lowercased()
+    private static let cookieBytes = Array(lowerCookie.utf8)
+    private static func lower(_ c: UInt8) -> UInt8 { c &- 0x41 < 26 ? c | 0x20 : c }
+
     public var description: String {
         switch storage {
-        case .client(let b, let m): "client \(m) \(b)"
-        case .server(let b, let s, let m): "server \(m) \(b) \(s)"
+        case .client(let b, let m): "client \(m) \(Self.branch(fromKey: b))"
+        case .server(let b, let s, let m): "server \(m) \(Self.branch(fromKey: b)) \(s)"
         case .legacyServer(let id): "server(2543) \(id.method) \(id.callID) \(id.sequence)"
         }
     }
@@ -109,14 +142,14 @@ public struct TransactionKey: Sendable, Hashable, CustomStringConvertible {
     public static func client(sending request: SIPMessage) -> TransactionKey? {
         guard let method = request.method, method != .ack,
               let via = try? request.topVia(), let branch = via.branch, !branch.isEmpty else { return nil }
-        return TransactionKey(storage: .client(branch: branch.lowercased(), method: method))
+        return TransactionKey(storage: .client(branch: branchKey(branch), method: method))
     }
 
     /// The same for a request whose top Via the caller has just written with `branch`: the
     /// Via is not parsed back.
     public static func client(sending request: SIPMessage, branch: String) -> TransactionKey? {
         guard let method = request.method, method != .ack, !branch.isEmpty else { return nil }
-        return TransactionKey(storage: .client(branch: branch.lowercased(), method: method))
+        return TransactionKey(storage: .client(branch: branchKey(branch), method: method))
     }
 
     /// The key of the client transaction a received `response` belongs to (17.1.3): the branch
@@ -125,7 +158,7 @@ public struct TransactionKey: Sendable, Hashable, CustomStringConvertible {
         guard response.statusCode != nil,
               let via = try? response.topVia(), let branch = via.branch, !branch.isEmpty,
               let cseq = try? response.cseq() else { return nil }
-        return TransactionKey(storage: .client(branch: branch.lowercased(), method: cseq.method))
+        return TransactionKey(storage: .client(branch: branchKey(branch), method: cseq.method))
     }
 
     /// The key of the server transaction a received `request` belongs to or creates (17.2.3).
@@ -136,8 +169,11 @@ public struct TransactionKey: Sendable, Hashable, CustomStringConvertible {
         let method: SIPMethod = requestMethod == .ack ? .invite : requestMethod
         if let branch = via.branch, isRFC3261Branch(branch) {
             var sentBy = via.host.address.lowercased()
-            if let port = via.port { sentBy += ":\(port)" }
-            return TransactionKey(storage: .server(branch: branch.lowercased(), sentBy: sentBy, method: method))
+            if let port = via.port {
+                sentBy.append(":")
+                sentBy.append(String(port))
+            }
+            return TransactionKey(storage: .server(branch: branchKey(branch), sentBy: sentBy, method: method))
         }
         guard let uri = request.requestURI, let callID = request.callID,
               let cseq = try? request.cseq(), let from = try? request.from() else { return nil }

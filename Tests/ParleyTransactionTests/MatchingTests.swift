@@ -38,6 +38,30 @@ struct MatchingTests {
         #expect(TransactionKey.client(sending: invite.makeACK(for: Msg.response(486, to: invite))) == nil)
     }
 
+    @Test("A key keeps a branch without its cookie: case folded, a cookie-less branch never equals a cookie branch's rest")
+    func branchKeys() throws {
+        let invite = Msg.invite(branch: "z9hG4bK74bf9")
+        let key = try #require(TransactionKey.client(sending: invite))
+        #expect(key.branch == "z9hg4bk74bf9")
+        // The cookie and the rest compare case-insensitively (7.3.1).
+        for b in ["Z9HG4BK74BF9", "z9hg4bk74bf9", "z9hG4bK74Bf9"] {
+            #expect(TransactionKey.client(matching: Msg.response(180, to: Msg.invite(branch: b))) == key, "\(b)")
+        }
+        // A branch that lacks the cookie is another transaction, even when it is the rest.
+        let bare = try #require(TransactionKey.client(sending: Msg.invite(branch: "74bf9")))
+        #expect(bare != key)
+        #expect(bare.branch == "74bf9")
+        #expect(TransactionKey.client(matching: Msg.response(180, to: Msg.invite(branch: "74BF9"))) == bare)
+        // Long branches (past what a String keeps inline) and the description keep the whole branch.
+        let long = "z9hG4bK" + String(repeating: "Ab", count: 40)
+        let longKey = try #require(TransactionKey.client(sending: Msg.invite(branch: long)))
+        #expect(longKey.branch == long.lowercased())
+        #expect(longKey.description == "client INVITE " + long.lowercased())
+        // A server key's sent-by keeps its port.
+        let server = try #require(TransactionKey.server(matching: Msg.invite(sentBy: "PC33.atlanta.example.com:5062")))
+        #expect(server.description == "server INVITE z9hg4bk74bf9 pc33.atlanta.example.com:5062")
+    }
+
     @Test("RFC 3261 17.2.3: a request matches by branch, sent-by and method; the ACK matches its INVITE")
     func serverKey() throws {
         let invite = Msg.invite()
