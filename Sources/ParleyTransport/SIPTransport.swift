@@ -243,7 +243,9 @@ public final class SIPTransport: @unchecked Sendable {
             }
         case .tcp, .tls:
             if let c = destination.connection, c.isActive {
-                result = c.writeAndFlush(payload.buffer(c.allocator))
+                // The connection may live on another loop (a shard answering a request another
+                // shard read): its write completes there, and what waits on it runs here.
+                result = c.writeAndFlush(payload.buffer(c.allocator)).hop(to: loop)
             } else {
                 result = connection(to: destination.address, kind: destination.transport).flatMap { c in
                     c.writeAndFlush(payload.buffer(c.allocator))

@@ -139,6 +139,47 @@ import Testing
         try await group.shutdownGracefully()
     }
 
+    @Test func overTCPAnswersGoBackOnTheConnectionAndWhatWaitsOnThemRunsOnTheAnsweringLoop() async throws {
+        // One connection, accepted by one loop; the calls the other loop owns are answered
+        // from there, on that connection, and the send's completion comes back to the answerer.
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+        let inbox = Inbox()
+        let transports = group.makeIterator().map { SIPTransport(loop: $0) }
+        let shards = SIPShards(transports)
+        let wrongLoop = Inbox()
+        for (i, t) in transports.enumerated() {
+            t.onMessage = { [unowned t] m, source in
+                inbox.add(m.callID ?? "?", i)
+                t.sendResponse(SIPTransport.makeResponse(to: m, code: 200), toRequestFrom: source).whenComplete { _ in
+                    if !t.loop.inEventLoop { wrongLoop.add(m.callID ?? "?", i) }
+                }
+            }
+        }
+        let server = try await shards.listen(.tcp, on: try SocketAddress(ipAddress: "127.0.0.1", port: 0)).get()[0].local
+        let clientLoop = MultiThreadedEventLoopGroup.singleton.next()
+        let client = SIPTransport(loop: clientLoop)
+        client.sourceGuard = nil
+        client.onMessage = { m, source in if !m.isRequest { inbox.response(from: source.remote) } }
+        let to = SIPDestination(transport: .tcp, address: server)
+        try await clientLoop.submit {
+            for n in 0..<20 {
+                let text = String(decoding: Self.options("tcp-\(n)", port: 5060), as: UTF8.self)
+                    .replacingOccurrences(of: "SIP/2.0/UDP", with: "SIP/2.0/TCP")
+                client.send(bytes: Array(text.utf8), to: to)
+            }
+        }.get()
+        for _ in 0..<250 where inbox.responseCount < 20 { try await Task.sleep(nanoseconds: 20_000_000) }
+        #expect(inbox.count == 20)
+        #expect(inbox.responseCount == 20)
+        let delivered = inbox.lock.withLock { inbox.delivered }
+        #expect(Set(delivered.map(\.shard)) == [0, 1])
+        for d in delivered { #expect(d.shard == CallAffinity.shard(ofCallID: d.callID, count: 2), "\(d)") }
+        #expect(wrongLoop.count == 0)
+        _ = try await clientLoop.flatSubmit { client.close() }.get()
+        _ = try await shards.close().get()
+        try await group.shutdownGracefully()
+    }
+
     @Test func theSharedPortIsRefusedWhenAnotherSocketHoldsIt() async throws {
         let loop = MultiThreadedEventLoopGroup.singleton.next()
         let other = SIPTransport(loop: loop)
