@@ -79,16 +79,10 @@ public struct TransactionKey: Sendable, Hashable, CustomStringConvertible {
             var start = 0
             if u.count >= cookie.count, (0..<cookie.count).allSatisfy({ lower(u[$0]) == cookie[$0] }) { start = cookie.count }
             let rest = UnsafeBufferPointer(rebasing: u[start...])
-            let folded = rest.contains(where: { $0 &- 0x41 < 26 })
-            var key = start == 0 ? "\u{0}" : ""
-            if folded {
-                key += String(decoding: rest.map(lower), as: UTF8.self)
-            } else if start == 0 {
-                key += String(decoding: rest, as: UTF8.self)
-            } else {
-                key = String(decoding: rest, as: UTF8.self)
-            }
-            return key
+            let body = rest.contains(where: { $0 &- 0x41 < 26 })
+                ? String(decoding: rest.map(lower), as: UTF8.self)
+                : String(decoding: rest, as: UTF8.self)
+            return start == 0 ? "\u{0}" + body : body
         }
     }
 

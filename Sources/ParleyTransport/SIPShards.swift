@@ -71,6 +71,7 @@ public final class SIPShards: @unchecked Sendable {
         for (i, t) in transports.enumerated() {
             t.shards = self
             t.shardIndex = i
+            t.shardCount = transports.count
             t.pendingHandoffs = Array(repeating: [], count: transports.count)
         }
     }
@@ -130,8 +131,8 @@ extension SIPTransport {
 
     /// Delivers here, or queues for the owning shard (sent at the end of the read).
     func route(_ message: SIPMessage, from source: SIPSource, bytes: Int) {
-        if let shards, shards.count > 1 {
-            let owner = CallAffinity.shard(of: message, count: shards.count)
+        if shardCount > 1 {
+            let owner = CallAffinity.shard(of: message, count: shardCount)
             if owner != shardIndex {
                 pendingHandoffs[owner].append(Handoff(message: message, source: source, bytes: bytes))
                 handoffsQueued += 1

@@ -57,6 +57,9 @@ public final class SIPTransport: @unchecked Sendable {
     /// read queued for each of the others.
     public internal(set) weak var shards: SIPShards?
     public internal(set) var shardIndex = 0
+    /// How many shards there are (1: alone): read per message, so an unsharded transport pays
+    /// no weak-reference load.
+    var shardCount = 1
     var pendingHandoffs: [[Handoff]] = []
     var handoffsQueued = 0
 
